@@ -1,0 +1,499 @@
+//! The command line: `run`, `rollback`, `status`, `validate`.
+//!
+//! A thin edge: it parses flags, loads the plan, wires the real adapters into
+//! the [`Engine`], and maps outcomes to the documented exit codes
+//! (0 promoted, 2 plan/usage, 3 rolled back, 4 rolled back by an operator,
+//! 5 not started, 6 unsafe, 1 anything else).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Color, Plan};
+use crate::engine::{self, Clock, Engine, summarize};
+use crate::hooks::Processes;
+use crate::journal::{self, StateDir};
+use crate::metrics::CloudWatch;
+use crate::saga::{Event, Outcome, Saga, Trigger};
+use crate::traffic::{self, Alb, Split, Traffic};
+
+/// Exit code: usage or plan error; nothing was changed.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: any other error.
+pub const EXIT_ERROR: i32 = 1;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cutover",
+    version,
+    about = "Blue/green cutovers of AWS ALB traffic, judged from CloudWatch"
+)]
+struct Cli {
+    /// Where the journal of every cutover lives [default: $XDG_STATE_HOME/cutover or ~/.local/state/cutover]
+    #[arg(long, global = true, env = "CUTOVER_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// The live log's format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CUTOVER_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs one cutover in the foreground. SIGINT or SIGTERM rolls it back (exit 4).
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// `json` prints the summary as one JSON object on stdout at the end.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Puts all traffic back on the colour that was live when the latest cutover started.
+    Rollback {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Why, for the journal and the log.
+        #[arg(long, default_value = "operator rollback")]
+        reason: String,
+        /// The colour to put traffic on, when this machine has no record of a cutover of the listener.
+        #[arg(long, value_name = "blue|green")]
+        to: Option<Color>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Current weights and the latest cutover's state.
+    Status {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Checks the plan without calling AWS.
+    Validate {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum Output {
+    Text,
+    Json,
+}
+
+/// Parses the arguments, runs the command and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cutover: cannot start the async runtime: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            error!("{e:#}");
+            EXIT_ERROR
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    // The SDK's own logs are noise in a live log unless asked for with CUTOVER_LOG.
+    let filter = EnvFilter::try_from_env("CUTOVER_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_elasticloadbalancingv2=warn,aws_sdk_cloudwatch=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.compact().init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let state_dir = cli.state_dir.clone();
+    match cli.command {
+        Command::Validate { config } => Ok(match load_plan(&config) {
+            Ok(plan) => {
+                println!(
+                    "{}: ok: {} steps: {}",
+                    config.display(),
+                    plan.steps.len(),
+                    engine::describe_steps(&plan)
+                );
+                0
+            }
+            Err(code) => code,
+        }),
+        Command::Run { config, output } => {
+            let Ok(plan) = load_plan(&config) else {
+                return Ok(EXIT_USAGE);
+            };
+            let state = open_state(state_dir)?;
+            run(plan, state, output).await
+        }
+        Command::Rollback {
+            config,
+            reason,
+            to,
+            output,
+        } => {
+            let Ok(plan) = load_plan(&config) else {
+                return Ok(EXIT_USAGE);
+            };
+            let state = open_state(state_dir)?;
+            rollback(plan, state, reason, to, output).await
+        }
+        Command::Status { config, output } => {
+            let Ok(plan) = load_plan(&config) else {
+                return Ok(EXIT_USAGE);
+            };
+            let state = open_state(state_dir)?;
+            status(plan, state, output).await
+        }
+    }
+}
+
+/// Loads a plan; on error prints it (file, key, reason) and gives the exit code.
+fn load_plan(path: &Path) -> Result<Plan, i32> {
+    config::load(path).map_err(|e| {
+        error!("invalid plan: {e}");
+        eprintln!("cutover: invalid plan: {e}");
+        EXIT_USAGE
+    })
+}
+
+fn default_state_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("cutover");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/state/cutover")
+}
+
+fn open_state(flag: Option<PathBuf>) -> anyhow::Result<StateDir> {
+    let dir = flag.unwrap_or_else(default_state_dir);
+    StateDir::open(&dir).with_context(|| format!("opening the state directory {}", dir.display()))
+}
+
+struct Aws {
+    elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+async fn aws() -> Aws {
+    let conf = crate::aws::load().await;
+    Aws {
+        elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&conf),
+        cloudwatch: aws_sdk_cloudwatch::Client::new(&conf),
+    }
+}
+
+/// SIGINT and SIGTERM, as a watch channel the engine can poll at any step.
+fn signals() -> watch::Receiver<Option<String>> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            warn!("cannot install signal handlers: SIGINT/SIGTERM will not roll back");
+            return;
+        };
+        loop {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            if tx.borrow().is_some() {
+                warn!(
+                    "{name} again: already rolling back; traffic is restored first, then the undo chain runs to the end"
+                );
+            } else {
+                warn!("{name}: rolling back");
+                let _ = tx.send(Some(format!("interrupted by {name}")));
+            }
+        }
+    });
+    rx
+}
+
+async fn run(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i32> {
+    let target = plan.alb.target_arn().to_string();
+    // Held for the whole run: one process drives a listener (or rule) at a time, and
+    // `cutover rollback` knows from it whether this run is still alive.
+    let Some(_lock) = state.try_lock_target(&target)? else {
+        error!(
+            "not started: another cutover process holds {target} (lock in {})",
+            state.root().display()
+        );
+        return Ok(Outcome::NotStarted.exit_code());
+    };
+    if let Some(prev) = state.latest(&target)? {
+        let records = journal::read_all(&journal_path(&state, &prev))?;
+        let saga = Saga::replay(records.iter().map(|r| &r.event))
+            .map_err(|e| anyhow!("journal of {prev}: {e}"))?;
+        if saga.outcome().is_none() {
+            error!(
+                "not started: cutover {prev} of this listener did not finish (its process died); traffic may be split. \
+                 Run `cutover rollback --config {}` to put traffic back and finish it",
+                plan.path.display()
+            );
+            return Ok(Outcome::NotStarted.exit_code());
+        }
+    }
+
+    let aws = aws().await;
+    let alb = Alb::new(aws.elbv2, &plan.alb);
+    let split = match alb.read().await {
+        Ok(s) => s,
+        Err(e) => {
+            error!("not started: reading the weights of {target}: {e}");
+            return Ok(Outcome::NotStarted.exit_code());
+        }
+    };
+    let Some(live) = split.holder() else {
+        error!(
+            "not started: no colour holds all traffic, so there is no clean start: {split}. Use `cutover rollback --to blue|green` to choose one"
+        );
+        return Ok(Outcome::NotStarted.exit_code());
+    };
+    let new = live.other();
+    let id = journal::new_id();
+    info!(
+        id = %id, service = %plan.service,
+        "cutover {id} of {}: {live} is live ({split}), {new} is new; steps: {}",
+        plan.service, engine::describe_steps(&plan)
+    );
+    let journal = state.create(&id)?;
+    journal.append(&engine::started_event(&id, &plan, live, split))?;
+    state.set_latest(&target, &id)?;
+
+    let metrics = CloudWatch::new(
+        aws.cloudwatch,
+        &plan.metrics,
+        &plan.alb,
+        new,
+        &plan.rollback.alarms,
+    );
+    let hooks = Processes::new(plan_dir(&plan));
+    let interrupt = signals();
+    let mut engine = Engine::open(plan, alb, metrics, hooks, journal, Clock::start())?;
+    let outcome = engine.drive(interrupt).await?;
+    let records = journal::read_all(&journal_path(&state, &id))?;
+    print_summary(&summarize(&records), output);
+    Ok(outcome.exit_code())
+}
+
+async fn rollback(
+    plan: Plan,
+    state: StateDir,
+    reason: String,
+    to: Option<Color>,
+    output: Output,
+) -> anyhow::Result<i32> {
+    let target = plan.alb.target_arn().to_string();
+    let latest = state.latest(&target)?;
+    let saga = match &latest {
+        Some(id) => {
+            let records = journal::read_all(&journal_path(&state, id))?;
+            Some(
+                Saga::replay(records.iter().map(|r| &r.event))
+                    .map_err(|e| anyhow!("journal of {id}: {e}"))?,
+            )
+        }
+        None => None,
+    };
+    let live = match (saga.as_ref().and_then(|s| s.live_color), to) {
+        (Some(live), Some(to)) if live != to => {
+            error!(
+                "refusing: the latest cutover ({}) started with {live} live, and --to says {to}; drop --to to restore {live}",
+                latest.unwrap_or_default()
+            );
+            return Ok(EXIT_USAGE);
+        }
+        (Some(live), _) => live,
+        (None, Some(to)) => to,
+        (None, None) => {
+            error!(
+                "no cutover of {target} is recorded in {}: pass --to blue|green",
+                state.root().display()
+            );
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let journal = match &latest {
+        Some(id) => {
+            let j = state.open_journal(id)?;
+            // Intent first: a run still alive sees this within one poll and unwinds.
+            j.append(&Event::RollbackRequested {
+                trigger: Trigger::Operator,
+                reason: reason.clone(),
+                by: engine::whoami(),
+            })?;
+            Some(j)
+        }
+        None => None,
+    };
+    let aws = aws().await;
+    let alb = Alb::new(aws.elbv2, &plan.alb);
+    let started = std::time::Instant::now();
+    let split =
+        match traffic::set_and_verify(&alb, Split::all_on(live), plan.alb.verify_timeout).await {
+            Ok(s) => s,
+            Err(e) => {
+                error!("UNSAFE: could not confirm traffic back on {live}: {e}");
+                return Ok(Outcome::Unsafe.exit_code());
+            }
+        };
+    info!(
+        "traffic restored to {live} in {}ms: {split}",
+        started.elapsed().as_millis()
+    );
+    let (Some(journal), Some(id)) = (journal, latest) else {
+        return Ok(Outcome::RolledBackByOperator.exit_code());
+    };
+    journal.append(&Event::TrafficRestored { split })?;
+
+    // If the run that owns the cutover is alive it holds the lock and runs the undo chain itself;
+    // otherwise this process finishes the cutover from its journal.
+    match state.try_lock_target(&target)? {
+        None => {
+            info!("the run driving cutover {id} is alive; it runs the undo chain and exits 4");
+            Ok(Outcome::RolledBackByOperator.exit_code())
+        }
+        Some(_lock) => {
+            let new = live.other();
+            let metrics = CloudWatch::new(
+                aws.cloudwatch,
+                &plan.metrics,
+                &plan.alb,
+                new,
+                &plan.rollback.alarms,
+            );
+            let hooks = Processes::new(plan_dir(&plan));
+            let mut engine = Engine::open(plan, alb, metrics, hooks, journal, Clock::start())?;
+            let (_tx, rx) = watch::channel(None);
+            let outcome = engine.drive(rx).await?;
+            let records = journal::read_all(&journal_path(&state, &id))?;
+            print_summary(&summarize(&records), output);
+            Ok(match outcome {
+                Outcome::Unsafe => outcome.exit_code(),
+                _ => Outcome::RolledBackByOperator.exit_code(),
+            })
+        }
+    }
+}
+
+async fn status(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i32> {
+    let target = plan.alb.target_arn().to_string();
+    let aws = aws().await;
+    let alb = Alb::new(aws.elbv2, &plan.alb);
+    let split = alb
+        .read()
+        .await
+        .with_context(|| format!("reading the weights of {target}"))?;
+    let summary = match state.latest(&target)? {
+        Some(id) => Some(summarize(&journal::read_all(&journal_path(&state, &id))?)),
+        None => None,
+    };
+    let running = state.try_lock_target(&target)?.is_none();
+    match output {
+        Output::Json => {
+            let v = serde_json::json!({
+                "target_arn": target,
+                "weights": split.percents(),
+                "raw_weights": split,
+                "running": running,
+                "latest": summary,
+            });
+            println!("{v}");
+        }
+        Output::Text => {
+            println!("{target}");
+            println!("weights: {split}");
+            match summary {
+                Some(s) => {
+                    let state = s.outcome.unwrap_or(if running {
+                        "running"
+                    } else {
+                        "unfinished (process gone)"
+                    });
+                    println!(
+                        "latest cutover: {} ({} → {}) {state}",
+                        s.id,
+                        color_str(s.live_color),
+                        color_str(s.new_color)
+                    );
+                    if let Some(r) = &s.reason {
+                        println!("reason: {r}");
+                    }
+                    for st in &s.steps {
+                        println!("  {:<12} {:?}", st.label, st.status);
+                    }
+                }
+                None => println!("latest cutover: none recorded in this state directory"),
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn color_str(c: Option<Color>) -> &'static str {
+    c.map(Color::as_str).unwrap_or("?")
+}
+
+fn journal_path(state: &StateDir, id: &str) -> PathBuf {
+    state.root().join("cutovers").join(id).join("journal.jsonl")
+}
+
+fn plan_dir(plan: &Plan) -> PathBuf {
+    plan.path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn print_summary(summary: &engine::Summary, output: Output) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string(summary).expect("summary serializes")
+        ),
+        Output::Text => println!(
+            "{} {}: {} — {} (final weights {})",
+            summary.id,
+            summary.outcome.unwrap_or("unfinished"),
+            summary.service,
+            summary.reason.as_deref().unwrap_or(""),
+            summary
+                .final_weights
+                .as_ref()
+                .map(|w| w.to_string())
+                .unwrap_or_default()
+        ),
+    }
+}

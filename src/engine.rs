@@ -1,0 +1,780 @@
+//! The engine: drives one cutover's saga through the adapters.
+//!
+//! The loop is always the same: read the journal (which may hold an operator's
+//! rollback written by another process), ask the saga what is next, journal the
+//! intent, act through [`Traffic`], [`Metrics`] and [`Hooks`], journal the
+//! result. Because the state lives in the journal, the same loop finishes a
+//! cutover that another process started (`cutover rollback` on a dead run).
+//!
+//! **Architecture Invariants:**
+//! * every state change is journaled before it is acted on;
+//! * a bake clock starts only after the weights read back as written, and
+//!   counts only closed, settled CloudWatch periods that began after that;
+//! * a rollback restores traffic to the live colour before any undo runs;
+//! * once rolling back, nothing interrupts it: signals are logged and ignored.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::{Check, Color, Plan, Step, fmt_permille};
+use crate::hooks::{HookError, HookOk, Hooks};
+use crate::journal::{Journal, JournalError, Reader, Record};
+use crate::judge::{Judge, Outcome as Verdict, Sample};
+use crate::metrics::{self, Metrics};
+use crate::saga::{Event, Next, Outcome, Saga, StepInfo, Trigger};
+use crate::traffic::{self, Split, Traffic};
+
+/// How often, at most, the journal is checked for an operator's rollback while a step runs.
+const JOURNAL_POLL: Duration = Duration::from_secs(1);
+/// How often target health is polled while waiting for a deploy's targets.
+const HEALTH_POLL: Duration = Duration::from_secs(2);
+/// How many times restoring traffic is attempted (each bounded by `alb.verify_timeout`) before giving up as unsafe.
+const RESTORE_ATTEMPTS: u32 = 3;
+
+/// Wall-clock time driven by tokio's clock, so that tests with a paused clock
+/// move CloudWatch windows forward too.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall: SystemTime,
+    mono: tokio::time::Instant,
+}
+
+impl Clock {
+    pub fn start() -> Clock {
+        Clock {
+            wall: SystemTime::now(),
+            mono: tokio::time::Instant::now(),
+        }
+    }
+    /// Starts at a given wall time (tests).
+    pub fn at(wall: SystemTime) -> Clock {
+        Clock {
+            wall,
+            mono: tokio::time::Instant::now(),
+        }
+    }
+    pub fn now(&self) -> SystemTime {
+        self.wall + self.mono.elapsed()
+    }
+}
+
+/// Why a step did not complete.
+#[derive(Debug, Clone)]
+struct Failure {
+    trigger: Trigger,
+    reason: String,
+}
+
+impl Failure {
+    fn step(reason: impl Into<String>) -> Failure {
+        Failure {
+            trigger: Trigger::Step,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// An engine that cannot go on: the journal failed or disagrees with itself.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("journal {path}: {source}")]
+    Saga {
+        path: String,
+        source: crate::saga::IllegalTransition,
+    },
+}
+
+/// Drives one cutover.
+pub struct Engine<T, M, H> {
+    pub plan: Plan,
+    pub traffic: T,
+    pub metrics: M,
+    pub hooks: H,
+    journal: Journal,
+    reader: Reader,
+    saga: Saga,
+    live: Color,
+    new: Color,
+    clock: Clock,
+    /// Who is driving, for operator events: `user@host pid N`.
+    who: String,
+}
+
+/// The `Started` event of a new cutover.
+pub fn started_event(id: &str, plan: &Plan, live: Color, initial: Split) -> Event {
+    Event::Started {
+        id: id.to_string(),
+        service: plan.service.clone(),
+        plan: plan.path.display().to_string(),
+        target_arn: plan.alb.target_arn().to_string(),
+        live_color: live,
+        new_color: live.other(),
+        initial,
+        steps: plan
+            .steps
+            .iter()
+            .map(|s| StepInfo {
+                label: s.label(),
+                has_effects: s.has_effects(),
+                has_undo: s.undo().is_some(),
+            })
+            .collect(),
+        pid: std::process::id(),
+    }
+}
+
+/// `user@host pid N`: who an operator event came from.
+pub fn whoami() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!("{user}@{host} pid {}", std::process::id())
+}
+
+impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
+    /// An engine over an existing journal (new, or left by another process); replays it.
+    pub fn open(
+        plan: Plan,
+        traffic: T,
+        metrics: M,
+        hooks: H,
+        journal: Journal,
+        clock: Clock,
+    ) -> Result<Self, EngineError> {
+        let reader = Reader::new(journal.path());
+        let mut engine = Engine {
+            plan,
+            traffic,
+            metrics,
+            hooks,
+            journal,
+            reader,
+            saga: Saga::default(),
+            live: Color::Blue,
+            new: Color::Green,
+            clock,
+            who: whoami(),
+        };
+        engine.sync()?;
+        if let Some(live) = engine.saga.live_color {
+            engine.live = live;
+            engine.new = live.other();
+        }
+        Ok(engine)
+    }
+
+    pub fn saga(&self) -> &Saga {
+        &self.saga
+    }
+
+    /// Reads what was appended to the journal (by anyone) and folds it into the saga.
+    fn sync(&mut self) -> Result<Vec<Record>, EngineError> {
+        let records = self.reader.read_new()?;
+        for r in &records {
+            self.saga
+                .apply(&r.event)
+                .map_err(|source| EngineError::Saga {
+                    path: self.journal.path().display().to_string(),
+                    source,
+                })?;
+        }
+        Ok(records)
+    }
+
+    fn append(&self, event: Event) -> Result<(), JournalError> {
+        self.journal.append(&event).map(|_| ())
+    }
+
+    fn env(&self, step: &str, phase: &str) -> Vec<(String, String)> {
+        [
+            ("CUTOVER_ID", self.saga.id.clone()),
+            ("CUTOVER_SERVICE", self.plan.service.clone()),
+            ("CUTOVER_STEP", step.to_string()),
+            ("CUTOVER_PHASE", phase.to_string()),
+            ("CUTOVER_LIVE_COLOR", self.live.to_string()),
+            ("CUTOVER_NEW_COLOR", self.new.to_string()),
+            (
+                "CUTOVER_NEW_TARGET_GROUP_ARN",
+                self.plan.alb.target_group(self.new).to_string(),
+            ),
+            (
+                "CUTOVER_LIVE_TARGET_GROUP_ARN",
+                self.plan.alb.target_group(self.live).to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Drives the saga to its end. `interrupt` turns `Some(reason)` on SIGINT/SIGTERM:
+    /// the cutover then rolls back (and cannot be interrupted any more).
+    pub async fn drive(
+        &mut self,
+        mut interrupt: watch::Receiver<Option<String>>,
+    ) -> Result<Outcome, EngineError> {
+        loop {
+            self.sync()?;
+            match self.saga.next() {
+                Next::Run(i) => {
+                    let step = self.plan.steps[i].clone();
+                    let label = step.label();
+                    info!(step = %label, "step {}/{} {label}: started", i + 1, self.plan.steps.len());
+                    self.append(Event::StepStarted { step: i })?;
+                    let started = tokio::time::Instant::now();
+                    let result = tokio::select! {
+                        r = self.do_step(i, &step) => r,
+                        reason = wait_interrupt(&mut interrupt) => {
+                            self.append(Event::RollbackRequested { trigger: Trigger::Interrupt, reason: reason.clone(), by: self.who.clone() })?;
+                            Err(Failure { trigger: Trigger::Interrupt, reason })
+                        }
+                        reason = wait_operator(self.reader.clone()) => Err(Failure { trigger: Trigger::Operator, reason }),
+                    };
+                    let took = humantime::format_duration(Duration::from_millis(
+                        started.elapsed().as_millis() as u64,
+                    ));
+                    match result {
+                        Ok(()) => {
+                            info!(step = %label, "step {label}: done in {took}");
+                            self.append(Event::StepDone { step: i })?;
+                        }
+                        Err(f) => {
+                            warn!(step = %label, trigger = ?f.trigger, "step {label}: failed after {took}: {}", f.reason);
+                            self.append(Event::StepFailed {
+                                step: i,
+                                trigger: f.trigger,
+                                reason: f.reason,
+                            })?;
+                        }
+                    }
+                }
+                Next::RestoreTraffic => {
+                    if let crate::saga::Phase::RollingBack {
+                        trigger, reason, ..
+                    } = &self.saga.phase
+                    {
+                        warn!(trigger = ?trigger, "rolling back: {reason}");
+                    }
+                    match self.restore().await {
+                        Ok(split) => {
+                            info!("traffic restored to {}: {split}", self.live);
+                            self.append(Event::TrafficRestored { split })?;
+                        }
+                        Err(e) => {
+                            error!(
+                                "UNSAFE: could not confirm traffic back on {}: {e}",
+                                self.live
+                            );
+                            let reason =
+                                format!("could not confirm traffic back on {}: {e}", self.live);
+                            self.append(Event::Finished {
+                                outcome: Outcome::Unsafe,
+                                reason,
+                                final_split: None,
+                            })?;
+                        }
+                    }
+                }
+                Next::Undo(i) => {
+                    let label = self.plan.steps[i].label();
+                    let command = self.plan.steps[i]
+                        .undo()
+                        .cloned()
+                        .expect("saga undoes only steps with an undo");
+                    let undo = command.undo.expect("undo present");
+                    info!(step = %label, "undo {label}: {}", undo.join(" "));
+                    self.append(Event::UndoStarted { step: i })?;
+                    // Undos are not interruptible: a signal now would strand a half-undone step.
+                    match self
+                        .hooks
+                        .command(
+                            &undo,
+                            &self.env(self.plan.steps[i].action(), "undo"),
+                            command.timeout,
+                        )
+                        .await
+                    {
+                        Ok(ok) => {
+                            info!(step = %label, "undo {label}: {} in {}", ok.detail, fmt_elapsed(ok.elapsed));
+                            self.append(Event::UndoDone { step: i })?;
+                        }
+                        Err(e) => {
+                            error!(step = %label, "undo {label} failed: {e}");
+                            self.append(Event::UndoFailed {
+                                step: i,
+                                reason: e.to_string(),
+                            })?;
+                        }
+                    }
+                }
+                Next::Finish { outcome, reason } => {
+                    let final_split = self.traffic.read().await.ok().or(self.saga.verified);
+                    self.append(Event::Finished {
+                        outcome,
+                        reason,
+                        final_split,
+                    })?;
+                }
+                Next::Done => {
+                    let (outcome, reason) = self.saga.outcome().expect("done means finished");
+                    let weights = self
+                        .saga
+                        .verified
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "unknown".into());
+                    if outcome == Outcome::Promoted {
+                        info!(
+                            outcome = outcome.as_str(),
+                            "cutover {}: {} ({weights})",
+                            outcome.as_str(),
+                            reason
+                        );
+                    } else {
+                        warn!(
+                            outcome = outcome.as_str(),
+                            "cutover {}: {} ({weights})",
+                            outcome.as_str(),
+                            reason
+                        );
+                    }
+                    return Ok(outcome);
+                }
+            }
+        }
+    }
+
+    /// Puts all traffic back on the live colour: one write, then read-back.
+    async fn restore(&self) -> Result<Split, traffic::TrafficError> {
+        let target = Split::all_on(self.live);
+        let mut last = None;
+        for attempt in 1..=RESTORE_ATTEMPTS {
+            match traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout).await
+            {
+                Ok(split) => return Ok(split),
+                Err(e) => {
+                    error!("restoring traffic, attempt {attempt}/{RESTORE_ATTEMPTS}: {e}");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    async fn do_step(&self, i: usize, step: &Step) -> Result<(), Failure> {
+        let label = step.label();
+        match step {
+            Step::Verify { checks } => self.verify(&label, checks).await,
+            Step::Deploy {
+                command,
+                healthy_timeout,
+            } => {
+                self.hook_command(&label, "deploy", &command.run, command.timeout)
+                    .await?;
+                self.wait_healthy(&label, *healthy_timeout).await
+            }
+            Step::Migrate { command } => self
+                .hook_command(&label, "migrate", &command.run, command.timeout)
+                .await
+                .map(|_| ()),
+            Step::Shift { permille, bake } => {
+                let target = Split::with_new(self.new, *permille);
+                let current = self.saga.verified.unwrap_or(Split::all_on(self.live));
+                if target.weight(self.new) > current.weight(self.new) {
+                    self.require_healthy(&label).await?;
+                }
+                info!(step = %label, "weights → {target}");
+                self.append(Event::WeightIntent {
+                    step: i,
+                    split: target,
+                })
+                .map_err(|e| Failure::step(e.to_string()))?;
+                let started = tokio::time::Instant::now();
+                let split =
+                    traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout)
+                        .await
+                        .map_err(|e| Failure::step(format!("setting weights: {e}")))?;
+                info!(step = %label, "weights verified by read-back in {}: {split}", fmt_elapsed(started.elapsed()));
+                self.append(Event::WeightVerified { step: i, split })
+                    .map_err(|e| Failure::step(e.to_string()))?;
+                self.bake(i, &label, *bake).await
+            }
+            Step::Observe { duration } => self.bake(i, &label, *duration).await,
+        }
+    }
+
+    async fn hook_command(
+        &self,
+        label: &str,
+        action: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<HookOk, Failure> {
+        info!(step = %label, "running {}", argv.join(" "));
+        match self
+            .hooks
+            .command(argv, &self.env(action, "run"), timeout)
+            .await
+        {
+            Ok(ok) => {
+                info!(step = %label, "{}: {} in {}", argv[0], ok.detail, fmt_elapsed(ok.elapsed));
+                Ok(ok)
+            }
+            Err(e) => Err(Failure::step(e.to_string())),
+        }
+    }
+
+    async fn verify(&self, label: &str, checks: &[Check]) -> Result<(), Failure> {
+        // Built in: the weights are what was last verified (nobody moved them under us) …
+        let split = self
+            .traffic
+            .read()
+            .await
+            .map_err(|e| Failure::step(format!("reading weights: {e}")))?;
+        let expected = self.saga.verified.unwrap_or(Split::all_on(self.live));
+        if (split.blue, split.green, split.others)
+            != (expected.blue, expected.green, expected.others)
+        {
+            return Err(Failure::step(format!(
+                "weights changed outside cutover: expected {expected}, found {split}"
+            )));
+        }
+        info!(step = %label, "weights as expected: {split}");
+        // … the new colour can take traffic …
+        self.require_healthy(label).await?;
+        // … and no alarm is firing (or misspelt: a missing alarm never fires).
+        let alarms = self
+            .metrics
+            .alarms()
+            .await
+            .map_err(|e| Failure::step(format!("reading alarms: {e}")))?;
+        if !alarms.missing.is_empty() {
+            return Err(Failure::step(format!(
+                "alarms not found in CloudWatch: {}",
+                alarms.missing.join(", ")
+            )));
+        }
+        if !alarms.in_alarm.is_empty() {
+            return Err(Failure::step(format!(
+                "alarms in ALARM: {}",
+                alarms.in_alarm.join(", ")
+            )));
+        }
+        if !self.plan.rollback.alarms.is_empty() {
+            info!(step = %label, "alarms OK: {}", self.plan.rollback.alarms.join(", "));
+        }
+        for check in checks {
+            let result: Result<HookOk, HookError> = match check {
+                Check::Http {
+                    url,
+                    expect_status,
+                    timeout,
+                } => self.hooks.http(url, *expect_status, *timeout).await,
+                Check::Command { argv, timeout } => {
+                    self.hooks
+                        .command(argv, &self.env("verify", "run"), *timeout)
+                        .await
+                }
+            };
+            let what = match check {
+                Check::Http { url, .. } => format!("GET {url}"),
+                Check::Command { argv, .. } => argv.join(" "),
+            };
+            match result {
+                Ok(ok) => {
+                    info!(step = %label, "check {what}: {} in {}", ok.detail, fmt_elapsed(ok.elapsed))
+                }
+                Err(e) => return Err(Failure::step(format!("check {what}: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
+    async fn require_healthy(&self, label: &str) -> Result<(), Failure> {
+        let min = self.plan.alb.min_healthy_targets;
+        let healthy = self
+            .traffic
+            .healthy_targets(self.new)
+            .await
+            .map_err(|e| Failure::step(format!("reading target health: {e}")))?;
+        if healthy < min {
+            return Err(Failure::step(format!(
+                "{} has {healthy} healthy targets, needs {min}",
+                self.new
+            )));
+        }
+        info!(step = %label, "{} has {healthy} healthy targets (min {min})", self.new);
+        Ok(())
+    }
+
+    async fn wait_healthy(&self, label: &str, timeout: Duration) -> Result<(), Failure> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.require_healthy(label).await {
+                Ok(()) => return Ok(()),
+                Err(f) if tokio::time::Instant::now() + HEALTH_POLL > deadline => {
+                    return Err(Failure::step(format!(
+                        "{} after waiting {}",
+                        f.reason,
+                        humantime::format_duration(timeout)
+                    )));
+                }
+                Err(f) => info!(step = %label, "waiting for healthy targets: {}", f.reason),
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+    }
+
+    /// Judges every settled period from the first one wholly after now until `duration` of
+    /// judged time has passed. Periods without data hold the clock (unless `on_no_data` says otherwise).
+    async fn bake(&self, i: usize, label: &str, duration: Duration) -> Result<(), Failure> {
+        let m = &self.plan.metrics;
+        let period = m.period.as_secs().max(1);
+        let mut from = metrics::next_boundary(self.clock.now(), m.period);
+        let mut baked = 0u64;
+        let mut judge = Judge::new(self.plan.rollback.criteria.clone());
+        info!(step = %label, "baking {} of judged traffic", humantime::format_duration(duration));
+        loop {
+            match self.metrics.alarms().await {
+                Ok(a) if !a.in_alarm.is_empty() => {
+                    return Err(Failure {
+                        trigger: Trigger::Judge,
+                        reason: judge.alarms(&a.in_alarm).unwrap_or_default(),
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => warn!(step = %label, "reading alarms failed, will retry next poll: {e}"),
+            }
+            let end = metrics::settled_end(self.clock.now(), m.settle, m.period);
+            if end > from {
+                match self.metrics.windows(from, end).await {
+                    Ok(windows) => {
+                        for w in windows {
+                            let v = judge.judge(&w);
+                            if v.counts_toward_bake {
+                                baked += period;
+                            }
+                            let line = format!(
+                                "{} {}: {} | live {} {} | bake {}/{}",
+                                self.new,
+                                v.outcome.as_str(),
+                                v.reason,
+                                self.live,
+                                brief(&w.live),
+                                humantime::format_duration(Duration::from_secs(
+                                    baked.min(duration.as_secs().max(1))
+                                )),
+                                humantime::format_duration(duration),
+                            );
+                            match v.outcome {
+                                Verdict::Fail => {
+                                    warn!(step = %label, verdict = v.outcome.as_str(), requests = w.new.requests, errors = w.new.errors, "{line}")
+                                }
+                                _ => {
+                                    info!(step = %label, verdict = v.outcome.as_str(), requests = w.new.requests, errors = w.new.errors, "{line}")
+                                }
+                            }
+                            let rollback = v.rollback;
+                            let reason = v.reason.clone();
+                            self.append(Event::Verdict {
+                                step: i,
+                                verdict: v,
+                            })
+                            .map_err(|e| Failure::step(e.to_string()))?;
+                            if rollback {
+                                return Err(Failure {
+                                    trigger: Trigger::Judge,
+                                    reason: format!("{} {reason}", self.new),
+                                });
+                            }
+                        }
+                        from = end;
+                    }
+                    Err(e) => {
+                        warn!(step = %label, "reading metrics failed, holding the bake clock: {e}")
+                    }
+                }
+            }
+            if Duration::from_secs(baked) >= duration {
+                return Ok(());
+            }
+            tokio::time::sleep(m.poll_interval).await;
+        }
+    }
+}
+
+/// `0.00% (0/100) 50ms`
+fn brief(s: &Sample) -> String {
+    let mut out = match s.error_rate() {
+        Some(r) => format!("{:.2}% ({}/{})", r * 100.0, s.errors, s.requests),
+        None => "no requests".to_string(),
+    };
+    if let Some(l) = s.latency {
+        out.push_str(&format!(" {:.0}ms", l * 1000.0));
+    }
+    out
+}
+
+fn fmt_elapsed(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+async fn wait_interrupt(rx: &mut watch::Receiver<Option<String>>) -> String {
+    match rx.wait_for(|v| v.is_some()).await {
+        Ok(v) => v.clone().unwrap_or_default(),
+        // The sender is gone: nobody can interrupt any more.
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Resolves when another process journals a rollback of this cutover.
+async fn wait_operator(mut reader: Reader) -> String {
+    loop {
+        tokio::time::sleep(JOURNAL_POLL).await;
+        match reader.read_new() {
+            Ok(records) => {
+                for r in records {
+                    if let Event::RollbackRequested {
+                        reason,
+                        by,
+                        trigger: Trigger::Operator,
+                    } = r.event
+                    {
+                        warn!("operator rollback by {by}: {reason}");
+                        return format!("rolled back by {by}: {reason}");
+                    }
+                }
+            }
+            Err(e) => warn!("reading the journal for operator actions: {e}"),
+        }
+    }
+}
+
+/// The JSON summary of a cutover (`--output json`), built from its journal.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    pub id: String,
+    pub service: String,
+    pub outcome: Option<&'static str>,
+    pub reason: Option<String>,
+    pub live_color: Option<Color>,
+    pub new_color: Option<Color>,
+    pub final_weights: Option<serde_json::Value>,
+    pub steps: Vec<StepSummary>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StepSummary {
+    pub action: String,
+    pub label: String,
+    pub status: crate::saga::StepStatus,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// Builds the summary of a cutover from its journal records.
+pub fn summarize(records: &[Record]) -> Summary {
+    let mut s = Summary {
+        id: String::new(),
+        service: String::new(),
+        outcome: None,
+        reason: None,
+        live_color: None,
+        new_color: None,
+        final_weights: None,
+        steps: vec![],
+        started_at: None,
+        finished_at: None,
+    };
+    let mut saga = Saga::default();
+    for r in records {
+        // A summary is best effort: an event the saga rejects is still shown up to there.
+        if saga.apply(&r.event).is_err() {
+            break;
+        }
+        match &r.event {
+            Event::Started {
+                id,
+                service,
+                live_color,
+                new_color,
+                steps,
+                initial,
+                ..
+            } => {
+                s.id = id.clone();
+                s.service = service.clone();
+                s.live_color = Some(*live_color);
+                s.new_color = Some(*new_color);
+                s.started_at = Some(r.at.clone());
+                s.final_weights = Some(initial.percents());
+                s.steps = steps
+                    .iter()
+                    .map(|st| StepSummary {
+                        action: st.label.split(' ').next().unwrap_or_default().to_string(),
+                        label: st.label.clone(),
+                        status: crate::saga::StepStatus::Pending,
+                        started_at: None,
+                        finished_at: None,
+                    })
+                    .collect();
+            }
+            Event::StepStarted { step } => s.steps[*step].started_at = Some(r.at.clone()),
+            Event::StepDone { step } | Event::StepFailed { step, .. } => {
+                s.steps[*step].finished_at = Some(r.at.clone())
+            }
+            Event::WeightVerified { split, .. } | Event::TrafficRestored { split } => {
+                s.final_weights = Some(split.percents())
+            }
+            Event::Finished {
+                outcome,
+                reason,
+                final_split,
+            } => {
+                s.outcome = Some(outcome.as_str());
+                s.reason = Some(reason.clone());
+                s.finished_at = Some(r.at.clone());
+                if let Some(split) = final_split {
+                    s.final_weights = Some(split.percents());
+                }
+            }
+            _ => {}
+        }
+    }
+    for (st, status) in s.steps.iter_mut().zip(&saga.status) {
+        st.status = *status;
+    }
+    s
+}
+
+/// A one-line description of a plan's step list, for the start of the live log.
+pub fn describe_steps(plan: &Plan) -> String {
+    plan.steps
+        .iter()
+        .map(|s| match s {
+            Step::Shift { permille, bake } => format!(
+                "shift {}% (bake {})",
+                fmt_permille(*permille),
+                humantime::format_duration(*bake)
+            ),
+            Step::Observe { duration } => {
+                format!("observe {}", humantime::format_duration(*duration))
+            }
+            other => other.label(),
+        })
+        .collect::<Vec<_>>()
+        .join(" → ")
+}

@@ -1,0 +1,153 @@
+//! In-memory fakes of the adapters, for unit tests of the engine.
+//!
+//! They implement the project's own traits ([`Traffic`], [`Metrics`], [`Hooks`]),
+//! never an AWS API: the wire protocol is tested against moto.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::config::Color;
+use crate::hooks::{HookError, HookOk, Hooks};
+use crate::judge::{Sample, Window};
+use crate::metrics::{Alarms, Metrics, MetricsError};
+use crate::traffic::{Split, Traffic, TrafficError};
+
+/// A load balancer in memory. Every write lands; `healthy` is per colour.
+#[derive(Debug)]
+pub struct FakeTraffic {
+    pub split: Mutex<Split>,
+    pub healthy: Mutex<(u32, u32)>,
+    pub writes: Mutex<Vec<Split>>,
+}
+
+impl FakeTraffic {
+    pub fn new(split: Split) -> FakeTraffic {
+        FakeTraffic {
+            split: Mutex::new(split),
+            healthy: Mutex::new((2, 2)),
+            writes: Mutex::new(vec![]),
+        }
+    }
+    pub fn current(&self) -> Split {
+        *self.split.lock().unwrap()
+    }
+}
+
+impl Traffic for FakeTraffic {
+    async fn read(&self) -> Result<Split, TrafficError> {
+        Ok(self.current())
+    }
+    async fn write(&self, split: Split) -> Result<(), TrafficError> {
+        self.writes.lock().unwrap().push(split);
+        *self.split.lock().unwrap() = split;
+        Ok(())
+    }
+    async fn healthy_targets(&self, color: Color) -> Result<u32, TrafficError> {
+        let h = *self.healthy.lock().unwrap();
+        Ok(match color {
+            Color::Blue => h.0,
+            Color::Green => h.1,
+        })
+    }
+}
+
+/// CloudWatch in memory: every period of the new colour shows `new`.
+#[derive(Debug)]
+pub struct FakeMetrics {
+    pub new: Mutex<Sample>,
+    pub alarms: Mutex<Alarms>,
+    pub period: u64,
+}
+
+impl FakeMetrics {
+    pub fn healthy(period: u64) -> FakeMetrics {
+        FakeMetrics {
+            new: Mutex::new(Sample {
+                requests: 1000.0,
+                errors: 0.0,
+                latency: Some(0.05),
+            }),
+            alarms: Mutex::new(Alarms::default()),
+            period,
+        }
+    }
+    pub fn set(&self, s: Sample) {
+        *self.new.lock().unwrap() = s;
+    }
+}
+
+impl Metrics for FakeMetrics {
+    async fn windows(&self, from: u64, to: u64) -> Result<Vec<Window>, MetricsError> {
+        let s = *self.new.lock().unwrap();
+        Ok((from..to)
+            .step_by(self.period as usize)
+            .map(|t| Window {
+                start: t,
+                end: t + self.period,
+                new: s,
+                live: Sample::default(),
+            })
+            .collect())
+    }
+    async fn alarms(&self) -> Result<Alarms, MetricsError> {
+        Ok(self.alarms.lock().unwrap().clone())
+    }
+}
+
+/// Hooks that record each call (`argv` joined by spaces) and fail the ones in `failing`.
+#[derive(Debug, Default)]
+pub struct FakeHooks {
+    pub calls: Mutex<Vec<String>>,
+    pub failing: Mutex<HashSet<String>>,
+    /// How long each command takes (on tokio's clock).
+    pub delay: Duration,
+}
+
+impl FakeHooks {
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl Hooks for FakeHooks {
+    async fn command(
+        &self,
+        argv: &[String],
+        _env: &[(String, String)],
+        _timeout: Duration,
+    ) -> Result<HookOk, HookError> {
+        let line = argv.join(" ");
+        self.calls.lock().unwrap().push(line.clone());
+        tokio::time::sleep(self.delay).await;
+        if self.failing.lock().unwrap().contains(&line) {
+            return Err(HookError::Failed {
+                program: argv[0].clone(),
+                status: "exited with 1".into(),
+                tail: vec![],
+            });
+        }
+        Ok(HookOk {
+            elapsed: self.delay,
+            detail: "exit 0".into(),
+        })
+    }
+    async fn http(
+        &self,
+        url: &str,
+        _expect_status: u16,
+        _timeout: Duration,
+    ) -> Result<HookOk, HookError> {
+        self.calls.lock().unwrap().push(format!("GET {url}"));
+        if self.failing.lock().unwrap().contains(&format!("GET {url}")) {
+            return Err(HookError::Http {
+                url: url.into(),
+                message: "HTTP 503, expected 200".into(),
+            });
+        }
+        Ok(HookOk {
+            elapsed: Duration::ZERO,
+            detail: "HTTP 200".into(),
+        })
+    }
+}

@@ -1,0 +1,288 @@
+//! Hooks: the user's commands (deploy, migrate, their undos, command checks) and
+//! HTTP checks, each with a deadline.
+//!
+//! Commands run in the plan file's directory, in their own process group, with
+//! the `CUTOVER_*` environment. When a deadline passes, or the future running a
+//! command is dropped (a rollback interrupted the step), the whole process group
+//! is killed: no orphaned `deploy.sh` keeps going after cutover moved on.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// How many lines of a failed command's output are quoted in its error.
+const TAIL_LINES: usize = 10;
+
+/// A hook that succeeded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookOk {
+    pub elapsed: Duration,
+    /// `exit 0`, `HTTP 200`.
+    pub detail: String,
+}
+
+/// Why a hook failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HookError {
+    /// The program could not be started.
+    #[error("cannot start {program:?}: {message}")]
+    Spawn { program: String, message: String },
+    /// The command exited non-zero or was killed by a signal.
+    #[error("{program:?} {status}{}", tail_suffix(.tail))]
+    Failed {
+        program: String,
+        status: String,
+        tail: Vec<String>,
+    },
+    /// The deadline passed; the process group was killed.
+    #[error("{what} timed out after {}", humantime::format_duration(*.timeout))]
+    Timeout { what: String, timeout: Duration },
+    /// An HTTP check got the wrong status or no answer.
+    #[error("GET {url}: {message}")]
+    Http { url: String, message: String },
+}
+
+fn tail_suffix(tail: &[String]) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; last output: {}", tail.join(" ⏎ "))
+    }
+}
+
+/// What the engine needs to run the user's hooks.
+pub trait Hooks: Send + Sync {
+    /// Runs `argv` with extra environment `env`, killed after `timeout`.
+    fn command(
+        &self,
+        argv: &[String],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> impl Future<Output = Result<HookOk, HookError>> + Send;
+    /// GETs `url` and expects `expect_status`.
+    fn http(
+        &self,
+        url: &str,
+        expect_status: u16,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<HookOk, HookError>> + Send;
+}
+
+/// Hooks as real processes and HTTP requests.
+#[derive(Debug, Clone)]
+pub struct Processes {
+    /// The working directory of every command: the plan file's directory.
+    pub dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Processes {
+    pub fn new(dir: PathBuf) -> Processes {
+        Processes {
+            dir,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("http client"),
+        }
+    }
+}
+
+/// Kills a process group when dropped, unless disarmed.
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Hooks for Processes {
+    async fn command(
+        &self,
+        argv: &[String],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<HookOk, HookError> {
+        let program = argv[0].clone();
+        let started = tokio::time::Instant::now();
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .current_dir(&self.dir)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| HookError::Spawn {
+                program: program.clone(),
+                message: e.to_string(),
+            })?;
+        let _guard = GroupGuard(child.id().map(|p| p as i32));
+
+        // Each output line goes to the live log as it comes; the last few are kept for the error.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let pump = |r: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                    tx: tokio::sync::mpsc::UnboundedSender<String>| {
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(r).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        if let Some(out) = child.stdout.take() {
+            pump(Box::new(out), tx.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            pump(Box::new(err), tx.clone());
+        }
+        drop(tx);
+        let name = program.clone();
+        let collect = async move {
+            let mut tail = std::collections::VecDeque::new();
+            while let Some(line) = rx.recv().await {
+                tracing::info!(hook = %name, "  │ {line}");
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+            tail
+        };
+        let run = async {
+            let (status, tail) = tokio::join!(child.wait(), collect);
+            (status, tail)
+        };
+        let (status, tail) = match tokio::time::timeout(timeout, run).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(HookError::Timeout {
+                    what: format!("{program:?}"),
+                    timeout,
+                });
+            }
+        };
+        // The leader exited; whatever it left running in its group is killed by the guard when
+        // this function returns, so a hook cannot leave processes behind.
+        let status = status.map_err(|e| HookError::Spawn {
+            program: program.clone(),
+            message: e.to_string(),
+        })?;
+        let elapsed = started.elapsed();
+        if status.success() {
+            Ok(HookOk {
+                elapsed,
+                detail: "exit 0".into(),
+            })
+        } else {
+            let status = match status.code() {
+                Some(c) => format!("exited with {c}"),
+                None => "was killed by a signal".into(),
+            };
+            Err(HookError::Failed {
+                program,
+                status,
+                tail: tail.into_iter().collect(),
+            })
+        }
+    }
+
+    async fn http(
+        &self,
+        url: &str,
+        expect_status: u16,
+        timeout: Duration,
+    ) -> Result<HookOk, HookError> {
+        let started = tokio::time::Instant::now();
+        let err = |message: String| HookError::Http {
+            url: url.to_string(),
+            message,
+        };
+        let resp = match tokio::time::timeout(timeout, self.http.get(url).send()).await {
+            Err(_) => {
+                return Err(HookError::Timeout {
+                    what: format!("GET {url}"),
+                    timeout,
+                });
+            }
+            Ok(Err(e)) => return Err(err(e.to_string())),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status().as_u16();
+        if status != expect_status {
+            return Err(err(format!("HTTP {status}, expected {expect_status}")));
+        }
+        Ok(HookOk {
+            elapsed: started.elapsed(),
+            detail: format!("HTTP {status}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), script.into()]
+    }
+
+    #[tokio::test]
+    async fn commands_get_the_environment_and_their_exit_status() {
+        let h = Processes::new(std::env::temp_dir());
+        let env = vec![("CUTOVER_NEW_COLOR".to_string(), "green".to_string())];
+        let ok = h
+            .command(
+                &sh("test \"$CUTOVER_NEW_COLOR\" = green"),
+                &env,
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ok.detail, "exit 0");
+        let e = h
+            .command(&sh("echo boom; exit 3"), &env, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "\"sh\" exited with 3; last output: boom");
+        let e = h
+            .command(
+                &["/nonexistent/deploy".to_string()],
+                &env,
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, HookError::Spawn { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("survived");
+        let h = Processes::new(dir.path().to_path_buf());
+        // The background child would write the marker after 2 s if it outlived the timeout.
+        let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
+        let e = h
+            .command(&sh(&script), &[], Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, HookError::Timeout { .. }), "{e}");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!marker.exists(), "a child of the timed-out hook survived");
+    }
+}
