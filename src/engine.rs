@@ -354,6 +354,12 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Puts all traffic back on the live colour: one write, then read-back.
     async fn restore(&self) -> Result<Split, traffic::TrafficError> {
         let target = Split::all_on(self.live);
+        // Already there (nothing was shifted yet, or an operator restored it): change nothing.
+        if let Ok(split) = self.traffic.read().await
+            && split.holder() == Some(self.live)
+        {
+            return Ok(split);
+        }
         let mut last = None;
         for attempt in 1..=RESTORE_ATTEMPTS {
             match traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout).await
@@ -777,4 +783,305 @@ pub fn describe_steps(plan: &Plan) -> String {
         })
         .collect::<Vec<_>>()
         .join(" → ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::fakes::{FakeHooks, FakeMetrics, FakeTraffic};
+    use crate::journal::{StateDir, read_all};
+    use crate::judge::Sample;
+    use std::path::Path;
+    use std::time::UNIX_EPOCH;
+
+    const PLAN: &str = r#"
+[service]
+name = "svc"
+[alb]
+listener_arn = "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/lb/1/2"
+blue_target_group_arn = "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/b/1"
+green_target_group_arn = "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/g/2"
+[metrics]
+period = "10s"
+settle = "10s"
+poll_interval = "5s"
+latency_statistic = "Average"
+[rollback]
+max_error_rate = 0.01
+min_requests = 10
+failures_to_rollback = 2
+[[steps]]
+action = "verify"
+checks = [{ command = ["check"] }]
+[[steps]]
+action = "deploy"
+run = ["deploy"]
+undo = ["undeploy"]
+[[steps]]
+action = "migrate"
+run = ["migrate", "up"]
+undo = ["migrate", "down"]
+[[steps]]
+action = "shift"
+weight = 50
+bake = "30s"
+[[steps]]
+action = "shift"
+weight = 100
+bake = "30s"
+[[steps]]
+action = "observe"
+duration = "30s"
+"#;
+
+    struct Harness {
+        _dir: tempfile::TempDir,
+        state: StateDir,
+        engine: Engine<FakeTraffic, FakeMetrics, FakeHooks>,
+        id: String,
+    }
+
+    fn harness(hooks: FakeHooks, metrics: FakeMetrics) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let plan = config::parse(Path::new("plan.toml"), PLAN).unwrap();
+        let initial = Split::all_on(Color::Blue);
+        let id = "c1".to_string();
+        let journal = state.create(&id).unwrap();
+        journal
+            .append(&started_event(&id, &plan, Color::Blue, initial))
+            .unwrap();
+        let clock = Clock::at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+        let engine = Engine::open(
+            plan,
+            FakeTraffic::new(initial),
+            metrics,
+            hooks,
+            journal,
+            clock,
+        )
+        .unwrap();
+        Harness {
+            _dir: dir,
+            state,
+            engine,
+            id,
+        }
+    }
+
+    fn no_interrupt() -> (
+        watch::Sender<Option<String>>,
+        watch::Receiver<Option<String>>,
+    ) {
+        watch::channel(None)
+    }
+
+    fn undos(calls: &[String]) -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c.as_str() == "undeploy" || c.as_str() == "migrate down")
+            .cloned()
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_healthy_cutover_is_promoted() {
+        let mut h = harness(FakeHooks::default(), FakeMetrics::healthy(10));
+        let (_tx, rx) = no_interrupt();
+        assert_eq!(h.engine.drive(rx).await.unwrap(), Outcome::Promoted);
+        assert_eq!(h.engine.traffic.current(), Split::all_on(Color::Green));
+        assert_eq!(h.engine.hooks.calls(), ["check", "deploy", "migrate up"]);
+        // Every write was read back before its bake: the journal has the intent, then the verification.
+        let events: Vec<Event> = read_all(h.engine.journal.path())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event)
+            .collect();
+        let verified = events
+            .iter()
+            .filter(|e| matches!(e, Event::WeightVerified { .. }))
+            .count();
+        assert_eq!(verified, 2);
+        let summary = summarize(&read_all(h.engine.journal.path()).unwrap());
+        assert_eq!(summary.outcome, Some("promoted"));
+        assert_eq!(
+            summary.final_weights,
+            Some(serde_json::json!({"blue": 0.0, "green": 100.0}))
+        );
+        assert_eq!(h.state.latest("x").unwrap(), None);
+        assert_eq!(summary.id, h.id);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_step_succeeds_when_run_twice() {
+        let h = harness(FakeHooks::default(), FakeMetrics::healthy(10));
+        for (i, step) in h.engine.plan.steps.iter().enumerate() {
+            for attempt in 0..2 {
+                let r = h.engine.do_step(i, step).await;
+                assert!(r.is_ok(), "step {i} attempt {attempt}: {r:?}");
+            }
+        }
+    }
+
+    /// The steno test: a failure injected at every step in turn unwinds to traffic on the
+    /// live colour, with the undo of each completed step run exactly once, in reverse.
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_at_every_step_unwinds_to_a_clean_slate() {
+        let failing_sample = Sample {
+            requests: 1000.0,
+            errors: 500.0,
+            latency: None,
+        };
+        // (what fails, expected outcome, expected undos)
+        let cases: &[(&str, Outcome, &[&str])] = &[
+            ("check", Outcome::NotStarted, &[]),
+            ("deploy", Outcome::RolledBack, &[]),
+            ("migrate up", Outcome::RolledBack, &["undeploy"]),
+            (
+                "shift 50%",
+                Outcome::RolledBack,
+                &["migrate down", "undeploy"],
+            ),
+            (
+                "shift 100%",
+                Outcome::RolledBack,
+                &["migrate down", "undeploy"],
+            ),
+            (
+                "observe",
+                Outcome::RolledBack,
+                &["migrate down", "undeploy"],
+            ),
+        ];
+        for (fail_at, expected, expected_undos) in cases {
+            let hooks = FakeHooks::default();
+            if !fail_at.starts_with("shift") && *fail_at != "observe" {
+                hooks.failing.lock().unwrap().insert(fail_at.to_string());
+            }
+            let mut h = harness(hooks, FakeMetrics::healthy(10));
+            let metrics = h.engine.metrics.clone();
+            let (_tx, rx) = no_interrupt();
+            // Metrics turn bad when the step under test starts.
+            let step_index = h
+                .engine
+                .plan
+                .steps
+                .iter()
+                .position(|s| s.label() == *fail_at);
+            let outcome = if let Some(i) =
+                step_index.filter(|_| fail_at.starts_with("shift") || *fail_at == "observe")
+            {
+                let drive = h.engine.drive(rx);
+                tokio::pin!(drive);
+                let journal_path = h.state.root().join("cutovers/c1/journal.jsonl");
+                loop {
+                    tokio::select! {
+                        o = &mut drive => break o.unwrap(),
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                            let started = read_all(&journal_path).unwrap().iter().any(|r| r.event == Event::StepStarted { step: i });
+                            if started {
+                                metrics.set(failing_sample);
+                            }
+                        }
+                    }
+                }
+            } else {
+                h.engine.drive(rx).await.unwrap()
+            };
+            assert_eq!(outcome, *expected, "failure at {fail_at}");
+            assert_eq!(
+                h.engine.traffic.current().holder(),
+                Some(Color::Blue),
+                "failure at {fail_at}: traffic not on blue"
+            );
+            assert_eq!(
+                undos(&h.engine.hooks.calls()),
+                *expected_undos,
+                "failure at {fail_at}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_interrupt_while_baking_rolls_back() {
+        let mut h = harness(FakeHooks::default(), FakeMetrics::healthy(10));
+        let (tx, rx) = no_interrupt();
+        let interrupt = async {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            tx.send(Some("interrupted by SIGINT".into())).unwrap();
+        };
+        let (outcome, ()) = tokio::join!(h.engine.drive(rx), interrupt);
+        assert_eq!(outcome.unwrap(), Outcome::RolledBackByOperator);
+        assert_eq!(h.engine.traffic.current(), Split::all_on(Color::Blue));
+        assert_eq!(undos(&h.engine.hooks.calls()), ["migrate down", "undeploy"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_operator_rollback_from_another_process_is_noticed() {
+        let mut h = harness(FakeHooks::default(), FakeMetrics::healthy(10));
+        let (_tx, rx) = no_interrupt();
+        let other = h.state.open_journal(&h.id).unwrap();
+        let operator = async {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            other
+                .append(&Event::RollbackRequested {
+                    trigger: Trigger::Operator,
+                    reason: "pager".into(),
+                    by: "oncall".into(),
+                })
+                .unwrap();
+        };
+        let (outcome, ()) = tokio::join!(h.engine.drive(rx), operator);
+        assert_eq!(outcome.unwrap(), Outcome::RolledBackByOperator);
+        assert_eq!(h.engine.traffic.current(), Split::all_on(Color::Blue));
+        // Each undo ran exactly once.
+        assert_eq!(undos(&h.engine.hooks.calls()), ["migrate down", "undeploy"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_data_holds_the_bake_clock() {
+        let mut h = harness(FakeHooks::default(), FakeMetrics::healthy(10));
+        h.engine.metrics.set(Sample::default());
+        let (_tx, rx) = no_interrupt();
+        let drive = h.engine.drive(rx);
+        // Ten minutes without traffic: still baking the first shift, nothing decided.
+        let r = tokio::time::timeout(Duration::from_secs(600), drive).await;
+        assert!(r.is_err(), "the cutover ended without any data");
+        let split = *h.engine.traffic.split.lock().unwrap();
+        assert_eq!(split, Split::with_new(Color::Green, 500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_alarm_rolls_back_at_once() {
+        let mut h = harness(FakeHooks::default(), FakeMetrics::healthy(10));
+        let metrics = h.engine.metrics.clone();
+        let (_tx, rx) = no_interrupt();
+        let alarm = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            metrics
+                .alarms
+                .lock()
+                .unwrap()
+                .in_alarm
+                .push("svc-5xx".into());
+        };
+        let (outcome, ()) = tokio::join!(h.engine.drive(rx), alarm);
+        assert_eq!(outcome.unwrap(), Outcome::RolledBack);
+        let records = read_all(h.engine.journal.path()).unwrap();
+        let summary = summarize(&records);
+        assert!(summary.reason.unwrap().contains("alarm in ALARM: svc-5xx"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn too_few_healthy_targets_block_the_shift() {
+        let mut h = harness(FakeHooks::default(), FakeMetrics::healthy(10));
+        *h.engine.traffic.healthy.lock().unwrap() = (2, 0);
+        let (_tx, rx) = no_interrupt();
+        assert_eq!(h.engine.drive(rx).await.unwrap(), Outcome::NotStarted);
+        assert!(
+            h.engine.traffic.writes.lock().unwrap().is_empty(),
+            "nothing may be written"
+        );
+    }
 }

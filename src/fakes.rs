@@ -4,7 +4,7 @@
 //! never an AWS API: the wire protocol is tested against moto.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Color;
@@ -14,19 +14,19 @@ use crate::metrics::{Alarms, Metrics, MetricsError};
 use crate::traffic::{Split, Traffic, TrafficError};
 
 /// A load balancer in memory. Every write lands; `healthy` is per colour.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FakeTraffic {
-    pub split: Mutex<Split>,
-    pub healthy: Mutex<(u32, u32)>,
-    pub writes: Mutex<Vec<Split>>,
+    pub split: Arc<Mutex<Split>>,
+    pub healthy: Arc<Mutex<(u32, u32)>>,
+    pub writes: Arc<Mutex<Vec<Split>>>,
 }
 
 impl FakeTraffic {
     pub fn new(split: Split) -> FakeTraffic {
         FakeTraffic {
-            split: Mutex::new(split),
-            healthy: Mutex::new((2, 2)),
-            writes: Mutex::new(vec![]),
+            split: Arc::new(Mutex::new(split)),
+            healthy: Arc::new(Mutex::new((2, 2))),
+            writes: Arc::new(Mutex::new(vec![])),
         }
     }
     pub fn current(&self) -> Split {
@@ -53,22 +53,22 @@ impl Traffic for FakeTraffic {
 }
 
 /// CloudWatch in memory: every period of the new colour shows `new`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FakeMetrics {
-    pub new: Mutex<Sample>,
-    pub alarms: Mutex<Alarms>,
+    pub new: Arc<Mutex<Sample>>,
+    pub alarms: Arc<Mutex<Alarms>>,
     pub period: u64,
 }
 
 impl FakeMetrics {
     pub fn healthy(period: u64) -> FakeMetrics {
         FakeMetrics {
-            new: Mutex::new(Sample {
+            new: Arc::new(Mutex::new(Sample {
                 requests: 1000.0,
                 errors: 0.0,
                 latency: Some(0.05),
-            }),
-            alarms: Mutex::new(Alarms::default()),
+            })),
+            alarms: Arc::new(Mutex::new(Alarms::default())),
             period,
         }
     }
@@ -96,10 +96,10 @@ impl Metrics for FakeMetrics {
 }
 
 /// Hooks that record each call (`argv` joined by spaces) and fail the ones in `failing`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct FakeHooks {
-    pub calls: Mutex<Vec<String>>,
-    pub failing: Mutex<HashSet<String>>,
+    pub calls: Arc<Mutex<Vec<String>>>,
+    pub failing: Arc<Mutex<HashSet<String>>>,
     /// How long each command takes (on tokio's clock).
     pub delay: Duration,
 }

@@ -237,7 +237,10 @@ def split(rps, blue_w, green_w):
     return blue, rps - blue
 
 
-def load_profile(args):
+def load_profile(args, last_override):
+    """The flags, overridden by the profile file's keys. A missing file means
+    the flags alone; an unreadable one (say, caught half-written) keeps the
+    last good override. Returns (profile, override to pass next time)."""
     profile = {
         "rps": args.rps,
         "blue_error_rate": args.blue_error_rate,
@@ -245,26 +248,26 @@ def load_profile(args):
         "blue_latency": args.blue_latency,
         "green_latency": args.green_latency,
     }
+    override = {}
     if args.profile_file:
         try:
             with open(args.profile_file) as f:
                 override = json.load(f)
+            if not isinstance(override, dict):
+                raise ValueError("not a JSON object")
         except FileNotFoundError:
             override = {}
         except (OSError, ValueError) as e:
-            log(f"traffic: ignoring unreadable profile {args.profile_file}: {e}")
-            override = {}
-        if not isinstance(override, dict):
-            log(f"traffic: ignoring profile {args.profile_file}: not a JSON object")
-            override = {}
-        for key in profile:
-            if override.get(key) is None:
-                continue
-            try:
-                profile[key] = int(override[key]) if key == "rps" else float(override[key])
-            except (TypeError, ValueError):
-                log(f"traffic: ignoring {key}={override[key]!r} in {args.profile_file}: not a number")
-    return profile
+            log(f"traffic: profile {args.profile_file} unreadable ({e}); keeping the previous one")
+            override = last_override
+    for key in profile:
+        if override.get(key) is None:
+            continue
+        try:
+            profile[key] = int(override[key]) if key == "rps" else float(override[key])
+        except (TypeError, ValueError):
+            log(f"traffic: ignoring {key}={override[key]!r} in {args.profile_file}: not a number")
+    return profile, override
 
 
 def metric_data(lb_dim, tg_arn, ts, requests, error_rate, latency):
@@ -301,6 +304,7 @@ def cmd_traffic(args):
 
     deadline = time.time() + args.duration if args.duration else None
     next_second = math.floor(time.time()) + 1
+    last_override = {}
     try:
         while True:
             # Wake at the next whole wall-clock second S. The requests of second
@@ -327,7 +331,7 @@ def cmd_traffic(args):
                 log(f"traffic {ts:%H:%M:%S} describe failed: {e}")
                 continue
             blue_w, green_w = forward_weights(actions, args.blue_tg, args.green_tg) or (0, 0)
-            profile = load_profile(args)
+            profile, last_override = load_profile(args, last_override)
             blue_n, green_n = split(profile["rps"], blue_w, green_w)
             data, errors = [], {}
             for colour, tg, n in (("blue", args.blue_tg, blue_n), ("green", args.green_tg, green_n)):
