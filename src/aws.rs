@@ -30,16 +30,24 @@ pub const MAX_ATTEMPTS: u32 = 4;
 /// `AWS_ENDPOINT_URL`, instance roles…) with cutover's deadlines and retries.
 pub async fn load() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(timeout_config())
+        .retry_config(retry_config())
         .load()
         .await
+}
+
+/// The deadlines above, as SDK configuration.
+pub fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The retry policy above, as SDK configuration.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS)
 }
 
 /// An AWS call that failed after the SDK's own retries.

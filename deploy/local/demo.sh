@@ -212,7 +212,7 @@ failed=0
 check() {
   local outcome weights
   outcome="$(outcome_of "$4")"
-  weights="$(listener_weights)"
+  weights="$(listener_weights)" || weights="unknown (could not read the listener)"
   echo "  listener weights in moto now: $weights" >&2
   if [[ "$2" != "$3" || "$outcome" != "$5" ]]; then
     echo "  UNEXPECTED: wanted exit $3 and outcome $5, got exit $2 and outcome '${outcome}'" >&2

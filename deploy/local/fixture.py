@@ -63,13 +63,13 @@ def log(msg):
     sys.stderr.flush()
 
 
-def clients(endpoint, *services):
+def clients(endpoint, *services, retries=3):
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     session = boto3.session.Session(region_name=region)
     # Short timeouts: a stuck emulator should cost the simulator a tick, not a minute.
-    config = Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
+    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": retries})
     return [session.client(s, endpoint_url=endpoint, config=config) for s in services]
 
 
@@ -292,7 +292,8 @@ def metric_data(lb_dim, tg_arn, ts, requests, error_rate, latency):
 
 
 def cmd_traffic(args):
-    elb, cw = clients(args.endpoint, "elbv2", "cloudwatch")
+    # No retries: the next tick is the retry.
+    elb, cw = clients(args.endpoint, "elbv2", "cloudwatch", retries=1)
     source_arn = args.listener_arn or args.rule_arn
     lb_dim = lb_dimension(source_arn)
 

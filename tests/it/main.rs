@@ -1,0 +1,12 @@
+//! Integration tests: the adapters and whole cutovers against moto, the local
+//! AWS emulator (a real implementation of the wire protocol), with simulated
+//! traffic from `deploy/local/fixture.py`.
+//!
+//! Every test starts its own moto server on 127.0.0.1, so tests run in
+//! parallel without sharing state. moto must be installed by
+//! `deploy/local/install-moto.sh`; without it these tests fail loudly.
+
+mod adapters;
+mod e2e;
+mod plans;
+mod util;
