@@ -39,7 +39,7 @@ async fn bad_plans_exit_2_and_change_nothing() {
     let good = plan(&world, "", QUICK_STEPS);
     let bad = [
         ("weight = 50", "weight = 150", "steps[1].weight"),
-        ("weight = 100", "weight = 90", "steps"),
+        ("weight = 100", "weight = 90", "steps[3].action"),
         ("bake = \"3s\"", "bake = \"0s\"", "steps[1].bake"),
         (
             "max_error_rate = 0.05",
