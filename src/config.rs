@@ -197,7 +197,7 @@ impl Step {
 
 /// `500` → `50`, `125` → `12.5`.
 pub fn fmt_permille(p: u32) -> String {
-    if p % 10 == 0 {
+    if p.is_multiple_of(10) {
         format!("{}", p / 10)
     } else {
         format!("{}.{}", p / 10, p % 10)
@@ -471,7 +471,9 @@ fn validate(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
     let m = raw.metrics;
     let period = v.duration("metrics.period", m.period.as_deref(), Some("60s"))?;
     let secs = period.as_secs();
-    if period.subsec_nanos() != 0 || !(matches!(secs, 1 | 5 | 10 | 20 | 30) || secs % 60 == 0) {
+    if period.subsec_nanos() != 0
+        || !(matches!(secs, 1 | 5 | 10 | 20 | 30) || secs.is_multiple_of(60))
+    {
         return Err(v.err(
             "metrics.period",
             "CloudWatch periods are 1s, 5s, 10s, 20s, 30s or a multiple of 60s",

@@ -329,15 +329,14 @@ impl Saga {
             // An operator may roll back a cutover that finished as promoted (or errored):
             // traffic goes back and the completed steps are undone.
             (
-                Phase::Finished { outcome, .. },
+                Phase::Finished {
+                    outcome: Outcome::Promoted | Outcome::Error | Outcome::Unsafe,
+                    ..
+                },
                 Event::RollbackRequested {
                     trigger, reason, ..
                 },
-            ) if matches!(
-                outcome,
-                Outcome::Promoted | Outcome::Error | Outcome::Unsafe
-            ) =>
-            {
+            ) => {
                 self.phase = Phase::RollingBack {
                     trigger: *trigger,
                     reason: reason.clone(),
