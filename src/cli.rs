@@ -120,9 +120,11 @@ fn init_logging(format: LogFormat) {
     // The SDK's own logs are noise in a live log unless asked for with CUTOVER_LOG.
     let filter = EnvFilter::try_from_env("CUTOVER_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_elasticloadbalancingv2=warn,aws_sdk_cloudwatch=warn"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     match format {
         LogFormat::Text => builder.compact().init(),
@@ -178,7 +180,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 fn load_plan(path: &Path) -> Result<Plan, i32> {
     config::load(path).map_err(|e| {
         error!("invalid plan: {e}");
-        eprintln!("cutover: invalid plan: {e}");
         EXIT_USAGE
     })
 }
