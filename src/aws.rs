@@ -85,15 +85,11 @@ where
     let (code, retryable) = match &err {
         SdkError::ServiceError(se) => {
             let code = se.err().code().map(str::to_string);
-            let retryable = code
-                .as_deref()
-                .is_some_and(|c| RETRYABLE_CODES.contains(&c))
-                || se.raw().status().is_server_error();
+            let retryable =
+                code.as_deref().is_some_and(|c| RETRYABLE_CODES.contains(&c)) || se.raw().status().is_server_error();
             (code, retryable)
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            (None, true)
-        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (None, true),
         _ => (None, false),
     };
     AwsError {

@@ -118,8 +118,11 @@ pub fn main() -> i32 {
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     // The SDK's own logs are noise in a live log unless asked for with CUTOVER_LOG.
-    let filter = EnvFilter::try_from_env("CUTOVER_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_elasticloadbalancingv2=warn,aws_sdk_cloudwatch=warn"));
+    let filter = EnvFilter::try_from_env("CUTOVER_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(
+            "info,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_elasticloadbalancingv2=warn,aws_sdk_cloudwatch=warn",
+        )
+    });
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -152,7 +155,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 return Ok(EXIT_USAGE);
             };
             let state = open_state(state_dir)?;
-            run(plan, state, output).await
+            let result = run(plan.clone(), state, output).await;
+            if let Err(e) = &result {
+                print_bare(&plan, output, Outcome::Error, format!("{e:#}"));
+            }
+            result
         }
         Command::Rollback {
             config,
@@ -217,10 +224,7 @@ fn signals() -> watch::Receiver<Option<String>> {
     let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
             warn!("cannot install signal handlers: SIGINT/SIGTERM will not roll back");
             return;
         };
@@ -247,23 +251,28 @@ async fn run(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i32>
     // Held for the whole run: one process drives a listener (or rule) at a time, and
     // `cutover rollback` knows from it whether this run is still alive.
     let Some(_lock) = state.try_lock_target(&target)? else {
-        error!(
-            "not started: another cutover process holds {target} (lock in {})",
-            state.root().display()
-        );
-        return Ok(Outcome::NotStarted.exit_code());
+        return Ok(not_started(
+            &plan,
+            output,
+            format!(
+                "another cutover process holds {target} (lock in {})",
+                state.root().display()
+            ),
+        ));
     };
     if let Some(prev) = state.latest(&target)? {
         let records = journal::read_all(&journal_path(&state, &prev))?;
-        let saga = Saga::replay(records.iter().map(|r| &r.event))
-            .map_err(|e| anyhow!("journal of {prev}: {e}"))?;
+        let saga = Saga::replay(records.iter().map(|r| &r.event)).map_err(|e| anyhow!("journal of {prev}: {e}"))?;
         if saga.outcome().is_none() {
-            error!(
-                "not started: cutover {prev} of this listener did not finish (its process died); traffic may be split. \
+            return Ok(not_started(
+                &plan,
+                output,
+                format!(
+                    "cutover {prev} of this listener did not finish (its process died); traffic may be split. \
                  Run `cutover rollback --config {}` to put traffic back and finish it",
-                plan.path.display()
-            );
-            return Ok(Outcome::NotStarted.exit_code());
+                    plan.path.display()
+                ),
+            ));
         }
     }
 
@@ -272,15 +281,21 @@ async fn run(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i32>
     let split = match alb.read().await {
         Ok(s) => s,
         Err(e) => {
-            error!("not started: reading the weights of {target}: {e}");
-            return Ok(Outcome::NotStarted.exit_code());
+            return Ok(not_started(
+                &plan,
+                output,
+                format!("reading the weights of {target}: {e}"),
+            ));
         }
     };
     let Some(live) = split.holder() else {
-        error!(
-            "not started: no colour holds all traffic, so there is no clean start: {split}. Use `cutover rollback --to blue|green` to choose one"
-        );
-        return Ok(Outcome::NotStarted.exit_code());
+        return Ok(not_started(
+            &plan,
+            output,
+            format!(
+                "no colour holds all traffic, so there is no clean start: {split}. Use `cutover rollback --to blue|green` to choose one"
+            ),
+        ));
     };
     let new = live.other();
     let id = journal::new_id();
@@ -293,13 +308,7 @@ async fn run(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i32>
     journal.append(&engine::started_event(&id, &plan, live, split))?;
     state.set_latest(&target, &id)?;
 
-    let metrics = CloudWatch::new(
-        aws.cloudwatch,
-        &plan.metrics,
-        &plan.alb,
-        new,
-        &plan.rollback.alarms,
-    );
+    let metrics = CloudWatch::new(aws.cloudwatch, &plan.metrics, &plan.alb, new, &plan.rollback.alarms);
     let hooks = Processes::new(plan_dir(&plan));
     let interrupt = signals();
     let mut engine = Engine::open(plan, alb, metrics, hooks, journal, Clock::start())?;
@@ -321,10 +330,7 @@ async fn rollback(
     let saga = match &latest {
         Some(id) => {
             let records = journal::read_all(&journal_path(&state, id))?;
-            Some(
-                Saga::replay(records.iter().map(|r| &r.event))
-                    .map_err(|e| anyhow!("journal of {id}: {e}"))?,
-            )
+            Some(Saga::replay(records.iter().map(|r| &r.event)).map_err(|e| anyhow!("journal of {id}: {e}"))?)
         }
         None => None,
     };
@@ -362,14 +368,13 @@ async fn rollback(
     let aws = aws().await;
     let alb = Alb::new(aws.elbv2, &plan.alb);
     let started = std::time::Instant::now();
-    let split =
-        match traffic::set_and_verify(&alb, Split::all_on(live), plan.alb.verify_timeout).await {
-            Ok(s) => s,
-            Err(e) => {
-                error!("UNSAFE: could not confirm traffic back on {live}: {e}");
-                return Ok(Outcome::Unsafe.exit_code());
-            }
-        };
+    let split = match traffic::set_and_verify(&alb, Split::all_on(live), plan.alb.verify_timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            error!("UNSAFE: could not confirm traffic back on {live}: {e}");
+            return Ok(Outcome::Unsafe.exit_code());
+        }
+    };
     info!(
         "traffic restored to {live} in {}ms: {split}",
         started.elapsed().as_millis()
@@ -388,13 +393,7 @@ async fn rollback(
         }
         Some(_lock) => {
             let new = live.other();
-            let metrics = CloudWatch::new(
-                aws.cloudwatch,
-                &plan.metrics,
-                &plan.alb,
-                new,
-                &plan.rollback.alarms,
-            );
+            let metrics = CloudWatch::new(aws.cloudwatch, &plan.metrics, &plan.alb, new, &plan.rollback.alarms);
             let hooks = Processes::new(plan_dir(&plan));
             let mut engine = Engine::open(plan, alb, metrics, hooks, journal, Clock::start())?;
             let (_tx, rx) = watch::channel(None);
@@ -463,6 +462,34 @@ async fn status(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i
     Ok(0)
 }
 
+/// A cutover that did not start (before it had a journal): logs why, and prints the
+/// summary when asked for JSON so that pipelines always get one.
+fn not_started(plan: &Plan, output: Output, reason: String) -> i32 {
+    error!("not started: {reason}");
+    print_bare(plan, output, Outcome::NotStarted, reason);
+    Outcome::NotStarted.exit_code()
+}
+
+/// A summary without a journal (`not_started` before one existed, or `error`).
+fn print_bare(plan: &Plan, output: Output, outcome: Outcome, reason: String) {
+    if output == Output::Json {
+        let now = journal::now_rfc3339();
+        let summary = engine::Summary {
+            id: String::new(),
+            service: plan.service.clone(),
+            outcome: Some(outcome.as_str()),
+            reason: Some(reason),
+            live_color: None,
+            new_color: None,
+            final_weights: None,
+            steps: vec![],
+            started_at: Some(now.clone()),
+            finished_at: Some(now),
+        };
+        print_summary(&summary, output);
+    }
+}
+
 fn color_str(c: Option<Color>) -> &'static str {
     c.map(Color::as_str).unwrap_or("?")
 }
@@ -480,10 +507,7 @@ fn plan_dir(plan: &Plan) -> PathBuf {
 
 fn print_summary(summary: &engine::Summary, output: Output) {
     match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string(summary).expect("summary serializes")
-        ),
+        Output::Json => println!("{}", serde_json::to_string(summary).expect("summary serializes")),
         Output::Text => println!(
             "{} {}: {} — {} (final weights {})",
             summary.id,

@@ -58,11 +58,7 @@ impl Alb {
     /// The `LoadBalancer` CloudWatch dimension (`app/NAME/ID`), derived from the listener ARN.
     pub fn load_balancer_dimension(&self) -> String {
         // Validated: `…:listener/app/NAME/LBID/LISTENERID`.
-        let rest = self
-            .listener_arn
-            .split_once(":listener/")
-            .map(|(_, r)| r)
-            .unwrap_or("");
+        let rest = self.listener_arn.split_once(":listener/").map(|(_, r)| r).unwrap_or("");
         let parts: Vec<&str> = rest.split('/').collect();
         parts[..parts.len().saturating_sub(1)].join("/")
     }
@@ -78,9 +74,7 @@ impl Alb {
 
 /// The `TargetGroup` CloudWatch dimension (`targetgroup/NAME/ID`) of a target group ARN.
 pub fn target_group_dimension(arn: &str) -> String {
-    arn.rsplit_once(':')
-        .map(|(_, r)| r.to_string())
-        .unwrap_or_default()
+    arn.rsplit_once(':').map(|(_, r)| r.to_string()).unwrap_or_default()
 }
 
 /// One of the two target groups.
@@ -182,9 +176,7 @@ impl Step {
     /// The undo command, for steps that have one.
     pub fn undo(&self) -> Option<&CommandStep> {
         match self {
-            Step::Deploy { command, .. } | Step::Migrate { command } if command.undo.is_some() => {
-                Some(command)
-            }
+            Step::Deploy { command, .. } | Step::Migrate { command } if command.undo.is_some() => Some(command),
             _ => None,
         }
     }
@@ -320,16 +312,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, PlanError> {
         key,
         reason,
     };
-    let de = toml::Deserializer::parse(text)
-        .map_err(|e| err(position(text, &e), e.message().to_string()))?;
+    let de = toml::Deserializer::parse(text).map_err(|e| err(position(text, &e), e.message().to_string()))?;
     let raw: RawPlan = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
-        let key = if key == "." {
-            position(text, &inner)
-        } else {
-            key
-        };
+        let key = if key == "." { position(text, &inner) } else { key };
         err(key, inner.message().to_string())
     })?;
     validate(path, raw)
@@ -338,10 +325,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, PlanError> {
 /// `line N` of a syntax error, for errors that have no key.
 fn position(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
-        Some(span) => format!(
-            "line {}",
-            text[..span.start.min(text.len())].lines().count().max(1)
-        ),
+        Some(span) => format!("line {}", text[..span.start.min(text.len())].lines().count().max(1)),
         None => "(document)".into(),
     }
 }
@@ -359,17 +343,9 @@ impl Validator<'_> {
         }
     }
 
-    fn duration(
-        &self,
-        key: &str,
-        value: Option<&str>,
-        default: Option<&str>,
-    ) -> Result<Duration, PlanError> {
+    fn duration(&self, key: &str, value: Option<&str>, default: Option<&str>) -> Result<Duration, PlanError> {
         let Some(s) = value.or(default) else {
-            return Err(self.err(
-                key,
-                "missing: a duration such as \"30s\" or \"5m\" is required",
-            ));
+            return Err(self.err(key, "missing: a duration such as \"30s\" or \"5m\" is required"));
         };
         let d = humantime::parse_duration(s).map_err(|e| {
             self.err(
@@ -385,10 +361,7 @@ impl Validator<'_> {
 
     fn argv(&self, key: &str, argv: Vec<String>) -> Result<Vec<String>, PlanError> {
         if argv.first().is_none_or(|a| a.is_empty()) {
-            return Err(self.err(
-                key,
-                "must be a non-empty list: the program, then its arguments",
-            ));
+            return Err(self.err(key, "must be a non-empty list: the program, then its arguments"));
         }
         Ok(argv)
     }
@@ -414,29 +387,22 @@ fn validate(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
     if !is_listener_arn(&a.listener_arn) {
         return Err(v.err(
             "alb.listener_arn",
-            format!("{:?} is not an ALB listener ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/app/NAME/ID/ID)", a.listener_arn),
+            format!(
+                "{:?} is not an ALB listener ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/app/NAME/ID/ID)",
+                a.listener_arn
+            ),
         ));
     }
     if let Some(rule) = &a.rule_arn {
-        let listener_part = a
-            .listener_arn
-            .split_once(":listener/")
-            .map(|(_, r)| r)
-            .unwrap_or("");
+        let listener_part = a.listener_arn.split_once(":listener/").map(|(_, r)| r).unwrap_or("");
         let rule_part = rule.split_once(":listener-rule/").map(|(_, r)| r);
         match rule_part {
             Some(r) if r.starts_with(&format!("{listener_part}/")) => {}
             Some(_) => {
-                return Err(v.err(
-                    "alb.rule_arn",
-                    "the rule does not belong to alb.listener_arn",
-                ));
+                return Err(v.err("alb.rule_arn", "the rule does not belong to alb.listener_arn"));
             }
             None => {
-                return Err(v.err(
-                    "alb.rule_arn",
-                    format!("{rule:?} is not an ALB listener rule ARN"),
-                ));
+                return Err(v.err("alb.rule_arn", format!("{rule:?} is not an ALB listener rule ARN")));
             }
         }
     }
@@ -460,20 +426,14 @@ fn validate(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         blue_target_group_arn: a.blue_target_group_arn,
         green_target_group_arn: a.green_target_group_arn,
         min_healthy_targets: a.min_healthy_targets.unwrap_or(1),
-        verify_timeout: v.duration(
-            "alb.verify_timeout",
-            a.verify_timeout.as_deref(),
-            Some("30s"),
-        )?,
+        verify_timeout: v.duration("alb.verify_timeout", a.verify_timeout.as_deref(), Some("30s"))?,
     };
 
     // Metrics.
     let m = raw.metrics;
     let period = v.duration("metrics.period", m.period.as_deref(), Some("60s"))?;
     let secs = period.as_secs();
-    if period.subsec_nanos() != 0
-        || !(matches!(secs, 1 | 5 | 10 | 20 | 30) || secs.is_multiple_of(60))
-    {
+    if period.subsec_nanos() != 0 || !(matches!(secs, 1 | 5 | 10 | 20 | 30) || secs.is_multiple_of(60)) {
         return Err(v.err(
             "metrics.period",
             "CloudWatch periods are 1s, 5s, 10s, 20s, 30s or a multiple of 60s",
@@ -494,11 +454,7 @@ fn validate(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         namespace,
         period,
         settle: v.duration("metrics.settle", m.settle.as_deref(), Some("120s"))?,
-        poll_interval: v.duration(
-            "metrics.poll_interval",
-            m.poll_interval.as_deref(),
-            Some("15s"),
-        )?,
+        poll_interval: v.duration("metrics.poll_interval", m.poll_interval.as_deref(), Some("15s"))?,
         latency_statistic,
     };
 
@@ -526,10 +482,7 @@ fn validate(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         return Err(v.err("rollback.min_requests", "must be at least 1"));
     }
     if let Some(i) = r.alarms.iter().position(|n| n.trim().is_empty()) {
-        return Err(v.err(
-            format!("rollback.alarms[{i}]"),
-            "an alarm name must not be empty",
-        ));
+        return Err(v.err(format!("rollback.alarms[{i}]"), "an alarm name must not be empty"));
     }
     let rollback = Rollback {
         criteria: Criteria {
@@ -570,28 +523,19 @@ fn validate(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
                 last_shift = Some(*permille);
             }
             Step::Observe { .. } if last_shift != Some(1000) => {
-                return Err(v.err(
-                    format!("steps[{i}].action"),
-                    "observe must come after the shift to 100",
-                ));
+                return Err(v.err(format!("steps[{i}].action"), "observe must come after the shift to 100"));
             }
             _ => {}
         }
     }
     match last_shift {
         None => {
-            return Err(v.err(
-                "steps",
-                "the plan has no shift step: the last shift must be to 100",
-            ));
+            return Err(v.err("steps", "the plan has no shift step: the last shift must be to 100"));
         }
         Some(p) if p != 1000 => {
             return Err(v.err(
                 "steps",
-                format!(
-                    "the last shift is to {}%: it must be to 100",
-                    fmt_permille(p)
-                ),
+                format!("the last shift is to {}%: it must be to 100", fmt_permille(p)),
             ));
         }
         _ => {}
@@ -611,12 +555,10 @@ fn validate_step(v: &Validator, i: usize, s: RawStep) -> Result<Step, PlanError>
     let k = |name: &str| format!("steps[{i}].{name}");
     let action = s.action.as_str();
     let command_step = |s: &RawStep, default_timeout: &str| -> Result<CommandStep, PlanError> {
-        let run = s.run.clone().ok_or_else(|| {
-            v.err(
-                k("run"),
-                format!("missing: a {action} step needs a command to run"),
-            )
-        })?;
+        let run = s
+            .run
+            .clone()
+            .ok_or_else(|| v.err(k("run"), format!("missing: a {action} step needs a command to run")))?;
         Ok(CommandStep {
             run: v.argv(&k("run"), run)?,
             undo: s.undo.clone().map(|u| v.argv(&k("undo"), u)).transpose()?,
@@ -644,22 +586,15 @@ fn validate_step(v: &Validator, i: usize, s: RawStep) -> Result<Step, PlanError>
         }
         "deploy" => Step::Deploy {
             command: command_step(&s, "15m")?,
-            healthy_timeout: v.duration(
-                &k("healthy_timeout"),
-                s.healthy_timeout.as_deref(),
-                Some("5m"),
-            )?,
+            healthy_timeout: v.duration(&k("healthy_timeout"), s.healthy_timeout.as_deref(), Some("5m"))?,
         },
         "migrate" => Step::Migrate {
             command: command_step(&s, "10m")?,
         },
         "shift" => {
-            let w = s.weight.ok_or_else(|| {
-                v.err(
-                    k("weight"),
-                    "missing: the new colour's share in percent, (0, 100]",
-                )
-            })?;
+            let w = s
+                .weight
+                .ok_or_else(|| v.err(k("weight"), "missing: the new colour's share in percent, (0, 100]"))?;
             if !(w > 0.0 && w <= 100.0) {
                 return Err(v.err(k("weight"), format!("{w} is outside (0, 100]")));
             }
@@ -681,31 +616,20 @@ fn validate_step(v: &Validator, i: usize, s: RawStep) -> Result<Step, PlanError>
         other => {
             return Err(v.err(
                 k("action"),
-                format!(
-                    "unknown action {other:?}: expected verify, deploy, migrate, shift or observe"
-                ),
+                format!("unknown action {other:?}: expected verify, deploy, migrate, shift or observe"),
             ));
         }
     };
     // Keys that exist in the file format but not for this action are errors, not silently ignored.
     let foreign: &[(&str, bool)] = &[
         ("checks", s.checks.is_some() && action != "verify"),
-        (
-            "run",
-            s.run.is_some() && !matches!(action, "deploy" | "migrate"),
-        ),
-        (
-            "undo",
-            s.undo.is_some() && !matches!(action, "deploy" | "migrate"),
-        ),
+        ("run", s.run.is_some() && !matches!(action, "deploy" | "migrate")),
+        ("undo", s.undo.is_some() && !matches!(action, "deploy" | "migrate")),
         (
             "timeout",
             s.timeout.is_some() && !matches!(action, "deploy" | "migrate"),
         ),
-        (
-            "healthy_timeout",
-            s.healthy_timeout.is_some() && action != "deploy",
-        ),
+        ("healthy_timeout", s.healthy_timeout.is_some() && action != "deploy"),
         ("weight", s.weight.is_some() && action != "shift"),
         ("bake", s.bake.is_some() && action != "shift"),
         ("duration", s.duration.is_some() && action != "observe"),
@@ -717,18 +641,10 @@ fn validate_step(v: &Validator, i: usize, s: RawStep) -> Result<Step, PlanError>
 }
 
 fn validate_check(v: &Validator, key: &str, c: RawCheck) -> Result<Check, PlanError> {
-    let timeout = |default| {
-        v.duration(
-            &format!("{key}.timeout"),
-            c.timeout.as_deref(),
-            Some(default),
-        )
-    };
+    let timeout = |default| v.duration(&format!("{key}.timeout"), c.timeout.as_deref(), Some(default));
     match (c.http, c.command) {
         (Some(url), None) => {
-            if !(url.starts_with("http://") || url.starts_with("https://"))
-                || reqwest::Url::parse(&url).is_err()
-            {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(&url).is_err() {
                 return Err(v.err(
                     format!("{key}.http"),
                     format!("{url:?} is not an http:// or https:// URL"),
@@ -757,10 +673,7 @@ fn validate_check(v: &Validator, key: &str, c: RawCheck) -> Result<Check, PlanEr
             })
         }
         (Some(_), Some(_)) => Err(v.err(key, "a check is either http or command, not both")),
-        (None, None) => Err(v.err(
-            key,
-            "a check needs http = \"URL\" or command = [\"PROGRAM\", …]",
-        )),
+        (None, None) => Err(v.err(key, "a check needs http = \"URL\" or command = [\"PROGRAM\", …]")),
     }
 }
 
@@ -834,11 +747,7 @@ bake = "5m"
         let text = GOOD.replacen(from, to, 1);
         let e = parse(Path::new("plan.toml"), &text).expect_err("plan should be rejected");
         assert_eq!(e.key, key, "wrong key for {to:?}: {e}");
-        assert!(
-            e.reason.contains(reason),
-            "reason {:?} lacks {reason:?}",
-            e.reason
-        );
+        assert!(e.reason.contains(reason), "reason {:?} lacks {reason:?}", e.reason);
         assert!(e.to_string().starts_with("plan.toml: "), "{e}");
     }
 
@@ -896,36 +805,16 @@ bake = "5m"
             "rollback",
             "missing field `max_error_rate`",
         );
-        check_err(
-            "weight = 50",
-            "weight = 0",
-            "steps[0].weight",
-            "outside (0, 100]",
-        );
-        check_err(
-            "weight = 50",
-            "weight = 150",
-            "steps[0].weight",
-            "outside (0, 100]",
-        );
-        check_err(
-            "weight = 50",
-            "weight = 12.34",
-            "steps[0].weight",
-            "multiple of 0.1",
-        );
+        check_err("weight = 50", "weight = 0", "steps[0].weight", "outside (0, 100]");
+        check_err("weight = 50", "weight = 150", "steps[0].weight", "outside (0, 100]");
+        check_err("weight = 50", "weight = 12.34", "steps[0].weight", "multiple of 0.1");
         check_err(
             "weight = 50",
             "weight = 50\nwieght = 3",
             "steps[0].wieght",
             "unknown field `wieght`",
         );
-        check_err(
-            "bake = \"10m\"",
-            "bake = \"0s\"",
-            "steps[0].bake",
-            "greater than zero",
-        );
+        check_err("bake = \"10m\"", "bake = \"0s\"", "steps[0].bake", "greater than zero");
         check_err(
             "bake = \"10m\"",
             "bake = \"ten minutes\"",
@@ -934,12 +823,7 @@ bake = "5m"
         );
         check_err("bake = \"10m\"", "", "steps[0].bake", "missing");
         check_err("weight = 100", "weight = 90", "steps", "must be to 100");
-        check_err(
-            "weight = 100",
-            "weight = 40",
-            "steps[1].weight",
-            "does not increase",
-        );
+        check_err("weight = 100", "weight = 40", "steps[1].weight", "does not increase");
         check_err(
             "action = \"shift\"\nweight = 50",
             "action = \"shfit\"\nweight = 50",
@@ -1008,11 +892,7 @@ bake = "5m"
         let with_step = |step: &str| GOOD.replacen("[[steps]]", &format!("{step}\n\n[[steps]]"), 1);
         let cases: &[(&str, &str, &str)] = &[
             ("[[steps]]\naction = \"deploy\"", "steps[0].run", "missing"),
-            (
-                "[[steps]]\naction = \"deploy\"\nrun = []",
-                "steps[0].run",
-                "non-empty",
-            ),
+            ("[[steps]]\naction = \"deploy\"\nrun = []", "steps[0].run", "non-empty"),
             (
                 "[[steps]]\naction = \"migrate\"\nrun = [\"m\"]\ntimeout = \"never\"",
                 "steps[0].timeout",

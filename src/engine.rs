@@ -179,12 +179,10 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     fn sync(&mut self) -> Result<Vec<Record>, EngineError> {
         let records = self.reader.read_new()?;
         for r in &records {
-            self.saga
-                .apply(&r.event)
-                .map_err(|source| EngineError::Saga {
-                    path: self.journal.path().display().to_string(),
-                    source,
-                })?;
+            self.saga.apply(&r.event).map_err(|source| EngineError::Saga {
+                path: self.journal.path().display().to_string(),
+                source,
+            })?;
         }
         Ok(records)
     }
@@ -217,10 +215,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
 
     /// Drives the saga to its end. `interrupt` turns `Some(reason)` on SIGINT/SIGTERM:
     /// the cutover then rolls back (and cannot be interrupted any more).
-    pub async fn drive(
-        &mut self,
-        mut interrupt: watch::Receiver<Option<String>>,
-    ) -> Result<Outcome, EngineError> {
+    pub async fn drive(&mut self, mut interrupt: watch::Receiver<Option<String>>) -> Result<Outcome, EngineError> {
         loop {
             self.sync()?;
             match self.saga.next() {
@@ -238,9 +233,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                         }
                         reason = wait_operator(self.reader.clone()) => Err(Failure { trigger: Trigger::Operator, reason }),
                     };
-                    let took = humantime::format_duration(Duration::from_millis(
-                        started.elapsed().as_millis() as u64,
-                    ));
+                    let took = humantime::format_duration(Duration::from_millis(started.elapsed().as_millis() as u64));
                     match result {
                         Ok(()) => {
                             info!(step = %label, "step {label}: done in {took}");
@@ -257,10 +250,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                     }
                 }
                 Next::RestoreTraffic => {
-                    if let crate::saga::Phase::RollingBack {
-                        trigger, reason, ..
-                    } = &self.saga.phase
-                    {
+                    if let crate::saga::Phase::RollingBack { trigger, reason, .. } = &self.saga.phase {
                         warn!(trigger = ?trigger, "rolling back: {reason}");
                     }
                     match self.restore().await {
@@ -269,12 +259,8 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                             self.append(Event::TrafficRestored { split })?;
                         }
                         Err(e) => {
-                            error!(
-                                "UNSAFE: could not confirm traffic back on {}: {e}",
-                                self.live
-                            );
-                            let reason =
-                                format!("could not confirm traffic back on {}: {e}", self.live);
+                            error!("UNSAFE: could not confirm traffic back on {}: {e}", self.live);
+                            let reason = format!("could not confirm traffic back on {}: {e}", self.live);
                             self.append(Event::Finished {
                                 outcome: Outcome::Unsafe,
                                 reason,
@@ -295,11 +281,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                     // Undos are not interruptible: a signal now would strand a half-undone step.
                     match self
                         .hooks
-                        .command(
-                            &undo,
-                            &self.env(self.plan.steps[i].action(), "undo"),
-                            command.timeout,
-                        )
+                        .command(&undo, &self.env(self.plan.steps[i].action(), "undo"), command.timeout)
                         .await
                     {
                         Ok(ok) => {
@@ -362,8 +344,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         }
         let mut last = None;
         for attempt in 1..=RESTORE_ATTEMPTS {
-            match traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout).await
-            {
+            match traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout).await {
                 Ok(split) => return Ok(split),
                 Err(e) => {
                     error!("restoring traffic, attempt {attempt}/{RESTORE_ATTEMPTS}: {e}");
@@ -397,16 +378,12 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                     self.require_healthy(&label).await?;
                 }
                 info!(step = %label, "weights → {target}");
-                self.append(Event::WeightIntent {
-                    step: i,
-                    split: target,
-                })
-                .map_err(|e| Failure::step(e.to_string()))?;
+                self.append(Event::WeightIntent { step: i, split: target })
+                    .map_err(|e| Failure::step(e.to_string()))?;
                 let started = tokio::time::Instant::now();
-                let split =
-                    traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout)
-                        .await
-                        .map_err(|e| Failure::step(format!("setting weights: {e}")))?;
+                let split = traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout)
+                    .await
+                    .map_err(|e| Failure::step(format!("setting weights: {e}")))?;
                 info!(step = %label, "weights verified by read-back in {}: {split}", fmt_elapsed(started.elapsed()));
                 self.append(Event::WeightVerified { step: i, split })
                     .map_err(|e| Failure::step(e.to_string()))?;
@@ -424,11 +401,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         timeout: Duration,
     ) -> Result<HookOk, Failure> {
         info!(step = %label, "running {}", argv.join(" "));
-        match self
-            .hooks
-            .command(argv, &self.env(action, "run"), timeout)
-            .await
-        {
+        match self.hooks.command(argv, &self.env(action, "run"), timeout).await {
             Ok(ok) => {
                 info!(step = %label, "{}: {} in {}", argv[0], ok.detail, fmt_elapsed(ok.elapsed));
                 Ok(ok)
@@ -445,9 +418,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             .await
             .map_err(|e| Failure::step(format!("reading weights: {e}")))?;
         let expected = self.saga.verified.unwrap_or(Split::all_on(self.live));
-        if (split.blue, split.green, split.others)
-            != (expected.blue, expected.green, expected.others)
-        {
+        if (split.blue, split.green, split.others) != (expected.blue, expected.green, expected.others) {
             return Err(Failure::step(format!(
                 "weights changed outside cutover: expected {expected}, found {split}"
             )));
@@ -484,9 +455,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                     timeout,
                 } => self.hooks.http(url, *expect_status, *timeout).await,
                 Check::Command { argv, timeout } => {
-                    self.hooks
-                        .command(argv, &self.env("verify", "run"), *timeout)
-                        .await
+                    self.hooks.command(argv, &self.env("verify", "run"), *timeout).await
                 }
             };
             let what = match check {
@@ -574,9 +543,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                                 v.reason,
                                 self.live,
                                 brief(&w.live),
-                                humantime::format_duration(Duration::from_secs(
-                                    baked.min(duration.as_secs().max(1))
-                                )),
+                                humantime::format_duration(Duration::from_secs(baked.min(duration.as_secs().max(1)))),
                                 humantime::format_duration(duration),
                             );
                             match v.outcome {
@@ -589,11 +556,8 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                             }
                             let rollback = v.rollback;
                             let reason = v.reason.clone();
-                            self.append(Event::Verdict {
-                                step: i,
-                                verdict: v,
-                            })
-                            .map_err(|e| Failure::step(e.to_string()))?;
+                            self.append(Event::Verdict { step: i, verdict: v })
+                                .map_err(|e| Failure::step(e.to_string()))?;
                             if rollback {
                                 return Err(Failure {
                                     trigger: Trigger::Judge,
@@ -853,15 +817,7 @@ duration = "30s"
             .append(&started_event(&id, &plan, Color::Blue, initial))
             .unwrap();
         let clock = Clock::at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-        let engine = Engine::open(
-            plan,
-            FakeTraffic::new(initial),
-            metrics,
-            hooks,
-            journal,
-            clock,
-        )
-        .unwrap();
+        let engine = Engine::open(plan, FakeTraffic::new(initial), metrics, hooks, journal, clock).unwrap();
         Harness {
             _dir: dir,
             state,
@@ -870,10 +826,7 @@ duration = "30s"
         }
     }
 
-    fn no_interrupt() -> (
-        watch::Sender<Option<String>>,
-        watch::Receiver<Option<String>>,
-    ) {
+    fn no_interrupt() -> (watch::Sender<Option<String>>, watch::Receiver<Option<String>>) {
         watch::channel(None)
     }
 
@@ -938,21 +891,9 @@ duration = "30s"
             ("check", Outcome::NotStarted, &[]),
             ("deploy", Outcome::RolledBack, &[]),
             ("migrate up", Outcome::RolledBack, &["undeploy"]),
-            (
-                "shift 50%",
-                Outcome::RolledBack,
-                &["migrate down", "undeploy"],
-            ),
-            (
-                "shift 100%",
-                Outcome::RolledBack,
-                &["migrate down", "undeploy"],
-            ),
-            (
-                "observe",
-                Outcome::RolledBack,
-                &["migrate down", "undeploy"],
-            ),
+            ("shift 50%", Outcome::RolledBack, &["migrate down", "undeploy"]),
+            ("shift 100%", Outcome::RolledBack, &["migrate down", "undeploy"]),
+            ("observe", Outcome::RolledBack, &["migrate down", "undeploy"]),
         ];
         for (fail_at, expected, expected_undos) in cases {
             let hooks = FakeHooks::default();
@@ -963,14 +904,8 @@ duration = "30s"
             let metrics = h.engine.metrics.clone();
             let (_tx, rx) = no_interrupt();
             // Metrics turn bad when the step under test starts.
-            let step_index = h
-                .engine
-                .plan
-                .steps
-                .iter()
-                .position(|s| s.label() == *fail_at);
-            let outcome = if let Some(i) =
-                step_index.filter(|_| fail_at.starts_with("shift") || *fail_at == "observe")
+            let step_index = h.engine.plan.steps.iter().position(|s| s.label() == *fail_at);
+            let outcome = if let Some(i) = step_index.filter(|_| fail_at.starts_with("shift") || *fail_at == "observe")
             {
                 let drive = h.engine.drive(rx);
                 tokio::pin!(drive);
@@ -995,11 +930,7 @@ duration = "30s"
                 Some(Color::Blue),
                 "failure at {fail_at}: traffic not on blue"
             );
-            assert_eq!(
-                undos(&h.engine.hooks.calls()),
-                *expected_undos,
-                "failure at {fail_at}"
-            );
+            assert_eq!(undos(&h.engine.hooks.calls()), *expected_undos, "failure at {fail_at}");
         }
     }
 
@@ -1059,12 +990,7 @@ duration = "30s"
         let (_tx, rx) = no_interrupt();
         let alarm = async {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            metrics
-                .alarms
-                .lock()
-                .unwrap()
-                .in_alarm
-                .push("svc-5xx".into());
+            metrics.alarms.lock().unwrap().in_alarm.push("svc-5xx".into());
         };
         let (outcome, ()) = tokio::join!(h.engine.drive(rx), alarm);
         assert_eq!(outcome.unwrap(), Outcome::RolledBack);

@@ -132,12 +132,7 @@ impl Hooks for FakeHooks {
             detail: "exit 0".into(),
         })
     }
-    async fn http(
-        &self,
-        url: &str,
-        _expect_status: u16,
-        _timeout: Duration,
-    ) -> Result<HookOk, HookError> {
+    async fn http(&self, url: &str, _expect_status: u16, _timeout: Duration) -> Result<HookOk, HookError> {
         self.calls.lock().unwrap().push(format!("GET {url}"));
         if self.failing.lock().unwrap().contains(&format!("GET {url}")) {
             return Err(HookError::Http {

@@ -107,12 +107,7 @@ impl Drop for GroupGuard {
 }
 
 impl Hooks for Processes {
-    async fn command(
-        &self,
-        argv: &[String],
-        env: &[(String, String)],
-        timeout: Duration,
-    ) -> Result<HookOk, HookError> {
+    async fn command(&self, argv: &[String], env: &[(String, String)], timeout: Duration) -> Result<HookOk, HookError> {
         let program = argv[0].clone();
         let started = tokio::time::Instant::now();
         let mut child = Command::new(&argv[0])
@@ -133,8 +128,7 @@ impl Hooks for Processes {
 
         // Each output line goes to the live log as it comes; the last few are kept for the error.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let pump = |r: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-                    tx: tokio::sync::mpsc::UnboundedSender<String>| {
+        let pump = |r: Box<dyn tokio::io::AsyncRead + Send + Unpin>, tx: tokio::sync::mpsc::UnboundedSender<String>| {
             tokio::spawn(async move {
                 let mut lines = BufReader::new(r).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
@@ -201,12 +195,7 @@ impl Hooks for Processes {
         }
     }
 
-    async fn http(
-        &self,
-        url: &str,
-        expect_status: u16,
-        timeout: Duration,
-    ) -> Result<HookOk, HookError> {
+    async fn http(&self, url: &str, expect_status: u16, timeout: Duration) -> Result<HookOk, HookError> {
         let started = tokio::time::Instant::now();
         let err = |message: String| HookError::Http {
             url: url.to_string(),
@@ -260,11 +249,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.to_string(), "\"sh\" exited with 3; last output: boom");
         let e = h
-            .command(
-                &["/nonexistent/deploy".to_string()],
-                &env,
-                Duration::from_secs(10),
-            )
+            .command(&["/nonexistent/deploy".to_string()], &env, Duration::from_secs(10))
             .await
             .unwrap_err();
         assert!(matches!(e, HookError::Spawn { .. }), "{e}");

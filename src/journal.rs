@@ -86,13 +86,7 @@ impl StateDir {
     fn key(target_arn: &str) -> String {
         target_arn
             .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
             .collect()
     }
 
@@ -139,9 +133,7 @@ impl StateDir {
             .and_then(|_| f.sync_all())
             .map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&dir))
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))
     }
 
     fn journal_path(&self, id: &str) -> PathBuf {
@@ -158,19 +150,14 @@ impl StateDir {
             .append(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&dir))?;
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))?;
         Ok(Journal { path, file })
     }
 
     /// Opens the journal of an existing cutover for appending.
     pub fn open_journal(&self, id: &str) -> Result<Journal, JournalError> {
         let path = self.journal_path(id);
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let file = OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?;
         Ok(Journal { path, file })
     }
 
@@ -252,16 +239,12 @@ impl Reader {
     /// progress (or torn by a crash) and is left for the next call.
     pub fn read_new(&mut self) -> Result<Vec<Record>, JournalError> {
         let mut f = File::open(&self.path).map_err(io_err(&self.path))?;
-        f.seek(SeekFrom::Start(self.offset))
-            .map_err(io_err(&self.path))?;
+        f.seek(SeekFrom::Start(self.offset)).map_err(io_err(&self.path))?;
         let mut buf = Vec::new();
         f.read_to_end(&mut buf).map_err(io_err(&self.path))?;
         let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         let mut records = Vec::new();
-        for raw in buf[..complete]
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-        {
+        for raw in buf[..complete].split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             self.line += 1;
             let record = serde_json::from_slice(raw).map_err(|e| JournalError::Corrupt {
                 path: self.path.clone(),
@@ -300,20 +283,12 @@ mod tests {
             by: "me".into(),
         })
         .unwrap();
-        let got: Vec<Event> = reader
-            .read_new()
-            .unwrap()
-            .into_iter()
-            .map(|r| r.event)
-            .collect();
+        let got: Vec<Event> = reader.read_new().unwrap().into_iter().map(|r| r.event).collect();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], Event::StepStarted { step: 0 });
         assert!(reader.read_new().unwrap().is_empty());
         a.append(&Event::StepDone { step: 0 }).unwrap();
-        assert_eq!(
-            reader.read_new().unwrap()[0].event,
-            Event::StepDone { step: 0 }
-        );
+        assert_eq!(reader.read_new().unwrap()[0].event, Event::StepDone { step: 0 });
     }
 
     #[test]
@@ -322,9 +297,7 @@ mod tests {
         let state = StateDir::open(dir.path()).unwrap();
         let j = state.create("c").unwrap();
         j.append(&Event::StepStarted { step: 0 }).unwrap();
-        (&j.file)
-            .write_all(b"{\"at\":\"x\",\"event\":\"step_do")
-            .unwrap();
+        (&j.file).write_all(b"{\"at\":\"x\",\"event\":\"step_do").unwrap();
         assert_eq!(read_all(j.path()).unwrap().len(), 1);
     }
 

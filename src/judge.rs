@@ -115,10 +115,7 @@ pub struct Judge {
 
 impl Judge {
     pub fn new(criteria: Criteria) -> Judge {
-        Judge {
-            criteria,
-            failures: 0,
-        }
+        Judge { criteria, failures: 0 }
     }
 
     /// Judges the next window. Windows must be passed in time order, each once.
@@ -213,9 +210,7 @@ fn describe(n: &Sample, c: &Criteria) -> String {
         c.max_error_rate * 100.0
     );
     match (n.latency, c.max_latency) {
-        (Some(l), Some(max)) => {
-            s.push_str(&format!(", latency {} {} {}", ms(l), cmp(l > max), ms(max)))
-        }
+        (Some(l), Some(max)) => s.push_str(&format!(", latency {} {} {}", ms(l), cmp(l > max), ms(max))),
         (Some(l), None) => s.push_str(&format!(", latency {}", ms(l))),
         (None, Some(_)) => s.push_str(", latency no data"),
         (None, None) => {}
@@ -327,11 +322,7 @@ mod tests {
     fn a_pass_resets_the_streak() {
         check(
             criteria(),
-            &[
-                (1000.0, 300.0, None),
-                (1000.0, 0.0, None),
-                (1000.0, 300.0, None),
-            ],
+            &[(1000.0, 300.0, None), (1000.0, 0.0, None), (1000.0, 300.0, None)],
             &["fail 1 bake", "pass 0 bake", "fail 1 bake"],
         );
     }

@@ -12,9 +12,7 @@ use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatch::Client;
-use aws_sdk_cloudwatch::types::{
-    AlarmType, Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StateValue,
-};
+use aws_sdk_cloudwatch::types::{AlarmType, Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StateValue};
 use aws_smithy_types::DateTime;
 
 use crate::aws::{AwsError, classify};
@@ -46,11 +44,7 @@ pub struct Alarms {
 /// What the engine needs from CloudWatch.
 pub trait Metrics: Send + Sync {
     /// One [`Window`] per period in `[from, to)` (Unix seconds, period-aligned), oldest first.
-    fn windows(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> impl Future<Output = Result<Vec<Window>, MetricsError>> + Send;
+    fn windows(&self, from: u64, to: u64) -> impl Future<Output = Result<Vec<Window>, MetricsError>> + Send;
     /// The states of the plan's alarms.
     fn alarms(&self) -> impl Future<Output = Result<Alarms, MetricsError>> + Send;
 }
@@ -104,13 +98,10 @@ impl CloudWatch {
     }
 
     fn query(&self, id: &str, tg: &str, metric: &str, stat: &str) -> MetricDataQuery {
-        let dims = [
-            ("LoadBalancer", self.load_balancer.as_str()),
-            ("TargetGroup", tg),
-        ]
-        .into_iter()
-        .map(|(n, v)| Dimension::builder().name(n).value(v).build())
-        .collect();
+        let dims = [("LoadBalancer", self.load_balancer.as_str()), ("TargetGroup", tg)]
+            .into_iter()
+            .map(|(n, v)| Dimension::builder().name(n).value(v).build())
+            .collect();
         MetricDataQuery::builder()
             .id(id)
             .metric_stat(
@@ -143,18 +134,8 @@ impl Metrics for CloudWatch {
             .flat_map(|(prefix, tg)| {
                 [
                     self.query(&format!("{prefix}_req"), tg, "RequestCount", "Sum"),
-                    self.query(
-                        &format!("{prefix}_err"),
-                        tg,
-                        "HTTPCode_Target_5XX_Count",
-                        "Sum",
-                    ),
-                    self.query(
-                        &format!("{prefix}_lat"),
-                        tg,
-                        "TargetResponseTime",
-                        &self.statistic,
-                    ),
+                    self.query(&format!("{prefix}_err"), tg, "HTTPCode_Target_5XX_Count", "Sum"),
+                    self.query(&format!("{prefix}_lat"), tg, "TargetResponseTime", &self.statistic),
                 ]
             })
             .collect();
@@ -269,10 +250,7 @@ mod tests {
     fn only_settled_closed_periods_are_judged() {
         let min = Duration::from_secs(60);
         // At 10:05:30 with settle 2 min: periods up to 10:03 are closed and settled.
-        assert_eq!(
-            settled_end(at(36330, 0), Duration::from_secs(120), min),
-            36180
-        );
+        assert_eq!(settled_end(at(36330, 0), Duration::from_secs(120), min), 36180);
         assert_eq!(
             settled_end(at(100, 500), Duration::from_secs(1), Duration::from_secs(1)),
             99
@@ -284,9 +262,6 @@ mod tests {
         let min = Duration::from_secs(60);
         assert_eq!(next_boundary(at(120, 0), min), 120);
         assert_eq!(next_boundary(at(120, 1), min), 180);
-        assert_eq!(
-            next_boundary(at(100, 250_000_000), Duration::from_secs(1)),
-            101
-        );
+        assert_eq!(next_boundary(at(100, 250_000_000), Duration::from_secs(1)), 101);
     }
 }

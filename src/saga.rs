@@ -237,9 +237,7 @@ impl Default for Saga {
 
 impl Saga {
     /// Replays a whole journal.
-    pub fn replay<'a>(
-        events: impl IntoIterator<Item = &'a Event>,
-    ) -> Result<Saga, IllegalTransition> {
+    pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> Result<Saga, IllegalTransition> {
         let mut saga = Saga::default();
         for e in events {
             saga.apply(e)?;
@@ -284,9 +282,7 @@ impl Saga {
                 self.status[*step] = StepStatus::Running;
             }
             (_, Event::WeightIntent { step, .. }) if step_ok(self, *step) => {}
-            (_, Event::WeightVerified { step, split }) if step_ok(self, *step) => {
-                self.verified = Some(*split)
-            }
+            (_, Event::WeightVerified { step, split }) if step_ok(self, *step) => self.verified = Some(*split),
             (_, Event::Verdict { step, .. }) if step_ok(self, *step) => {}
             // A step may finish after a rollback was requested (the operator's rollback raced
             // its end); it is then done, and its undo runs like any other.
@@ -295,14 +291,9 @@ impl Saga {
             {
                 self.status[*step] = StepStatus::Done;
             }
-            (
-                Phase::Forward | Phase::RollingBack { .. },
-                Event::StepFailed {
-                    step,
-                    trigger,
-                    reason,
-                },
-            ) if step_ok(self, *step) && self.status[*step] == StepStatus::Running => {
+            (Phase::Forward | Phase::RollingBack { .. }, Event::StepFailed { step, trigger, reason })
+                if step_ok(self, *step) && self.status[*step] == StepStatus::Running =>
+            {
                 self.status[*step] = StepStatus::Failed;
                 if self.phase == Phase::Forward {
                     self.phase = Phase::RollingBack {
@@ -312,12 +303,7 @@ impl Saga {
                     };
                 }
             }
-            (
-                Phase::Forward,
-                Event::RollbackRequested {
-                    trigger, reason, ..
-                },
-            ) => {
+            (Phase::Forward, Event::RollbackRequested { trigger, reason, .. }) => {
                 self.phase = Phase::RollingBack {
                     trigger: *trigger,
                     reason: reason.clone(),
@@ -333,9 +319,7 @@ impl Saga {
                     outcome: Outcome::Promoted | Outcome::Error | Outcome::Unsafe,
                     ..
                 },
-                Event::RollbackRequested {
-                    trigger, reason, ..
-                },
+                Event::RollbackRequested { trigger, reason, .. },
             ) => {
                 self.phase = Phase::RollingBack {
                     trigger: *trigger,
@@ -344,12 +328,7 @@ impl Saga {
                 };
             }
             (Phase::Finished { .. }, Event::RollbackRequested { .. }) => {}
-            (
-                Phase::RollingBack {
-                    trigger, reason, ..
-                },
-                Event::TrafficRestored { split },
-            ) => {
+            (Phase::RollingBack { trigger, reason, .. }, Event::TrafficRestored { split }) => {
                 self.verified = Some(*split);
                 self.phase = Phase::RollingBack {
                     trigger: *trigger,
@@ -358,13 +337,10 @@ impl Saga {
                 };
             }
             // Restoring traffic is idempotent: a late second confirmation is harmless.
-            (Phase::Finished { .. }, Event::TrafficRestored { split }) => {
-                self.verified = Some(*split)
-            }
+            (Phase::Finished { .. }, Event::TrafficRestored { split }) => self.verified = Some(*split),
             (
                 Phase::RollingBack {
-                    traffic_restored: true,
-                    ..
+                    traffic_restored: true, ..
                 },
                 Event::UndoStarted { step },
             ) if self.next_undo() == Some(*step) => {
@@ -380,12 +356,7 @@ impl Saga {
             {
                 self.status[*step] = StepStatus::UndoFailed;
             }
-            (
-                _,
-                Event::Finished {
-                    outcome, reason, ..
-                },
-            ) => {
+            (_, Event::Finished { outcome, reason, .. }) => {
                 self.phase = Phase::Finished {
                     outcome: *outcome,
                     reason: reason.clone(),
@@ -399,10 +370,9 @@ impl Saga {
     /// The step whose undo runs next: the latest completed step that has an undo.
     /// A step left `Undoing` by a crash is undone again (undos are idempotent).
     fn next_undo(&self) -> Option<usize> {
-        (0..self.status.len()).rev().find(|&i| {
-            self.steps[i].has_undo
-                && matches!(self.status[i], StepStatus::Done | StepStatus::Undoing)
-        })
+        (0..self.status.len())
+            .rev()
+            .find(|&i| self.steps[i].has_undo && matches!(self.status[i], StepStatus::Done | StepStatus::Undoing))
     }
 
     /// What the engine must do next.
@@ -515,10 +485,7 @@ mod tests {
     #[test]
     fn forward_runs_steps_in_order_then_promotes() {
         check(&[], Next::Run(0));
-        check(
-            &[StepStarted { step: 0 }, StepDone { step: 0 }],
-            Next::Run(1),
-        );
+        check(&[StepStarted { step: 0 }, StepDone { step: 0 }], Next::Run(1));
         let all_done: Vec<Event> = (0..5)
             .flat_map(|step| [StepStarted { step }, StepDone { step }])
             .collect();

@@ -128,11 +128,7 @@ pub enum TrafficError {
     Invalid(String),
     /// The weights did not read back as written within the bound.
     #[error("weights did not read back as written within {bound:?}: wrote {wrote}, read {read}")]
-    NotVerified {
-        wrote: Split,
-        read: Split,
-        bound: Duration,
-    },
+    NotVerified { wrote: Split, read: Split, bound: Duration },
 }
 
 impl TrafficError {
@@ -149,21 +145,14 @@ pub trait Traffic: Send + Sync {
     /// Writes the weights of blue and green with one Modify call, keeping everything else.
     fn write(&self, split: Split) -> impl Future<Output = Result<(), TrafficError>> + Send;
     /// How many targets of a colour's target group are healthy.
-    fn healthy_targets(
-        &self,
-        color: Color,
-    ) -> impl Future<Output = Result<u32, TrafficError>> + Send;
+    fn healthy_targets(&self, color: Color) -> impl Future<Output = Result<u32, TrafficError>> + Send;
 }
 
 /// Writes `split` and reads it back until it matches, for at most `bound`.
 ///
 /// Backoff while reading back: exponential from 50 ms, doubling, capped at 1 s,
 /// with jitter; retryable AWS errors are retried the same way until the bound.
-pub async fn set_and_verify<T: Traffic>(
-    traffic: &T,
-    split: Split,
-    bound: Duration,
-) -> Result<Split, TrafficError> {
+pub async fn set_and_verify<T: Traffic>(traffic: &T, split: Split, bound: Duration) -> Result<Split, TrafficError> {
     validate(split)?;
     let deadline = tokio::time::Instant::now() + bound;
     let backoff = ExponentialBuilder::default()
@@ -172,8 +161,7 @@ pub async fn set_and_verify<T: Traffic>(
         .with_jitter()
         .without_max_times();
     let before_deadline = |e: &TrafficError| {
-        tokio::time::Instant::now() < deadline
-            && (e.retryable() || matches!(e, TrafficError::NotVerified { .. }))
+        tokio::time::Instant::now() < deadline && (e.retryable() || matches!(e, TrafficError::NotVerified { .. }))
     };
     (|| traffic.write(split))
         .retry(backoff)
@@ -362,12 +350,7 @@ impl Traffic for Alb {
             .set_target_groups(Some(
                 tuples
                     .into_iter()
-                    .map(|(arn, w)| {
-                        TargetGroupTuple::builder()
-                            .target_group_arn(arn)
-                            .weight(w)
-                            .build()
-                    })
+                    .map(|(arn, w)| TargetGroupTuple::builder().target_group_arn(arn).weight(w).build())
                     .collect(),
             ))
             .set_target_group_stickiness_config(
@@ -418,9 +401,7 @@ impl Traffic for Alb {
         let healthy = out
             .target_health_descriptions()
             .iter()
-            .filter(|d| {
-                d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy)
-            })
+            .filter(|d| d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy))
             .count();
         Ok(healthy as u32)
     }
@@ -464,10 +445,7 @@ mod tests {
                 others: 0
             }
         );
-        assert_eq!(
-            Split::with_new(Color::Green, 999).percent(Color::Green),
-            99.9
-        );
+        assert_eq!(Split::with_new(Color::Green, 999).percent(Color::Green), 99.9);
         assert_eq!(Split::all_on(Color::Green).holder(), Some(Color::Green));
         assert_eq!(
             Split {

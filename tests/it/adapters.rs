@@ -5,13 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_sdk_elasticloadbalancingv2::operation::describe_listeners::DescribeListenersOutput;
-use aws_sdk_elasticloadbalancingv2::operation::modify_listener::{
-    ModifyListenerError, ModifyListenerOutput,
-};
+use aws_sdk_elasticloadbalancingv2::operation::modify_listener::{ModifyListenerError, ModifyListenerOutput};
 use aws_sdk_elasticloadbalancingv2::types::error::ListenerNotFoundException;
-use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, Listener, TargetGroupTuple,
-};
+use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ForwardActionConfig, Listener, TargetGroupTuple};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::DateTime;
 use cutover::config::{Color, MetricsConfig};
@@ -22,10 +18,7 @@ use crate::util::*;
 
 async fn alb(world: &World) -> Alb {
     let conf = sdk(&world.endpoint).await;
-    Alb::new(
-        aws_sdk_elasticloadbalancingv2::Client::new(&conf),
-        &alb_config(world),
-    )
+    Alb::new(aws_sdk_elasticloadbalancingv2::Client::new(&conf), &alb_config(world))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -59,36 +52,21 @@ async fn a_write_keeps_stickiness_and_other_actions() {
     };
     let before = describe().await;
     let alb = alb(&world).await;
-    cutover::traffic::set_and_verify(
-        &alb,
-        Split::with_new(Color::Green, 250),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    cutover::traffic::set_and_verify(&alb, Split::with_new(Color::Green, 250), Duration::from_secs(5))
+        .await
+        .unwrap();
     let after = describe().await;
     let fc = after.forward_config().unwrap();
     assert_eq!(
         fc.target_group_stickiness_config(),
-        before
-            .forward_config()
-            .unwrap()
-            .target_group_stickiness_config()
+        before.forward_config().unwrap().target_group_stickiness_config()
     );
     let weights: Vec<(String, i32)> = fc
         .target_groups()
         .iter()
-        .map(|t| {
-            (
-                t.target_group_arn().unwrap().to_string(),
-                t.weight().unwrap(),
-            )
-        })
+        .map(|t| (t.target_group_arn().unwrap().to_string(), t.weight().unwrap()))
         .collect();
-    assert_eq!(
-        weights,
-        [(world.blue.clone(), 750), (world.green.clone(), 250)]
-    );
+    assert_eq!(weights, [(world.blue.clone(), 750), (world.green.clone(), 250)]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -160,10 +138,7 @@ async fn get_metric_data_windows_per_period_for_both_colours() {
     let cw = aws_sdk_cloudwatch::Client::new(&conf);
     let config = alb_config(&world);
     let lb = config.load_balancer_dimension();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let t0 = now - 60;
     // Green: 100 requests with 7 errors at t0, nothing at t0+1, 50 requests at t0+2. Blue: 200 at each.
     let put = |tg: String, t: u64, name: &'static str, v: f64, unit: StandardUnit| {
@@ -190,38 +165,10 @@ async fn get_metric_data_windows_per_period_for_both_colours() {
     };
     let green = cutover::config::target_group_dimension(&world.green);
     let blue = cutover::config::target_group_dimension(&world.blue);
-    put(
-        green.clone(),
-        t0,
-        "RequestCount",
-        100.0,
-        StandardUnit::Count,
-    )
-    .await;
-    put(
-        green.clone(),
-        t0,
-        "HTTPCode_Target_5XX_Count",
-        7.0,
-        StandardUnit::Count,
-    )
-    .await;
-    put(
-        green.clone(),
-        t0,
-        "TargetResponseTime",
-        0.12,
-        StandardUnit::Seconds,
-    )
-    .await;
-    put(
-        green.clone(),
-        t0 + 2,
-        "RequestCount",
-        50.0,
-        StandardUnit::Count,
-    )
-    .await;
+    put(green.clone(), t0, "RequestCount", 100.0, StandardUnit::Count).await;
+    put(green.clone(), t0, "HTTPCode_Target_5XX_Count", 7.0, StandardUnit::Count).await;
+    put(green.clone(), t0, "TargetResponseTime", 0.12, StandardUnit::Seconds).await;
+    put(green.clone(), t0 + 2, "RequestCount", 50.0, StandardUnit::Count).await;
     for t in t0..t0 + 3 {
         put(blue.clone(), t, "RequestCount", 200.0, StandardUnit::Count).await;
     }
@@ -229,15 +176,7 @@ async fn get_metric_data_windows_per_period_for_both_colours() {
     let windows = metrics.windows(t0, t0 + 3).await.unwrap();
     let got: Vec<(u64, f64, f64, Option<f64>, f64)> = windows
         .iter()
-        .map(|w| {
-            (
-                w.start,
-                w.new.requests,
-                w.new.errors,
-                w.new.latency,
-                w.live.requests,
-            )
-        })
+        .map(|w| (w.start, w.new.requests, w.new.errors, w.new.latency, w.live.requests))
         .collect();
     assert_eq!(
         got,
@@ -264,9 +203,7 @@ async fn alarms_in_alarm_and_missing_alarms_are_reported() {
             .period(60)
             .evaluation_periods(1)
             .threshold(1.0)
-            .comparison_operator(
-                aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold,
-            )
+            .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
             .send()
             .await
             .unwrap();
@@ -278,18 +215,8 @@ async fn alarms_in_alarm_and_missing_alarms_are_reported() {
         .send()
         .await
         .unwrap();
-    let names = [
-        "it-5xx".to_string(),
-        "it-latency".to_string(),
-        "it-typo".to_string(),
-    ];
-    let metrics = CloudWatch::new(
-        cw,
-        &metrics_config(),
-        &alb_config(&world),
-        Color::Green,
-        &names,
-    );
+    let names = ["it-5xx".to_string(), "it-latency".to_string(), "it-typo".to_string()];
+    let metrics = CloudWatch::new(cw, &metrics_config(), &alb_config(&world), Color::Green, &names);
     let alarms = metrics.alarms().await.unwrap();
     assert_eq!(alarms.in_alarm, ["it-5xx"]);
     assert_eq!(alarms.missing, ["it-typo"]);
@@ -307,18 +234,8 @@ fn describe_rule() -> aws_smithy_mocks::Rule {
             .r#type(ActionTypeEnum::Forward)
             .forward_config(
                 ForwardActionConfig::builder()
-                    .target_groups(
-                        TargetGroupTuple::builder()
-                            .target_group_arn(BLUE)
-                            .weight(1)
-                            .build(),
-                    )
-                    .target_groups(
-                        TargetGroupTuple::builder()
-                            .target_group_arn(GREEN)
-                            .weight(0)
-                            .build(),
-                    )
+                    .target_groups(TargetGroupTuple::builder().target_group_arn(BLUE).weight(1).build())
+                    .target_groups(TargetGroupTuple::builder().target_group_arn(GREEN).weight(0).build())
                     .build(),
             )
             .build();
@@ -334,14 +251,9 @@ fn describe_rule() -> aws_smithy_mocks::Rule {
 }
 
 fn mocked_alb(rules: &[&aws_smithy_mocks::Rule]) -> Alb {
-    let client = mock_client!(
-        aws_sdk_elasticloadbalancingv2,
-        RuleMode::MatchAny,
-        rules,
-        |b| b
-            .retry_config(cutover::aws::retry_config())
-            .timeout_config(cutover::aws::timeout_config())
-    );
+    let client = mock_client!(aws_sdk_elasticloadbalancingv2, RuleMode::MatchAny, rules, |b| b
+        .retry_config(cutover::aws::retry_config())
+        .timeout_config(cutover::aws::timeout_config()));
     let config = cutover::config::Alb {
         listener_arn: LISTENER.into(),
         rule_arn: None,
@@ -374,11 +286,7 @@ async fn throttled_modify_calls_are_retried_by_the_sdk() {
         .build();
     let alb = mocked_alb(&[&describe, &modify]);
     alb.write(Split::with_new(Color::Green, 500)).await.unwrap();
-    assert_eq!(
-        modify.num_calls(),
-        4,
-        "two throttles and a 503, then success"
-    );
+    assert_eq!(modify.num_calls(), 4, "two throttles and a 503, then success");
 }
 
 #[tokio::test(start_paused = true)]
@@ -390,10 +298,7 @@ async fn throttling_beyond_the_retry_budget_is_a_retryable_error() {
         .times(10)
         .build();
     let alb = mocked_alb(&[&describe, &modify]);
-    let e = alb
-        .write(Split::with_new(Color::Green, 500))
-        .await
-        .unwrap_err();
+    let e = alb.write(Split::with_new(Color::Green, 500)).await.unwrap_err();
     assert_eq!(modify.num_calls(), cutover::aws::MAX_ATTEMPTS as usize);
     match e {
         TrafficError::Aws(aws) => {
@@ -409,15 +314,10 @@ async fn throttling_beyond_the_retry_budget_is_a_retryable_error() {
 async fn a_missing_listener_is_fatal_and_not_retried() {
     let describe = describe_rule();
     let modify = mock!(aws_sdk_elasticloadbalancingv2::Client::modify_listener).then_error(|| {
-        ModifyListenerError::ListenerNotFoundException(
-            ListenerNotFoundException::builder().message("gone").build(),
-        )
+        ModifyListenerError::ListenerNotFoundException(ListenerNotFoundException::builder().message("gone").build())
     });
     let alb = mocked_alb(&[&describe, &modify]);
-    let e = alb
-        .write(Split::with_new(Color::Green, 500))
-        .await
-        .unwrap_err();
+    let e = alb.write(Split::with_new(Color::Green, 500)).await.unwrap_err();
     assert_eq!(modify.num_calls(), 1);
     assert!(!e.retryable(), "{e}");
     assert!(e.to_string().contains("ListenerNotFound"), "{e}");

@@ -27,16 +27,9 @@ impl Background {
         let log = wd.path().join("run.log");
         let mut cmd = wd.cutover(
             endpoint,
-            &[
-                "run",
-                "--config",
-                plan.to_str().unwrap(),
-                "--output",
-                "json",
-            ],
+            &["run", "--config", plan.to_str().unwrap(), "--output", "json"],
         );
-        cmd.stderr(std::fs::File::create(&log).unwrap())
-            .stdout(Stdio::piped());
+        cmd.stderr(std::fs::File::create(&log).unwrap()).stdout(Stdio::piped());
         Background {
             child: cmd.spawn().unwrap(),
             log,
@@ -53,8 +46,7 @@ impl Background {
                     "--- background run log:\n{}",
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
-                let summary =
-                    serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or(Value::Null);
+                let summary = serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or(Value::Null);
                 return (status.code().unwrap_or(-1), summary);
             }
             if start.elapsed() > bound {
@@ -75,8 +67,7 @@ fn wait_for_event(state: &Path, kind: &str, bound: Duration) {
     while start.elapsed() < bound {
         if let Ok(entries) = std::fs::read_dir(state.join("cutovers")) {
             for e in entries.flatten() {
-                let text =
-                    std::fs::read_to_string(e.path().join("journal.jsonl")).unwrap_or_default();
+                let text = std::fs::read_to_string(e.path().join("journal.jsonl")).unwrap_or_default();
                 if text.contains(&format!("\"event\":\"{kind}\"")) {
                     return;
                 }
@@ -122,20 +113,10 @@ async fn a_healthy_cutover_is_promoted() {
     let world = fixture(&moto, &[]);
     let wd = Workdir::new();
     let _sim = Sim::start(&world, wd.path(), profile_healthy());
-    let plan = wd.write_plan(&plan(
-        &world,
-        "",
-        &format!("{}{QUICK_STEPS}", steps_with_deploy("")),
-    ));
+    let plan = wd.write_plan(&plan(&world, "", &format!("{}{QUICK_STEPS}", steps_with_deploy(""))));
     let out = run(wd.cutover(
         &world.endpoint,
-        &[
-            "run",
-            "--config",
-            plan.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
+        &["run", "--config", plan.to_str().unwrap(), "--output", "json"],
     ));
     assert_eq!(out.status.code(), Some(0));
     let s = json(&out);
@@ -144,11 +125,7 @@ async fn a_healthy_cutover_is_promoted() {
     assert_eq!(s["new_color"], "green");
     assert_eq!(s["final_weights"], json!({"blue": 0.0, "green": 100.0}));
     assert!(
-        s["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|st| st["status"] == "done"),
+        s["steps"].as_array().unwrap().iter().all(|st| st["status"] == "done"),
         "{s}"
     );
     assert_eq!(weights(&world).await.holder(), Some(Color::Green));
@@ -165,31 +142,15 @@ async fn errors_on_the_new_colour_roll_back() {
     let world = fixture(&moto, &[]);
     let wd = Workdir::new();
     let _sim = Sim::start(&world, wd.path(), profile(0.3, 0.05));
-    let plan = wd.write_plan(&plan(
-        &world,
-        "",
-        &format!("{}{QUICK_STEPS}", steps_with_deploy("")),
-    ));
+    let plan = wd.write_plan(&plan(&world, "", &format!("{}{QUICK_STEPS}", steps_with_deploy(""))));
     let out = run(wd.cutover(
         &world.endpoint,
-        &[
-            "run",
-            "--config",
-            plan.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
+        &["run", "--config", plan.to_str().unwrap(), "--output", "json"],
     ));
     assert_eq!(out.status.code(), Some(3));
     let s = json(&out);
     assert_eq!(s["outcome"], "rolled_back");
-    assert!(
-        s["reason"]
-            .as_str()
-            .unwrap()
-            .contains("error rate too high"),
-        "{s}"
-    );
+    assert!(s["reason"].as_str().unwrap().contains("error rate too high"), "{s}");
     assert_eq!(weights(&world).await, Split::all_on(Color::Blue));
     assert_eq!(hooks_log(&wd), ["deploy green", "undeploy green"]);
 }
@@ -203,20 +164,11 @@ async fn latency_on_the_new_colour_rolls_back() {
     let plan = wd.write_plan(&plan(&world, "", QUICK_STEPS));
     let out = run(wd.cutover(
         &world.endpoint,
-        &[
-            "run",
-            "--config",
-            plan.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
+        &["run", "--config", plan.to_str().unwrap(), "--output", "json"],
     ));
     assert_eq!(out.status.code(), Some(3));
     let s = json(&out);
-    assert!(
-        s["reason"].as_str().unwrap().contains("latency too high"),
-        "{s}"
-    );
+    assert!(s["reason"].as_str().unwrap().contains("latency too high"), "{s}");
     assert_eq!(weights(&world).await.holder(), Some(Color::Blue));
 }
 
@@ -272,22 +224,13 @@ async fn a_rollback_after_the_run_died_finishes_the_cutover() {
     assert_eq!(weights(&world).await, Split::with_new(Color::Green, 500));
 
     // A new run refuses to start over a half-finished cutover …
-    let out = run(wd.cutover(
-        &world.endpoint,
-        &["run", "--config", plan.to_str().unwrap()],
-    ));
+    let out = run(wd.cutover(&world.endpoint, &["run", "--config", plan.to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did not finish"));
     // … and the rollback restores traffic and runs the undo chain itself.
     let out = run(wd.cutover(
         &world.endpoint,
-        &[
-            "rollback",
-            "--config",
-            plan.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
+        &["rollback", "--config", plan.to_str().unwrap(), "--output", "json"],
     ));
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(json(&out)["outcome"], "rolled_back_by_operator");
@@ -333,31 +276,13 @@ undo = ["sh", "-c", "echo 'migrate down' >> hooks.log"]
     let before = weights(&world).await;
     let out = run(wd.cutover(
         &world.endpoint,
-        &[
-            "run",
-            "--config",
-            plan.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
+        &["run", "--config", plan.to_str().unwrap(), "--output", "json"],
     ));
     assert_eq!(out.status.code(), Some(3));
     let s = json(&out);
-    assert!(
-        s["reason"].as_str().unwrap().contains("exited with 7"),
-        "{s}"
-    );
-    assert!(
-        s["reason"]
-            .as_str()
-            .unwrap()
-            .contains("relation already exists"),
-        "{s}"
-    );
-    assert_eq!(
-        hooks_log(&wd),
-        ["deploy green", "migrate", "undeploy green"]
-    );
+    assert!(s["reason"].as_str().unwrap().contains("exited with 7"), "{s}");
+    assert!(s["reason"].as_str().unwrap().contains("relation already exists"), "{s}");
+    assert_eq!(hooks_log(&wd), ["deploy green", "migrate", "undeploy green"]);
     // No weight was ever written: the raw weights are the fixture's.
     assert_eq!(weights(&world).await, before);
 }
@@ -369,13 +294,7 @@ async fn ping_pong_the_second_cutover_goes_back() {
     let wd = Workdir::new();
     let _sim = Sim::start(&world, wd.path(), profile_healthy());
     let plan = wd.write_plan(&plan(&world, "", QUICK_STEPS));
-    let args = [
-        "run",
-        "--config",
-        plan.to_str().unwrap(),
-        "--output",
-        "json",
-    ];
+    let args = ["run", "--config", plan.to_str().unwrap(), "--output", "json"];
     let first = run(wd.cutover(&world.endpoint, &args));
     assert_eq!(first.status.code(), Some(0));
     assert_eq!(weights(&world).await.holder(), Some(Color::Green));
@@ -398,13 +317,7 @@ async fn a_listener_rule_is_shifted_and_the_default_action_left_alone() {
     let plan = wd.write_plan(&plan(&world, "", QUICK_STEPS));
     let out = run(wd.cutover(
         &world.endpoint,
-        &[
-            "run",
-            "--config",
-            plan.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
+        &["run", "--config", plan.to_str().unwrap(), "--output", "json"],
     ));
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(weights(&world).await.holder(), Some(Color::Green));
@@ -450,10 +363,7 @@ async fn a_split_start_is_not_started_and_changes_nothing() {
     let world = fixture(&moto, &[]);
     let wd = Workdir::new();
     let conf = sdk(&world.endpoint).await;
-    let alb = cutover::traffic::Alb::new(
-        aws_sdk_elasticloadbalancingv2::Client::new(&conf),
-        &alb_config(&world),
-    );
+    let alb = cutover::traffic::Alb::new(aws_sdk_elasticloadbalancingv2::Client::new(&conf), &alb_config(&world));
     let split = Split::with_new(Color::Green, 300);
     cutover::traffic::set_and_verify(&alb, split, Duration::from_secs(5))
         .await
@@ -461,10 +371,14 @@ async fn a_split_start_is_not_started_and_changes_nothing() {
     let plan = wd.write_plan(&plan(&world, "", QUICK_STEPS));
     let out = run(wd.cutover(
         &world.endpoint,
-        &["run", "--config", plan.to_str().unwrap()],
+        &["run", "--config", plan.to_str().unwrap(), "--output", "json"],
     ));
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no colour holds all traffic"));
+    // Pipelines get a summary even when nothing started.
+    let s = json(&out);
+    assert_eq!(s["outcome"], "not_started");
+    assert!(s["reason"].as_str().unwrap().contains("blue 70% green 30%"), "{s}");
     assert_eq!(weights(&world).await, split);
 }
 
@@ -477,34 +391,19 @@ async fn status_shows_weights_and_the_latest_cutover() {
     let plan = wd.write_plan(&plan(&world, "", QUICK_STEPS));
     let out = run(wd.cutover(
         &world.endpoint,
-        &[
-            "status",
-            "--config",
-            plan.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
+        &["status", "--config", plan.to_str().unwrap(), "--output", "json"],
     ));
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(json(&out)["latest"], Value::Null);
     assert_eq!(
-        run(wd.cutover(
-            &world.endpoint,
-            &["run", "--config", plan.to_str().unwrap()]
-        ))
-        .status
-        .code(),
+        run(wd.cutover(&world.endpoint, &["run", "--config", plan.to_str().unwrap()]))
+            .status
+            .code(),
         Some(0)
     );
     let out = run(wd.cutover(
         &world.endpoint,
-        &[
-            "status",
-            "--config",
-            plan.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
+        &["status", "--config", plan.to_str().unwrap(), "--output", "json"],
     ));
     let s = json(&out);
     assert_eq!(s["weights"], json!({"blue": 0.0, "green": 100.0}));

@@ -9,20 +9,14 @@ fn validate_accepts_the_examples_and_names_the_key_of_an_error() {
     let wd = Workdir::new();
     for example in ["config/example.toml", "config/minimal.toml"] {
         let path = root().join(example);
-        let out = run(wd.cutover(
-            "http://127.0.0.1:9",
-            &["validate", "--config", path.to_str().unwrap()],
-        ));
+        let out = run(wd.cutover("http://127.0.0.1:9", &["validate", "--config", path.to_str().unwrap()]));
         assert_eq!(out.status.code(), Some(0), "{example}");
     }
     let text = std::fs::read_to_string(root().join("config/minimal.toml"))
         .unwrap()
         .replace("0.001", "1.5");
     let plan = wd.write_plan(&text);
-    let out = run(wd.cutover(
-        "http://127.0.0.1:9",
-        &["validate", "--config", plan.to_str().unwrap()],
-    ));
+    let out = run(wd.cutover("http://127.0.0.1:9", &["validate", "--config", plan.to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -41,11 +35,7 @@ async fn bad_plans_exit_2_and_change_nothing() {
         ("weight = 50", "weight = 150", "steps[1].weight"),
         ("weight = 100", "weight = 90", "steps[3].action"),
         ("bake = \"3s\"", "bake = \"0s\"", "steps[1].bake"),
-        (
-            "max_error_rate = 0.05",
-            "max_error_rate = 5",
-            "rollback.max_error_rate",
-        ),
+        ("max_error_rate = 0.05", "max_error_rate = 5", "rollback.max_error_rate"),
         ("[service]", "[service]\ncolor = \"blue\"", "service.color"),
         ("period = \"1s\"", "period = \"soon\"", "metrics.period"),
     ];
@@ -55,28 +45,17 @@ async fn bad_plans_exit_2_and_change_nothing() {
         for cmd in ["run", "rollback"] {
             let out = run(wd.cutover(
                 &world.endpoint,
-                &[cmd, "--config", plan.to_str().unwrap(), "--to", "green"]
-                    [..if cmd == "run" { 3 } else { 5 }],
+                &[cmd, "--config", plan.to_str().unwrap(), "--to", "green"][..if cmd == "run" { 3 } else { 5 }],
             ));
             assert_eq!(out.status.code(), Some(2), "{cmd} with {to}");
             let err = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                err.contains(&format!("plan.toml: {key}: ")),
-                "{cmd} with {to}: {err}"
-            );
+            assert!(err.contains(&format!("plan.toml: {key}: ")), "{cmd} with {to}: {err}");
         }
         assert!(
             !wd.state().join("cutovers").exists()
-                || std::fs::read_dir(wd.state().join("cutovers"))
-                    .unwrap()
-                    .next()
-                    .is_none()
+                || std::fs::read_dir(wd.state().join("cutovers")).unwrap().next().is_none()
         );
     }
-    assert_eq!(
-        weights(&world).await,
-        before,
-        "a bad plan changed the weights"
-    );
+    assert_eq!(weights(&world).await, before, "a bad plan changed the weights");
     assert_eq!(before.holder(), Some(Color::Blue));
 }

@@ -45,11 +45,7 @@ impl Moto {
         };
         // Retry on the rare race where another test takes the port between probe and bind.
         for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let child = Command::new(&server)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdout(Stdio::null())
@@ -302,10 +298,7 @@ pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
 pub async fn weights(world: &World) -> cutover::traffic::Split {
     use cutover::traffic::Traffic;
     let conf = sdk(&world.endpoint).await;
-    let alb = cutover::traffic::Alb::new(
-        aws_sdk_elasticloadbalancingv2::Client::new(&conf),
-        &alb_config(world),
-    );
+    let alb = cutover::traffic::Alb::new(aws_sdk_elasticloadbalancingv2::Client::new(&conf), &alb_config(world));
     alb.read().await.expect("read weights")
 }
 
