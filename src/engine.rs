@@ -518,13 +518,16 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         info!(step = %label, "baking {} of judged traffic", humantime::format_duration(duration));
         loop {
             match self.metrics.alarms().await {
-                Ok(a) if !a.in_alarm.is_empty() => {
-                    return Err(Failure {
-                        trigger: Trigger::Judge,
-                        reason: judge.alarms(&a.in_alarm).unwrap_or_default(),
-                    });
-                }
-                Ok(_) => {}
+                Ok(a) => match judge.alarms(&a.in_alarm) {
+                    Some(v) if v.rollback => {
+                        return Err(Failure {
+                            trigger: Trigger::Judge,
+                            reason: v.reason,
+                        });
+                    }
+                    Some(v) => warn!(step = %label, "{}", v.reason),
+                    None => {}
+                },
                 Err(e) => warn!(step = %label, "reading alarms failed, will retry next poll: {e}"),
             }
             let end = metrics::settled_end(self.clock.now(), m.settle, m.period);

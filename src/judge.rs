@@ -106,6 +106,14 @@ pub struct Verdict {
     pub reason: String,
 }
 
+/// The verdict on the plan's alarms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmVerdict {
+    /// Whether to roll back now.
+    pub rollback: bool,
+    pub reason: String,
+}
+
 /// Judges windows in order, remembering the failure streak.
 #[derive(Debug, Clone)]
 pub struct Judge {
@@ -191,9 +199,12 @@ impl Judge {
         }
     }
 
-    /// The reason to roll back at once, if any of the plan's alarms is in ALARM.
-    pub fn alarms(&self, in_alarm: &[String]) -> Option<String> {
-        (!in_alarm.is_empty()).then(|| format!("alarm in ALARM: {}", in_alarm.join(", ")))
+    /// What the plan's alarms in ALARM mean, if any is: a rollback at once.
+    pub fn alarms(&self, in_alarm: &[String]) -> Option<AlarmVerdict> {
+        (!in_alarm.is_empty()).then(|| AlarmVerdict {
+            rollback: true,
+            reason: format!("alarm in ALARM: {}", in_alarm.join(", ")),
+        })
     }
 }
 
