@@ -393,10 +393,9 @@ mod tests {
     fn alarms_roll_back_at_once() {
         let judge = Judge::new(criteria());
         assert_eq!(judge.alarms(&[]), None);
-        assert_eq!(
-            judge.alarms(&["checkout-5xx".into()]).unwrap(),
-            "alarm in ALARM: checkout-5xx"
-        );
+        let v = judge.alarms(&["checkout-5xx".into()]).unwrap();
+        assert!(v.rollback);
+        assert_eq!(v.reason, "alarm in ALARM: checkout-5xx");
     }
 
     #[test]
