@@ -17,7 +17,7 @@ use crate::engine::{self, Clock, Engine, summarize};
 use crate::hooks::Processes;
 use crate::journal::{self, StateDir};
 use crate::metrics::CloudWatch;
-use crate::saga::{Event, Outcome, Saga, Trigger};
+use crate::saga::{Event, Outcome, Saga};
 use crate::traffic::{self, Alb, Split, Traffic};
 
 /// Exit code: usage or plan error; nothing was changed.
@@ -305,18 +305,47 @@ async fn run(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i32>
         plan.service, engine::describe_steps(&plan)
     );
     let journal = state.create(&id)?;
-    journal.append(&engine::started_event(&id, &plan, live, split))?;
+    journal.append(&engine::started_event(&id, &plan, live, split, Default::default()))?;
     state.set_latest(&target, &id)?;
 
     let metrics = CloudWatch::new(aws.cloudwatch, &plan.metrics, &plan.alb, new, &plan.rollback.alarms);
     let hooks = Processes::new(plan_dir(&plan));
     let interrupt = signals();
     let mut engine = Engine::open(plan, alb, metrics, hooks, journal, Clock::start())?;
-    let outcome = engine.drive(interrupt).await?;
+    let verify_timeout = engine.plan.alb.verify_timeout;
+    let outcome = match engine.drive(interrupt).await {
+        Ok(outcome) => outcome,
+        // The journal failed (disk full, corrupt): cutover cannot go on, but it must not leave
+        // traffic split. Put it back on the live colour and say so.
+        Err(e) => {
+            error!("cannot go on: {e}; putting traffic back on {live}");
+            return Ok(
+                match traffic::set_and_verify(&engine.traffic, Split::all_on(live), verify_timeout).await {
+                    Ok(split) => {
+                        let reason =
+                            format!("{e}; traffic restored to {live} ({split}) without running the undo chain");
+                        error!("{reason}");
+                        print_bare(&engine.plan, output, Outcome::Error, reason);
+                        EXIT_ERROR
+                    }
+                    Err(e2) => {
+                        let reason = format!("{e}; and traffic could not be confirmed back on {live}: {e2}");
+                        error!("UNSAFE: {reason}");
+                        print_bare(&engine.plan, output, Outcome::Unsafe, reason);
+                        Outcome::Unsafe.exit_code()
+                    }
+                },
+            );
+        }
+    };
     let records = journal::read_all(&journal_path(&state, &id))?;
     print_summary(&summarize(&records), output);
     Ok(outcome.exit_code())
 }
+
+/// How long `cutover rollback` waits for a run that holds the listener's lock to either
+/// finish the undo chain or let go of the lock (then this process finishes it).
+const OWNER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn rollback(
     plan: Plan,
@@ -326,15 +355,35 @@ async fn rollback(
     output: Output,
 ) -> anyhow::Result<i32> {
     let target = plan.alb.target_arn().to_string();
-    let latest = state.latest(&target)?;
-    let saga = match &latest {
-        Some(id) => {
-            let records = journal::read_all(&journal_path(&state, id))?;
-            Some(Saga::replay(records.iter().map(|r| &r.event)).map_err(|e| anyhow!("journal of {id}: {e}"))?)
+    // A run that holds the lock but has not yet journaled its cutover is about to: wait for it,
+    // so that the rollback is about that cutover and not the previous one.
+    let mut latest = state.latest(&target)?;
+    if state.try_lock_target(&target)?.is_none() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            let unfinished = latest.as_ref().is_some_and(|id| !is_finished(&state, id));
+            if unfinished {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            latest = state.latest(&target)?;
         }
-        None => None,
-    };
-    let live = match (saga.as_ref().and_then(|s| s.live_color), to) {
+    }
+    // The journal tells which colour was live. If it cannot be read, traffic is still restored
+    // (to the colour its first line names, or --to): the journal must never stand in the way.
+    let recorded = latest.as_ref().map(|id| {
+        let path = journal_path(&state, id);
+        let records = journal::read_all(&path);
+        let live = match &records {
+            Ok(r) => r.iter().find_map(|r| match &r.event {
+                Event::Started { live_color, .. } => Some(*live_color),
+                _ => None,
+            }),
+            Err(_) => None,
+        };
+        (id.clone(), live, records.err())
+    });
+    let live = match (recorded.as_ref().and_then(|r| r.1), to) {
         (Some(live), Some(to)) if live != to => {
             error!(
                 "refusing: the latest cutover ({}) started with {live} live, and --to says {to}; drop --to to restore {live}",
@@ -345,33 +394,50 @@ async fn rollback(
         (Some(live), _) => live,
         (None, Some(to)) => to,
         (None, None) => {
-            error!(
-                "no cutover of {target} is recorded in {}: pass --to blue|green",
-                state.root().display()
-            );
+            match &recorded {
+                Some((id, _, Some(e))) => error!("cannot read the journal of {id}: {e}; pass --to blue|green"),
+                _ => error!(
+                    "no cutover of {target} is recorded in {}: pass --to blue|green",
+                    state.root().display()
+                ),
+            }
             return Ok(EXIT_USAGE);
         }
     };
-    let journal = match &latest {
-        Some(id) => {
-            let j = state.open_journal(id)?;
-            // Intent first: a run still alive sees this within one poll and unwinds.
-            j.append(&Event::RollbackRequested {
-                trigger: Trigger::Operator,
-                reason: reason.clone(),
-                by: engine::whoami(),
-            })?;
-            Some(j)
+    let journal = match &recorded {
+        Some((id, _, None)) => match state.open_journal(id) {
+            Ok(j) => Some((id.clone(), j)),
+            Err(e) => {
+                error!("cannot open the journal of {id}: {e}; restoring traffic without it");
+                None
+            }
+        },
+        Some((id, _, Some(e))) => {
+            error!("the journal of {id} is unreadable ({e}); restoring traffic without it");
+            None
         }
         None => None,
     };
     let aws = aws().await;
     let alb = Alb::new(aws.elbv2, &plan.alb);
     let started = std::time::Instant::now();
-    let split = match traffic::set_and_verify(&alb, Split::all_on(live), plan.alb.verify_timeout).await {
-        Ok(s) => s,
+    let by = engine::whoami();
+    let restored = match &journal {
+        Some((_, j)) => engine::operator_rollback(j, &alb, live, plan.alb.verify_timeout, &reason, &by).await,
+        None => traffic::set_and_verify(&alb, Split::all_on(live), plan.alb.verify_timeout)
+            .await
+            .map_err(engine::EngineError::Traffic),
+    };
+    let split = match restored {
+        Ok(split) => split,
         Err(e) => {
-            error!("UNSAFE: could not confirm traffic back on {live}: {e}");
+            error!("UNSAFE: could not confirm traffic back on {live}: {e:#}");
+            print_bare(
+                &plan,
+                output,
+                Outcome::Unsafe,
+                format!("could not confirm traffic back on {live}: {e:#}"),
+            );
             return Ok(Outcome::Unsafe.exit_code());
         }
     };
@@ -379,33 +445,75 @@ async fn rollback(
         "traffic restored to {live} in {}ms: {split}",
         started.elapsed().as_millis()
     );
-    let (Some(journal), Some(id)) = (journal, latest) else {
+    let Some((id, journal)) = journal else {
+        print_bare(
+            &plan,
+            output,
+            Outcome::RolledBackByOperator,
+            format!("{reason} (no journal: traffic only)"),
+        );
         return Ok(Outcome::RolledBackByOperator.exit_code());
     };
-    journal.append(&Event::TrafficRestored { split })?;
 
-    // If the run that owns the cutover is alive it holds the lock and runs the undo chain itself;
-    // otherwise this process finishes the cutover from its journal.
-    match state.try_lock_target(&target)? {
+    // The undo chain: a run that is alive holds the lock and runs it within one poll. Wait for it
+    // to finish or to let go of the lock; if it lets go (or was dead), finish the saga here.
+    let deadline = std::time::Instant::now() + OWNER_WAIT;
+    let lock = loop {
+        if let Some(lock) = state.try_lock_target(&target)? {
+            break Some(lock);
+        }
+        if is_finished(&state, &id) || std::time::Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let outcome = match lock {
+        None if is_finished(&state, &id) => Outcome::RolledBackByOperator,
         None => {
-            info!("the run driving cutover {id} is alive; it runs the undo chain and exits 4");
-            Ok(Outcome::RolledBackByOperator.exit_code())
+            info!("the run driving cutover {id} is alive and runs the undo chain; `cutover status` shows its progress");
+            Outcome::RolledBackByOperator
         }
         Some(_lock) => {
-            let new = live.other();
-            let metrics = CloudWatch::new(aws.cloudwatch, &plan.metrics, &plan.alb, new, &plan.rollback.alarms);
+            let metrics = CloudWatch::new(
+                aws.cloudwatch,
+                &plan.metrics,
+                &plan.alb,
+                live.other(),
+                &plan.rollback.alarms,
+            );
             let hooks = Processes::new(plan_dir(&plan));
-            let mut engine = Engine::open(plan, alb, metrics, hooks, journal, Clock::start())?;
-            let (_tx, rx) = watch::channel(None);
-            let outcome = engine.drive(rx).await?;
-            let records = journal::read_all(&journal_path(&state, &id))?;
-            print_summary(&summarize(&records), output);
-            Ok(match outcome {
-                Outcome::Unsafe => outcome.exit_code(),
-                _ => Outcome::RolledBackByOperator.exit_code(),
-            })
+            let mut engine = Engine::open(plan.clone(), alb, metrics, hooks, journal, Clock::start())?;
+            // Signals are logged and ignored: nothing interrupts a rollback.
+            let outcome = engine.drive(signals()).await?;
+            if outcome == Outcome::Unsafe {
+                outcome
+            } else {
+                Outcome::RolledBackByOperator
+            }
         }
-    }
+    };
+    let records = journal::read_all(&journal_path(&state, &id))?;
+    print_summary(&summarize(&records), output);
+    Ok(outcome.exit_code())
+}
+
+/// Whether a cutover's journal ends with `Finished` (as the saga sees it).
+fn is_finished(state: &StateDir, id: &str) -> bool {
+    journal::read_all(&journal_path(state, id))
+        .ok()
+        .and_then(|records| Saga::replay(records.iter().map(|r| &r.event)).ok())
+        .is_some_and(|saga| saga.outcome().is_some())
+}
+
+/// Whether the process that started a cutover is still alive (its pid, from the journal).
+fn owner_alive(records: &[journal::Record]) -> bool {
+    records
+        .iter()
+        .find_map(|r| match &r.event {
+            Event::Started { pid, .. } => Some(*pid),
+            _ => None,
+        })
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }
 
 async fn status(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i32> {
@@ -420,7 +528,15 @@ async fn status(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i
         Some(id) => Some(summarize(&journal::read_all(&journal_path(&state, &id))?)),
         None => None,
     };
-    let running = state.try_lock_target(&target)?.is_none();
+    // Not the lock: taking it, even briefly, could make a concurrent `rollback` or `run` think
+    // a live run holds it.
+    let running = match state.latest(&target)? {
+        Some(id) => {
+            let records = journal::read_all(&journal_path(&state, &id))?;
+            !is_finished(&state, &id) && owner_alive(&records)
+        }
+        None => false,
+    };
     match output {
         Output::Json => {
             let v = serde_json::json!({

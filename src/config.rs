@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::judge::{Criteria, NoData};
+use crate::judge::{Criteria, Direction, MetricCriterion, Mode, NoData, OnShared};
 
 /// A plan that could not be loaded: the file, the dotted key and why.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +133,76 @@ pub struct MetricsConfig {
 pub struct Rollback {
     pub criteria: Criteria,
     pub alarms: Vec<String>,
+    /// The query half of `[[rollback.metrics]]` (the thresholds are in `criteria.metrics`, same order).
+    pub metrics: Vec<CustomMetric>,
 }
+
+/// A `[[rollback.metrics]]` CloudWatch metric, as it is queried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomMetric {
+    pub namespace: String,
+    pub name: String,
+    /// `(name, value)`; values may hold `{target_group}` and `{load_balancer}`, filled in per colour.
+    pub dimensions: Vec<(String, String)>,
+    pub statistic: String,
+    pub unit: Option<String>,
+    /// Also fetch the live colour's value, with `{target_group}` the live colour's.
+    pub compare_with_live: bool,
+}
+
+impl CustomMetric {
+    /// The dimensions with the placeholders filled in for one colour.
+    pub fn dimensions_for(&self, load_balancer: &str, target_group: &str) -> Vec<(String, String)> {
+        self.dimensions
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.replace(TARGET_GROUP, target_group)
+                        .replace(LOAD_BALANCER, load_balancer),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Dimension placeholder: the colour's `TargetGroup` dimension (`targetgroup/NAME/ID`).
+pub const TARGET_GROUP: &str = "{target_group}";
+/// Dimension placeholder: the `LoadBalancer` dimension (`app/NAME/ID`).
+pub const LOAD_BALANCER: &str = "{load_balancer}";
+/// At most this many `[[rollback.metrics]]`: GetMetricData takes 500 queries per call.
+pub const MAX_CUSTOM_METRICS: usize = 50;
+
+/// CloudWatch's units (`StandardUnit`).
+const UNITS: &[&str] = &[
+    "Seconds",
+    "Microseconds",
+    "Milliseconds",
+    "Bytes",
+    "Kilobytes",
+    "Megabytes",
+    "Gigabytes",
+    "Terabytes",
+    "Bits",
+    "Kilobits",
+    "Megabits",
+    "Gigabits",
+    "Terabits",
+    "Percent",
+    "Count",
+    "Bytes/Second",
+    "Kilobytes/Second",
+    "Megabytes/Second",
+    "Gigabytes/Second",
+    "Terabytes/Second",
+    "Bits/Second",
+    "Kilobits/Second",
+    "Megabits/Second",
+    "Gigabits/Second",
+    "Terabits/Second",
+    "Count/Second",
+    "None",
+];
 
 /// One step of the plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -269,6 +338,31 @@ struct RawRollback {
     on_no_data: Option<NoData>,
     #[serde(default)]
     alarms: Vec<String>,
+    confidence: Option<f64>,
+    max_error_rate_increase: Option<f64>,
+    max_latency_ratio: Option<f64>,
+    on_shared_failure: Option<OnShared>,
+    critical_error_rate: Option<f64>,
+    critical_min_requests: Option<u64>,
+    mode: Option<Mode>,
+    #[serde(default)]
+    metrics: Vec<RawMetric>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetric {
+    namespace: String,
+    name: String,
+    #[serde(default)]
+    dimensions: std::collections::BTreeMap<String, String>,
+    statistic: Option<String>,
+    unit: Option<String>,
+    threshold: f64,
+    direction: Direction,
+    #[serde(default)]
+    compare_with_live: bool,
+    max_ratio: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -484,6 +578,61 @@ fn validate(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
     if let Some(i) = r.alarms.iter().position(|n| n.trim().is_empty()) {
         return Err(v.err(format!("rollback.alarms[{i}]"), "an alarm name must not be empty"));
     }
+    let confidence = r.confidence.unwrap_or(0.99);
+    if !(confidence >= 0.5 && confidence < 1.0) {
+        return Err(v.err(
+            "rollback.confidence",
+            format!("{confidence} is outside [0.5, 1): it is a fraction, 0.99 means 99 %"),
+        ));
+    }
+    let max_error_rate_increase = r.max_error_rate_increase.unwrap_or(0.005);
+    if !(0.0..=1.0).contains(&max_error_rate_increase) {
+        return Err(v.err(
+            "rollback.max_error_rate_increase",
+            format!(
+                "{max_error_rate_increase} is outside [0, 1]: it is a fraction, 0.005 means +0.5 percentage points"
+            ),
+        ));
+    }
+    if let Some(x) = r.max_latency_ratio
+        && !(x >= 1.0 && x.is_finite())
+    {
+        return Err(v.err(
+            "rollback.max_latency_ratio",
+            format!("{x} must be at least 1: 1.5 fails latency 50 % above the live colour's"),
+        ));
+    }
+    if let Some(x) = r.critical_error_rate
+        && !(x > r.max_error_rate && x <= 1.0)
+    {
+        return Err(v.err(
+            "rollback.critical_error_rate",
+            format!(
+                "{x} must be above max_error_rate ({}) and at most 1: it is a fraction, 0.5 means 50 %",
+                r.max_error_rate
+            ),
+        ));
+    }
+    let critical_min_requests = r.critical_min_requests.unwrap_or(10.min(min_requests));
+    if critical_min_requests == 0 || critical_min_requests > min_requests {
+        return Err(v.err(
+            "rollback.critical_min_requests",
+            format!("{critical_min_requests} must be between 1 and min_requests ({min_requests})"),
+        ));
+    }
+    if r.metrics.len() > MAX_CUSTOM_METRICS {
+        return Err(v.err(
+            "rollback.metrics",
+            format!("{} metrics: at most {MAX_CUSTOM_METRICS}", r.metrics.len()),
+        ));
+    }
+    let mut custom_metrics = Vec::new();
+    let mut metric_criteria = Vec::new();
+    for (i, m) in r.metrics.into_iter().enumerate() {
+        let (query, criterion) = validate_metric(&v, i, m)?;
+        custom_metrics.push(query);
+        metric_criteria.push(criterion);
+    }
     let rollback = Rollback {
         criteria: Criteria {
             max_error_rate: r.max_error_rate,
@@ -491,8 +640,17 @@ fn validate(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
             min_requests,
             failures_to_rollback,
             on_no_data: r.on_no_data.unwrap_or(NoData::Hold),
+            confidence,
+            max_error_rate_increase,
+            max_latency_ratio: r.max_latency_ratio,
+            on_shared_failure: r.on_shared_failure.unwrap_or(OnShared::Hold),
+            critical_error_rate: r.critical_error_rate,
+            critical_min_requests,
+            metrics: metric_criteria,
+            mode: r.mode.unwrap_or(Mode::Auto),
         },
         alarms: r.alarms,
+        metrics: custom_metrics,
     };
 
     // Steps.
@@ -549,6 +707,80 @@ fn validate(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         rollback,
         steps,
     })
+}
+
+fn validate_metric(v: &Validator, i: usize, m: RawMetric) -> Result<(CustomMetric, MetricCriterion), PlanError> {
+    let k = |name: &str| format!("rollback.metrics[{i}].{name}");
+    if m.namespace.trim().is_empty() {
+        return Err(v.err(k("namespace"), "must not be empty"));
+    }
+    if m.name.trim().is_empty() {
+        return Err(v.err(k("name"), "must not be empty: the CloudWatch metric name"));
+    }
+    if m.dimensions.len() > 30 {
+        return Err(v.err(k("dimensions"), "CloudWatch allows at most 30 dimensions"));
+    }
+    for (name, value) in &m.dimensions {
+        if name.is_empty() || value.is_empty() {
+            return Err(v.err(k("dimensions"), "dimension names and values must not be empty"));
+        }
+        let rest = value.replace(TARGET_GROUP, "").replace(LOAD_BALANCER, "");
+        if rest.contains('{') {
+            return Err(v.err(
+                format!("{}.{name}", k("dimensions")),
+                format!("{value:?}: the only placeholders are {TARGET_GROUP} and {LOAD_BALANCER}"),
+            ));
+        }
+    }
+    let statistic = m.statistic.unwrap_or_else(|| "Average".into());
+    if !is_statistic(&statistic) {
+        return Err(v.err(
+            k("statistic"),
+            format!("{statistic:?} is not a statistic: use Average, Sum, Minimum, Maximum, SampleCount or a percentile such as p99"),
+        ));
+    }
+    if let Some(u) = &m.unit
+        && !UNITS.contains(&u.as_str())
+    {
+        return Err(v.err(
+            k("unit"),
+            format!("{u:?} is not a CloudWatch unit (Seconds, Milliseconds, Count, Percent, …)"),
+        ));
+    }
+    if !m.threshold.is_finite() {
+        return Err(v.err(k("threshold"), "must be a finite number"));
+    }
+    if m.compare_with_live && !m.dimensions.values().any(|d| d.contains(TARGET_GROUP)) {
+        return Err(v.err(
+            k("compare_with_live"),
+            format!("needs a dimension whose value holds {TARGET_GROUP}, e.g. TargetGroup = \"{TARGET_GROUP}\", to substitute the live colour's"),
+        ));
+    }
+    if let Some(x) = m.max_ratio {
+        if !m.compare_with_live {
+            return Err(v.err(k("max_ratio"), "needs compare_with_live = true"));
+        }
+        if !(x >= 1.0 && x.is_finite()) {
+            return Err(v.err(k("max_ratio"), format!("{x} must be at least 1")));
+        }
+    }
+    Ok((
+        CustomMetric {
+            namespace: m.namespace,
+            name: m.name.clone(),
+            dimensions: m.dimensions.into_iter().collect(),
+            statistic,
+            unit: m.unit,
+            compare_with_live: m.compare_with_live,
+        },
+        MetricCriterion {
+            name: m.name,
+            threshold: m.threshold,
+            direction: m.direction,
+            compare_with_live: m.compare_with_live,
+            max_ratio: m.max_ratio,
+        },
+    ))
 }
 
 fn validate_step(v: &Validator, i: usize, s: RawStep) -> Result<Step, PlanError> {

@@ -13,6 +13,8 @@
 //! * a rollback restores traffic to the live colour before any undo runs;
 //! * once rolling back, nothing interrupts it: signals are logged and ignored.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -21,10 +23,11 @@ use tracing::{error, info, warn};
 
 use crate::config::{Check, Color, Plan, Step, fmt_permille};
 use crate::hooks::{HookError, HookOk, Hooks};
-use crate::journal::{Journal, JournalError, Reader, Record};
-use crate::judge::{Judge, Outcome as Verdict, Sample};
+use crate::journal::{self, Journal, JournalError, Reader, Record};
+use crate::judge::Judge;
+use crate::live_log::Renderer;
 use crate::metrics::{self, Metrics};
-use crate::saga::{Event, Next, Outcome, Saga, StepInfo, Trigger};
+use crate::saga::{Event, Level, Next, Outcome, Phase, Saga, StepInfo, StepStatus, Trigger};
 use crate::traffic::{self, Split, Traffic};
 
 /// How often, at most, the journal is checked for an operator's rollback while a step runs.
@@ -82,11 +85,15 @@ impl Failure {
 pub enum EngineError {
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The journal holds an event that does not fit the saga's state.
     #[error("journal {path}: {source}")]
     Saga {
         path: String,
         source: crate::saga::IllegalTransition,
     },
+    /// Traffic could not be put back on the live colour, or not confirmed.
+    #[error("could not confirm traffic back on the live colour: {0}")]
+    Traffic(traffic::TrafficError),
 }
 
 /// Drives one cutover.
@@ -96,17 +103,20 @@ pub struct Engine<T, M, H> {
     pub metrics: M,
     pub hooks: H,
     journal: Journal,
-    reader: Reader,
-    saga: Saga,
+    /// The saga and the journal reader move together: `sync` reads what was appended
+    /// (by anyone) and folds it in. Behind mutexes so that a running step can sync too.
+    state: Mutex<(Reader, Saga)>,
     live: Color,
     new: Color,
     clock: Clock,
     /// Who is driving, for operator events: `user@host pid N`.
     who: String,
+    /// Rendering of events for the live log.
+    renderer: Mutex<Renderer>,
 }
 
 /// The `Started` event of a new cutover.
-pub fn started_event(id: &str, plan: &Plan, live: Color, initial: Split) -> Event {
+pub fn started_event(id: &str, plan: &Plan, live: Color, initial: Split, vars: BTreeMap<String, String>) -> Event {
     Event::Started {
         id: id.to_string(),
         service: plan.service.clone(),
@@ -125,6 +135,7 @@ pub fn started_event(id: &str, plan: &Plan, live: Color, initial: Split) -> Even
             })
             .collect(),
         pid: std::process::id(),
+        vars,
     }
 }
 
@@ -139,6 +150,29 @@ pub fn whoami() -> String {
     format!("{user}@{host} pid {}", std::process::id())
 }
 
+/// An operator's rollback, from any process: journal the request (a run that is alive sees it
+/// within one poll), put all traffic on the live colour and read it back, journal that.
+/// Returns the verified weights; the undo chain is left to whoever drives the saga.
+pub async fn operator_rollback<T: Traffic>(
+    journal: &Journal,
+    traffic: &T,
+    live: Color,
+    verify_timeout: Duration,
+    reason: &str,
+    by: &str,
+) -> Result<Split, EngineError> {
+    journal.append(&Event::RollbackRequested {
+        trigger: Trigger::Operator,
+        reason: reason.to_string(),
+        by: by.to_string(),
+    })?;
+    let split = traffic::set_and_verify(traffic, Split::all_on(live), verify_timeout)
+        .await
+        .map_err(EngineError::Traffic)?;
+    journal.append(&Event::TrafficRestored { split })?;
+    Ok(split)
+}
+
 impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// An engine over an existing journal (new, or left by another process); replays it.
     pub fn open(
@@ -150,36 +184,52 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         clock: Clock,
     ) -> Result<Self, EngineError> {
         let reader = Reader::new(journal.path());
-        let mut engine = Engine {
+        let engine = Engine {
             plan,
             traffic,
             metrics,
             hooks,
             journal,
-            reader,
-            saga: Saga::default(),
+            state: Mutex::new((reader, Saga::default())),
             live: Color::Blue,
             new: Color::Green,
             clock,
             who: whoami(),
+            renderer: Mutex::new(Renderer::new()),
         };
-        engine.sync()?;
-        if let Some(live) = engine.saga.live_color {
+        let records = engine.sync()?;
+        // Render what is already there so the live log's context (colours, labels) is known.
+        {
+            let mut r = engine.renderer.lock().unwrap();
+            for rec in &records {
+                r.render(&rec.event);
+            }
+        }
+        let live = engine.saga().live_color;
+        let mut engine = engine;
+        if let Some(live) = live {
             engine.live = live;
             engine.new = live.other();
         }
         Ok(engine)
     }
 
-    pub fn saga(&self) -> &Saga {
-        &self.saga
+    /// A copy of the saga as of the last sync.
+    pub fn saga(&self) -> Saga {
+        self.state.lock().unwrap().1.clone()
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     /// Reads what was appended to the journal (by anyone) and folds it into the saga.
-    fn sync(&mut self) -> Result<Vec<Record>, EngineError> {
-        let records = self.reader.read_new()?;
+    fn sync(&self) -> Result<Vec<Record>, EngineError> {
+        let mut guard = self.state.lock().unwrap();
+        let (reader, saga) = &mut *guard;
+        let records = reader.read_new()?;
         for r in &records {
-            self.saga.apply(&r.event).map_err(|source| EngineError::Saga {
+            saga.apply(&r.event).map_err(|source| EngineError::Saga {
                 path: self.journal.path().display().to_string(),
                 source,
             })?;
@@ -187,13 +237,28 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         Ok(records)
     }
 
-    fn append(&self, event: Event) -> Result<(), JournalError> {
-        self.journal.append(&event).map(|_| ())
+    /// Journals an event, then shows it in the live log.
+    fn emit(&self, event: Event) -> Result<(), JournalError> {
+        self.journal.append(&event)?;
+        let line = self.renderer.lock().unwrap().render(&event);
+        let step = line.step.unwrap_or_default();
+        match line.level {
+            Level::Info => info!(step = %step, "{}", line.message),
+            Level::Warn => warn!(step = %step, "{}", line.message),
+            Level::Error => error!(step = %step, "{}", line.message),
+        }
+        Ok(())
+    }
+
+    fn note(&self, step: Option<usize>, level: Level, message: String) -> Result<(), Failure> {
+        self.emit(Event::Note { step, level, message })
+            .map_err(|e| Failure::step(e.to_string()))
     }
 
     fn env(&self, step: &str, phase: &str) -> Vec<(String, String)> {
+        let vars = self.saga().vars;
         [
-            ("CUTOVER_ID", self.saga.id.clone()),
+            ("CUTOVER_ID", self.saga().id),
             ("CUTOVER_SERVICE", self.plan.service.clone()),
             ("CUTOVER_STEP", step.to_string()),
             ("CUTOVER_PHASE", phase.to_string()),
@@ -210,127 +275,170 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(vars.into_iter().map(|(k, v)| (format!("CUTOVER_VAR_{k}"), v)))
         .collect()
     }
 
     /// Drives the saga to its end. `interrupt` turns `Some(reason)` on SIGINT/SIGTERM:
     /// the cutover then rolls back (and cannot be interrupted any more).
+    ///
+    /// The same loop resumes a cutover from its journal: a step left running is run again
+    /// (a shift that was verified continues its bake with the time already judged).
     pub async fn drive(&mut self, mut interrupt: watch::Receiver<Option<String>>) -> Result<Outcome, EngineError> {
+        // Whether this process has itself verified traffic on the live colour during this rollback.
+        let mut restored_here = false;
         loop {
             self.sync()?;
-            match self.saga.next() {
+            let saga = self.saga();
+            match saga.next() {
                 Next::Run(i) => {
                     let step = self.plan.steps[i].clone();
-                    let label = step.label();
-                    info!(step = %label, "step {}/{} {label}: started", i + 1, self.plan.steps.len());
-                    self.append(Event::StepStarted { step: i })?;
+                    let resuming = saga.status[i] == StepStatus::Running;
+                    if resuming {
+                        self.emit(Event::Note {
+                            step: Some(i),
+                            level: Level::Warn,
+                            message: format!("resuming step {} after a restart", step.label()),
+                        })?;
+                    } else {
+                        self.emit(Event::StepStarted { step: i })?;
+                    }
+                    // A rollback journaled by another process just before this step started wins.
+                    self.sync()?;
+                    if matches!(self.saga().phase, Phase::RollingBack { .. }) {
+                        let reason = "not run: a rollback was requested".to_string();
+                        self.emit(Event::StepFailed {
+                            step: i,
+                            trigger: Trigger::Operator,
+                            reason,
+                        })?;
+                        continue;
+                    }
                     let started = tokio::time::Instant::now();
                     let result = tokio::select! {
                         r = self.do_step(i, &step) => r,
                         reason = wait_interrupt(&mut interrupt) => {
-                            self.append(Event::RollbackRequested { trigger: Trigger::Interrupt, reason: reason.clone(), by: self.who.clone() })?;
+                            self.emit(Event::RollbackRequested { trigger: Trigger::Interrupt, reason: reason.clone(), by: self.who.clone() })?;
                             Err(Failure { trigger: Trigger::Interrupt, reason })
                         }
-                        reason = wait_operator(self.reader.clone()) => Err(Failure { trigger: Trigger::Operator, reason }),
+                        reason = wait_operator(self.reader()) => Err(Failure { trigger: Trigger::Operator, reason }),
                     };
-                    let took = humantime::format_duration(Duration::from_millis(started.elapsed().as_millis() as u64));
                     match result {
-                        Ok(()) => {
-                            info!(step = %label, "step {label}: done in {took}");
-                            self.append(Event::StepDone { step: i })?;
-                        }
-                        Err(f) => {
-                            warn!(step = %label, trigger = ?f.trigger, "step {label}: failed after {took}: {}", f.reason);
-                            self.append(Event::StepFailed {
-                                step: i,
-                                trigger: f.trigger,
-                                reason: f.reason,
-                            })?;
-                        }
+                        Ok(()) => self.emit(Event::StepDone {
+                            step: i,
+                            elapsed_ms: millis(started.elapsed()),
+                        })?,
+                        Err(f) => self.emit(Event::StepFailed {
+                            step: i,
+                            trigger: f.trigger,
+                            reason: f.reason,
+                        })?,
                     }
                 }
-                Next::RestoreTraffic => {
-                    if let crate::saga::Phase::RollingBack { trigger, reason, .. } = &self.saga.phase {
-                        warn!(trigger = ?trigger, "rolling back: {reason}");
-                    }
-                    match self.restore().await {
-                        Ok(split) => {
-                            info!("traffic restored to {}: {split}", self.live);
-                            self.append(Event::TrafficRestored { split })?;
-                        }
-                        Err(e) => {
-                            error!("UNSAFE: could not confirm traffic back on {}: {e}", self.live);
-                            let reason = format!("could not confirm traffic back on {}: {e}", self.live);
-                            self.append(Event::Finished {
-                                outcome: Outcome::Unsafe,
-                                reason,
-                                final_split: None,
-                            })?;
-                        }
-                    }
+                Next::RestoreTraffic => self.restore_or_unsafe(&mut restored_here).await?,
+                // Whoever drives the undo chain checks the traffic itself first: another process's
+                // "restored" may predate a write of this one that was still in flight.
+                Next::Undo(_) | Next::Finish { .. }
+                    if !restored_here && matches!(saga.phase, Phase::RollingBack { .. }) =>
+                {
+                    self.restore_or_unsafe(&mut restored_here).await?
                 }
                 Next::Undo(i) => {
-                    let label = self.plan.steps[i].label();
                     let command = self.plan.steps[i]
                         .undo()
                         .cloned()
                         .expect("saga undoes only steps with an undo");
                     let undo = command.undo.expect("undo present");
-                    info!(step = %label, "undo {label}: {}", undo.join(" "));
-                    self.append(Event::UndoStarted { step: i })?;
+                    self.emit(Event::UndoStarted { step: i })?;
                     // Undos are not interruptible: a signal now would strand a half-undone step.
-                    match self
+                    let result = self
                         .hooks
                         .command(&undo, &self.env(self.plan.steps[i].action(), "undo"), command.timeout)
-                        .await
-                    {
-                        Ok(ok) => {
-                            info!(step = %label, "undo {label}: {} in {}", ok.detail, fmt_elapsed(ok.elapsed));
-                            self.append(Event::UndoDone { step: i })?;
-                        }
-                        Err(e) => {
-                            error!(step = %label, "undo {label} failed: {e}");
-                            self.append(Event::UndoFailed {
-                                step: i,
-                                reason: e.to_string(),
-                            })?;
-                        }
+                        .await;
+                    self.hook_event(i, "undo", &undo.join(" "), &result)?;
+                    match result {
+                        Ok(_) => self.emit(Event::UndoDone { step: i })?,
+                        Err(e) => self.emit(Event::UndoFailed {
+                            step: i,
+                            reason: e.to_string(),
+                        })?,
                     }
                 }
                 Next::Finish { outcome, reason } => {
-                    let final_split = self.traffic.read().await.ok().or(self.saga.verified);
-                    self.append(Event::Finished {
+                    let final_split = self.traffic.read().await.ok().or(saga.verified);
+                    // Promoted means the new colour holds all traffic, as read back now.
+                    let (outcome, reason) = match (outcome, final_split.and_then(|s| s.holder())) {
+                        (Outcome::Promoted, Some(holder)) if holder == self.new => (outcome, reason),
+                        (Outcome::Promoted, _) => (
+                            Outcome::Error,
+                            format!(
+                                "every step passed, but {} does not hold all traffic: {}",
+                                self.new,
+                                final_split
+                                    .map(|s| s.to_string())
+                                    .unwrap_or_else(|| "weights unreadable".into())
+                            ),
+                        ),
+                        _ => (outcome, reason),
+                    };
+                    self.emit(Event::Finished {
                         outcome,
                         reason,
                         final_split,
                     })?;
+                    // An operator's rollback that raced the end of a promotion wins (the saga
+                    // ignores a promotion journaled while rolling back): the loop goes on.
                 }
                 Next::Done => {
-                    let (outcome, reason) = self.saga.outcome().expect("done means finished");
-                    let weights = self
-                        .saga
-                        .verified
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "unknown".into());
-                    if outcome == Outcome::Promoted {
-                        info!(
-                            outcome = outcome.as_str(),
-                            "cutover {}: {} ({weights})",
-                            outcome.as_str(),
-                            reason
-                        );
-                    } else {
-                        warn!(
-                            outcome = outcome.as_str(),
-                            "cutover {}: {} ({weights})",
-                            outcome.as_str(),
-                            reason
-                        );
-                    }
+                    let (outcome, _) = saga.outcome().expect("done means finished");
                     return Ok(outcome);
                 }
             }
         }
+    }
+
+    async fn restore_or_unsafe(&self, restored_here: &mut bool) -> Result<(), EngineError> {
+        match self.restore().await {
+            Ok(split) => {
+                *restored_here = true;
+                self.emit(Event::TrafficRestored { split })?;
+            }
+            Err(e) => {
+                let reason = format!("UNSAFE: could not confirm traffic back on {}: {e}", self.live);
+                self.emit(Event::Finished {
+                    outcome: Outcome::Unsafe,
+                    reason,
+                    final_split: None,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A reader positioned where the engine has read up to.
+    fn reader(&self) -> Reader {
+        self.state.lock().unwrap().0.clone()
+    }
+
+    fn hook_event(
+        &self,
+        step: usize,
+        phase: &str,
+        what: &str,
+        r: &Result<HookOk, HookError>,
+    ) -> Result<(), JournalError> {
+        let (ok, detail, elapsed) = match r {
+            Ok(ok) => (true, ok.detail.clone(), ok.elapsed),
+            Err(e) => (false, e.to_string(), Duration::ZERO),
+        };
+        self.emit(Event::Hook {
+            step,
+            phase: phase.into(),
+            what: what.into(),
+            ok,
+            detail,
+            elapsed_ms: millis(elapsed),
+        })
     }
 
     /// Puts all traffic back on the live colour: one write, then read-back.
@@ -356,76 +464,74 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     }
 
     async fn do_step(&self, i: usize, step: &Step) -> Result<(), Failure> {
-        let label = step.label();
         match step {
-            Step::Verify { checks } => self.verify(&label, checks).await,
+            Step::Verify { checks } => self.verify(i, checks).await,
             Step::Deploy {
                 command,
                 healthy_timeout,
             } => {
-                self.hook_command(&label, "deploy", &command.run, command.timeout)
-                    .await?;
-                self.wait_healthy(&label, *healthy_timeout).await
+                self.hook_command(i, "deploy", &command.run, command.timeout).await?;
+                self.wait_healthy(i, *healthy_timeout).await
             }
-            Step::Migrate { command } => self
-                .hook_command(&label, "migrate", &command.run, command.timeout)
-                .await
-                .map(|_| ()),
+            Step::Migrate { command } => self.hook_command(i, "migrate", &command.run, command.timeout).await,
             Step::Shift { permille, bake } => {
                 let target = Split::with_new(self.new, *permille);
-                let current = self.saga.verified.unwrap_or(Split::all_on(self.live));
-                if target.weight(self.new) > current.weight(self.new) {
-                    self.require_healthy(&label).await?;
+                let saga = self.saga();
+                // Resumed after a restart with the weights already verified: continue the bake
+                // (bake() checks the weights are still the verified ones).
+                if saga.verified_step != Some(i) {
+                    let current = saga.verified.unwrap_or(Split::all_on(self.live));
+                    if target.weight(self.new) > current.weight(self.new) {
+                        self.require_healthy(i).await?;
+                    }
+                    self.set_weights(i, target).await?;
                 }
-                info!(step = %label, "weights → {target}");
-                self.append(Event::WeightIntent { step: i, split: target })
-                    .map_err(|e| Failure::step(e.to_string()))?;
-                let started = tokio::time::Instant::now();
-                let split = traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout)
-                    .await
-                    .map_err(|e| Failure::step(format!("setting weights: {e}")))?;
-                info!(step = %label, "weights verified by read-back in {}: {split}", fmt_elapsed(started.elapsed()));
-                self.append(Event::WeightVerified { step: i, split })
-                    .map_err(|e| Failure::step(e.to_string()))?;
-                self.bake(i, &label, *bake).await
+                self.bake(i, *bake).await
             }
-            Step::Observe { duration } => self.bake(i, &label, *duration).await,
+            Step::Observe { duration } => self.bake(i, *duration).await,
         }
     }
 
-    async fn hook_command(
-        &self,
-        label: &str,
-        action: &str,
-        argv: &[String],
-        timeout: Duration,
-    ) -> Result<HookOk, Failure> {
-        info!(step = %label, "running {}", argv.join(" "));
-        match self.hooks.command(argv, &self.env(action, "run"), timeout).await {
-            Ok(ok) => {
-                info!(step = %label, "{}: {} in {}", argv[0], ok.detail, fmt_elapsed(ok.elapsed));
-                Ok(ok)
-            }
-            Err(e) => Err(Failure::step(e.to_string())),
-        }
+    /// Journals the intent, writes, reads back, journals the verification.
+    async fn set_weights(&self, i: usize, target: Split) -> Result<(), Failure> {
+        self.emit(Event::WeightIntent { step: i, split: target })
+            .map_err(|e| Failure::step(e.to_string()))?;
+        let started = tokio::time::Instant::now();
+        let split = traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout)
+            .await
+            .map_err(|e| Failure::step(format!("setting weights: {e}")))?;
+        self.emit(Event::WeightVerified {
+            step: i,
+            split,
+            elapsed_ms: millis(started.elapsed()),
+        })
+        .map_err(|e| Failure::step(e.to_string()))
     }
 
-    async fn verify(&self, label: &str, checks: &[Check]) -> Result<(), Failure> {
+    async fn hook_command(&self, i: usize, action: &str, argv: &[String], timeout: Duration) -> Result<(), Failure> {
+        self.note(Some(i), Level::Info, format!("running {}", argv.join(" ")))?;
+        let result = self.hooks.command(argv, &self.env(action, "run"), timeout).await;
+        self.hook_event(i, "run", &argv[0], &result)
+            .map_err(|e| Failure::step(e.to_string()))?;
+        result.map(|_| ()).map_err(|e| Failure::step(e.to_string()))
+    }
+
+    async fn verify(&self, i: usize, checks: &[Check]) -> Result<(), Failure> {
         // Built in: the weights are what was last verified (nobody moved them under us) …
         let split = self
             .traffic
             .read()
             .await
             .map_err(|e| Failure::step(format!("reading weights: {e}")))?;
-        let expected = self.saga.verified.unwrap_or(Split::all_on(self.live));
+        let expected = self.saga().verified.unwrap_or(Split::all_on(self.live));
         if (split.blue, split.green, split.others) != (expected.blue, expected.green, expected.others) {
             return Err(Failure::step(format!(
                 "weights changed outside cutover: expected {expected}, found {split}"
             )));
         }
-        info!(step = %label, "weights as expected: {split}");
+        self.note(Some(i), Level::Info, format!("weights as expected: {split}"))?;
         // … the new colour can take traffic …
-        self.require_healthy(label).await?;
+        self.require_healthy(i).await?;
         // … and no alarm is firing (or misspelt: a missing alarm never fires).
         let alarms = self
             .metrics
@@ -445,34 +551,37 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             )));
         }
         if !self.plan.rollback.alarms.is_empty() {
-            info!(step = %label, "alarms OK: {}", self.plan.rollback.alarms.join(", "));
+            self.note(
+                Some(i),
+                Level::Info,
+                format!("alarms OK: {}", self.plan.rollback.alarms.join(", ")),
+            )?;
         }
         for check in checks {
-            let result: Result<HookOk, HookError> = match check {
+            let (what, result) = match check {
                 Check::Http {
                     url,
                     expect_status,
                     timeout,
-                } => self.hooks.http(url, *expect_status, *timeout).await,
-                Check::Command { argv, timeout } => {
-                    self.hooks.command(argv, &self.env("verify", "run"), *timeout).await
-                }
+                } => (
+                    format!("GET {url}"),
+                    self.hooks.http(url, *expect_status, *timeout).await,
+                ),
+                Check::Command { argv, timeout } => (
+                    argv.join(" "),
+                    self.hooks.command(argv, &self.env("verify", "run"), *timeout).await,
+                ),
             };
-            let what = match check {
-                Check::Http { url, .. } => format!("GET {url}"),
-                Check::Command { argv, .. } => argv.join(" "),
-            };
-            match result {
-                Ok(ok) => {
-                    info!(step = %label, "check {what}: {} in {}", ok.detail, fmt_elapsed(ok.elapsed))
-                }
-                Err(e) => return Err(Failure::step(format!("check {what}: {e}"))),
+            self.hook_event(i, "check", &what, &result)
+                .map_err(|e| Failure::step(e.to_string()))?;
+            if let Err(e) = result {
+                return Err(Failure::step(format!("check {what}: {e}")));
             }
         }
         Ok(())
     }
 
-    async fn require_healthy(&self, label: &str) -> Result<(), Failure> {
+    async fn require_healthy(&self, i: usize) -> Result<(), Failure> {
         let min = self.plan.alb.min_healthy_targets;
         let healthy = self
             .traffic
@@ -485,14 +594,17 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 self.new
             )));
         }
-        info!(step = %label, "{} has {healthy} healthy targets (min {min})", self.new);
-        Ok(())
+        self.note(
+            Some(i),
+            Level::Info,
+            format!("{} has {healthy} healthy targets (min {min})", self.new),
+        )
     }
 
-    async fn wait_healthy(&self, label: &str, timeout: Duration) -> Result<(), Failure> {
+    async fn wait_healthy(&self, i: usize, timeout: Duration) -> Result<(), Failure> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            match self.require_healthy(label).await {
+            match self.require_healthy(i).await {
                 Ok(()) => return Ok(()),
                 Err(f) if tokio::time::Instant::now() + HEALTH_POLL > deadline => {
                     return Err(Failure::step(format!(
@@ -501,106 +613,182 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                         humantime::format_duration(timeout)
                     )));
                 }
-                Err(f) => info!(step = %label, "waiting for healthy targets: {}", f.reason),
+                Err(f) => self.note(
+                    Some(i),
+                    Level::Info,
+                    format!("waiting for healthy targets: {}", f.reason),
+                )?,
             }
             tokio::time::sleep(HEALTH_POLL).await;
         }
     }
 
-    /// Judges every settled period from the first one wholly after now until `duration` of
-    /// judged time has passed. Periods without data hold the clock (unless `on_no_data` says otherwise).
-    async fn bake(&self, i: usize, label: &str, duration: Duration) -> Result<(), Failure> {
-        let m = &self.plan.metrics;
-        let period = m.period.as_secs().max(1);
-        let mut from = metrics::next_boundary(self.clock.now(), m.period);
-        let mut baked = 0u64;
-        let mut judge = Judge::new(self.plan.rollback.criteria.clone());
-        info!(step = %label, "baking {} of judged traffic", humantime::format_duration(duration));
+    /// Waits, checking the journal each second, until an operator resumes (or rolls back,
+    /// which the caller's select notices).
+    async fn wait_while_paused(&self) -> Result<(), Failure> {
         loop {
-            match self.metrics.alarms().await {
-                Ok(a) => match judge.alarms(&a.in_alarm) {
-                    Some(v) if v.rollback => {
-                        return Err(Failure {
-                            trigger: Trigger::Judge,
-                            reason: v.reason,
-                        });
-                    }
-                    Some(v) => warn!(step = %label, "{}", v.reason),
-                    None => {}
-                },
-                Err(e) => warn!(step = %label, "reading alarms failed, will retry next poll: {e}"),
-            }
-            let end = metrics::settled_end(self.clock.now(), m.settle, m.period);
-            if end > from {
-                match self.metrics.windows(from, end).await {
-                    Ok(windows) => {
-                        for w in windows {
-                            let v = judge.judge(&w);
-                            if v.counts_toward_bake {
-                                baked += period;
-                            }
-                            let line = format!(
-                                "{} {}: {} | live {} {} | bake {}/{}",
-                                self.new,
-                                v.outcome.as_str(),
-                                v.reason,
-                                self.live,
-                                brief(&w.live),
-                                humantime::format_duration(Duration::from_secs(baked.min(duration.as_secs().max(1)))),
-                                humantime::format_duration(duration),
-                            );
-                            match v.outcome {
-                                Verdict::Fail => {
-                                    warn!(step = %label, verdict = v.outcome.as_str(), requests = w.new.requests, errors = w.new.errors, "{line}")
-                                }
-                                _ => {
-                                    info!(step = %label, verdict = v.outcome.as_str(), requests = w.new.requests, errors = w.new.errors, "{line}")
-                                }
-                            }
-                            let rollback = v.rollback;
-                            let reason = v.reason.clone();
-                            self.append(Event::Verdict { step: i, verdict: v })
-                                .map_err(|e| Failure::step(e.to_string()))?;
-                            if rollback {
-                                return Err(Failure {
-                                    trigger: Trigger::Judge,
-                                    reason: format!("{} {reason}", self.new),
-                                });
-                            }
-                        }
-                        from = end;
-                    }
-                    Err(e) => {
-                        warn!(step = %label, "reading metrics failed, holding the bake clock: {e}")
-                    }
-                }
-            }
-            if Duration::from_secs(baked) >= duration {
+            self.sync().map_err(|e| Failure::step(e.to_string()))?;
+            if self.saga().paused.is_none() {
                 return Ok(());
             }
-            tokio::time::sleep(m.poll_interval).await;
+            tokio::time::sleep(JOURNAL_POLL).await;
+        }
+    }
+
+    /// Compares the live weights with the last verified ones. On a difference, records the
+    /// drift, pauses for an operator, and once resumed re-applies the verified weights.
+    async fn check_drift(&self, i: usize) -> Result<(), Failure> {
+        let Some(expected) = self.saga().verified else {
+            return Ok(());
+        };
+        let found = match self.traffic.read().await {
+            Ok(found) => found,
+            Err(e) => return self.note(Some(i), Level::Warn, format!("reading weights failed: {e}")),
+        };
+        if (found.blue, found.green) == (expected.blue, expected.green) {
+            return Ok(());
+        }
+        // An operator's rollback changes the weights right after journaling its request: that is not drift.
+        self.sync().map_err(|e| Failure::step(e.to_string()))?;
+        if matches!(self.saga().phase, Phase::RollingBack { .. }) {
+            return Err(Failure {
+                trigger: Trigger::Operator,
+                reason: "rolled back by an operator".into(),
+            });
+        }
+        let err = |e: JournalError| Failure::step(e.to_string());
+        self.emit(Event::Drift {
+            step: i,
+            expected,
+            found,
+        })
+        .map_err(err)?;
+        self.emit(Event::Paused {
+            by: "cutover".into(),
+            reason: format!(
+                "weights changed outside cutover (expected {expected}, found {found}); \
+                 resume re-applies {expected}, rollback rolls back"
+            ),
+        })
+        .map_err(err)?;
+        self.wait_while_paused().await?;
+        self.set_weights(i, expected).await
+    }
+
+    /// Judges every settled period from the bake's start until `duration` of judged time has
+    /// passed. Periods without data hold the clock (unless `on_no_data` says otherwise), and
+    /// so does an operator's pause; an operator's promote ends the bake. Progress lives in the
+    /// journal (`BakeStarted`, counted `Verdict`s), so a restarted engine continues where it was.
+    async fn bake(&self, i: usize, duration: Duration) -> Result<(), Failure> {
+        let m = &self.plan.metrics;
+        let period = m.period.as_secs().max(1);
+        let err = |e: JournalError| Failure::step(e.to_string());
+        let mut judge = Judge::new(self.plan.rollback.criteria.clone());
+        let mut streak = 0;
+        let (mut from, mut baked) = match self.saga().bakes.get(&i) {
+            Some(&(from, _)) => {
+                // Resumed: replay this bake's verdicts through a fresh judge to rebuild its state.
+                let mut last_end = from;
+                let mut baked = 0;
+                for r in journal::read_all(self.journal.path()).map_err(|e| Failure::step(e.to_string()))? {
+                    if let Event::Verdict {
+                        step, verdict, counted, ..
+                    } = r.event
+                        && step == i
+                    {
+                        streak = judge.judge(&verdict.window).failures;
+                        last_end = last_end.max(verdict.window.end);
+                        if counted {
+                            baked += period;
+                        }
+                    }
+                }
+                self.check_drift(i).await?;
+                (last_end, baked)
+            }
+            None => {
+                let from = metrics::next_boundary(self.clock.now(), m.period);
+                self.emit(Event::BakeStarted {
+                    step: i,
+                    from,
+                    duration_secs: duration.as_secs(),
+                })
+                .map_err(err)?;
+                (from, 0)
+            }
+        };
+        let mut next_poll = tokio::time::Instant::now();
+        loop {
+            self.sync().map_err(|e| Failure::step(e.to_string()))?;
+            let saga = self.saga();
+            if saga.promoted == Some(i) {
+                return Ok(());
+            }
+            let paused = saga.paused.is_some();
+            if tokio::time::Instant::now() >= next_poll {
+                next_poll += m.poll_interval;
+                match self.metrics.alarms().await {
+                    Ok(a) => match judge.alarms(&a.in_alarm) {
+                        Some(v) if v.rollback => {
+                            return Err(Failure {
+                                trigger: Trigger::Judge,
+                                reason: v.reason,
+                            });
+                        }
+                        Some(v) => self.note(Some(i), Level::Warn, v.reason)?,
+                        None => {}
+                    },
+                    Err(e) => self.note(Some(i), Level::Warn, format!("reading alarms failed, will retry: {e}"))?,
+                }
+                let end = metrics::settled_end(self.clock.now(), m.settle, m.period);
+                if end > from {
+                    match self.metrics.windows(from, end).await {
+                        Ok(windows) => {
+                            for w in windows {
+                                let v = judge.judge(&w);
+                                let counted = v.counts_toward_bake && !paused;
+                                if counted {
+                                    baked += period;
+                                }
+                                let (rollback, reason) = (v.rollback, v.reason.clone());
+                                streak = v.failures;
+                                self.emit(Event::Verdict {
+                                    step: i,
+                                    verdict: v,
+                                    counted,
+                                    baked_secs: baked,
+                                })
+                                .map_err(err)?;
+                                if rollback {
+                                    return Err(Failure {
+                                        trigger: Trigger::Judge,
+                                        reason: format!("{} {reason}", self.new),
+                                    });
+                                }
+                            }
+                            from = end;
+                        }
+                        Err(e) => self.note(
+                            Some(i),
+                            Level::Warn,
+                            format!("reading metrics failed, holding the bake clock: {e}"),
+                        )?,
+                    }
+                }
+                self.check_drift(i).await?;
+            }
+            // A bake never ends on a failing streak: it waits for a pass (or the rollback).
+            if !paused && Duration::from_secs(baked) >= duration && streak == 0 {
+                return Ok(());
+            }
+            let now = tokio::time::Instant::now();
+            tokio::time::sleep(JOURNAL_POLL.min(next_poll.saturating_duration_since(now))).await;
         }
     }
 }
 
-/// `0.00% (0/100) 50ms`
-fn brief(s: &Sample) -> String {
-    let mut out = match s.error_rate() {
-        Some(r) => format!("{:.2}% ({}/{})", r * 100.0, s.errors, s.requests),
-        None => "no requests".to_string(),
-    };
-    if let Some(l) = s.latency {
-        out.push_str(&format!(" {:.0}ms", l * 1000.0));
-    }
-    out
-}
-
-fn fmt_elapsed(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
 }
 
 async fn wait_interrupt(rx: &mut watch::Receiver<Option<String>>) -> String {
@@ -624,7 +812,6 @@ async fn wait_operator(mut reader: Reader) -> String {
                         trigger: Trigger::Operator,
                     } = r.event
                     {
-                        warn!("operator rollback by {by}: {reason}");
                         return format!("rolled back by {by}: {reason}");
                     }
                 }
@@ -706,7 +893,7 @@ pub fn summarize(records: &[Record]) -> Summary {
                     .collect();
             }
             Event::StepStarted { step } => s.steps[*step].started_at = Some(r.at.clone()),
-            Event::StepDone { step } | Event::StepFailed { step, .. } => {
+            Event::StepDone { step, .. } | Event::StepFailed { step, .. } => {
                 s.steps[*step].finished_at = Some(r.at.clone())
             }
             Event::WeightVerified { split, .. } | Event::TrafficRestored { split } => {
@@ -817,7 +1004,7 @@ duration = "30s"
         let id = "c1".to_string();
         let journal = state.create(&id).unwrap();
         journal
-            .append(&started_event(&id, &plan, Color::Blue, initial))
+            .append(&started_event(&id, &plan, Color::Blue, initial, Default::default()))
             .unwrap();
         let clock = Clock::at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
         let engine = Engine::open(plan, FakeTraffic::new(initial), metrics, hooks, journal, clock).unwrap();
@@ -865,7 +1052,6 @@ duration = "30s"
             summary.final_weights,
             Some(serde_json::json!({"blue": 0.0, "green": 100.0}))
         );
-        assert_eq!(h.state.latest("x").unwrap(), None);
         assert_eq!(summary.id, h.id);
     }
 

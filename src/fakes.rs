@@ -52,10 +52,11 @@ impl Traffic for FakeTraffic {
     }
 }
 
-/// CloudWatch in memory: every period of the new colour shows `new`.
+/// CloudWatch in memory: every period shows `new` for the new colour and `live` for the live one.
 #[derive(Debug, Clone)]
 pub struct FakeMetrics {
     pub new: Arc<Mutex<Sample>>,
+    pub live: Arc<Mutex<Sample>>,
     pub alarms: Arc<Mutex<Alarms>>,
     pub period: u64,
 }
@@ -68,6 +69,7 @@ impl FakeMetrics {
                 errors: 0.0,
                 latency: Some(0.05),
             })),
+            live: Arc::new(Mutex::new(Sample::default())),
             alarms: Arc::new(Mutex::new(Alarms::default())),
             period,
         }
@@ -75,18 +77,23 @@ impl FakeMetrics {
     pub fn set(&self, s: Sample) {
         *self.new.lock().unwrap() = s;
     }
+    pub fn set_live(&self, s: Sample) {
+        *self.live.lock().unwrap() = s;
+    }
 }
 
 impl Metrics for FakeMetrics {
     async fn windows(&self, from: u64, to: u64) -> Result<Vec<Window>, MetricsError> {
         let s = *self.new.lock().unwrap();
+        let live = *self.live.lock().unwrap();
         Ok((from..to)
             .step_by(self.period as usize)
             .map(|t| Window {
                 start: t,
                 end: t + self.period,
                 new: s,
-                live: Sample::default(),
+                live,
+                metrics: vec![],
             })
             .collect())
     }

@@ -16,6 +16,8 @@ use tokio::process::Command;
 
 /// How many lines of a failed command's output are quoted in its error.
 const TAIL_LINES: usize = 10;
+/// How long output is still read after a command exited (a background child may hold its pipes).
+const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A hook that succeeded.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,7 +148,7 @@ impl Hooks for Processes {
         }
         drop(tx);
         let name = program.clone();
-        let collect = async move {
+        let collector = tokio::spawn(async move {
             let mut tail = std::collections::VecDeque::new();
             while let Some(line) = rx.recv().await {
                 tracing::info!(hook = %name, "  │ {line}");
@@ -156,19 +158,22 @@ impl Hooks for Processes {
                 tail.push_back(line);
             }
             tail
-        };
-        let run = async {
-            let (status, tail) = tokio::join!(child.wait(), collect);
-            (status, tail)
-        };
-        let (status, tail) = match tokio::time::timeout(timeout, run).await {
-            Ok(r) => r,
+        });
+        let status = match tokio::time::timeout(timeout, child.wait()).await {
+            Ok(status) => status,
             Err(_) => {
+                collector.abort();
                 return Err(HookError::Timeout {
                     what: format!("{program:?}"),
                     timeout,
                 });
             }
+        };
+        // The leader exited. A background child it started may still hold its stdout; read what
+        // is left for a short grace period rather than waiting for that child to exit.
+        let tail = match tokio::time::timeout(OUTPUT_GRACE, collector).await {
+            Ok(Ok(tail)) => tail,
+            _ => Default::default(),
         };
         // The leader exited; whatever it left running in its group is killed by the guard when
         // this function returns, so a hook cannot leave processes behind.
@@ -253,6 +258,24 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, HookError::Spawn { .. }), "{e}");
+    }
+
+    /// Regression (review): a script that leaves a background process holding its stdout
+    /// used to hang until its timeout.
+    #[tokio::test]
+    async fn a_background_child_holding_stdout_does_not_block_the_hook() {
+        let h = Processes::new(std::env::temp_dir());
+        let started = std::time::Instant::now();
+        let ok = h
+            .command(&sh("echo started; sleep 30 &"), &[], Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(ok.detail, "exit 0");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

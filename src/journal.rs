@@ -287,8 +287,11 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], Event::StepStarted { step: 0 });
         assert!(reader.read_new().unwrap().is_empty());
-        a.append(&Event::StepDone { step: 0 }).unwrap();
-        assert_eq!(reader.read_new().unwrap()[0].event, Event::StepDone { step: 0 });
+        a.append(&Event::StepDone { step: 0, elapsed_ms: 0 }).unwrap();
+        assert_eq!(
+            reader.read_new().unwrap()[0].event,
+            Event::StepDone { step: 0, elapsed_ms: 0 }
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! * [`aws`]: SDK configuration and error classification shared by those two;
 //! * [`journal`]: the state directory, intent logs and locks;
 //! * [`hooks`]: the user's commands and HTTP checks;
+//! * [`live_log`]: journal events rendered as the live log;
 //! * [`engine`]: drives a saga through the adapters;
 //! * [`cli`]: the `cutover` command line.
 
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod hooks;
 pub mod journal;
 pub mod judge;
+pub mod live_log;
 pub mod metrics;
 pub mod saga;
 pub mod traffic;

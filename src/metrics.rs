@@ -5,22 +5,28 @@
 //! 5xx and latency of the new colour, and of the live colour for the log), for
 //! closed periods only: callers pass period-aligned bounds that ended at least
 //! `settle` ago ([`settled_end`]). Error rates are computed from the raw counts,
-//! never with metric math.
+//! never with metric math. The plan's `[[rollback.metrics]]` ride in the same
+//! call ([`CloudWatch::with_custom`]); a backtest pages through history in calls
+//! of [`CloudWatch::periods_per_call`] periods.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatch::Client;
-use aws_sdk_cloudwatch::types::{AlarmType, Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StateValue};
+use aws_sdk_cloudwatch::types::{
+    AlarmType, Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StandardUnit, StateValue,
+};
 use aws_smithy_types::DateTime;
 
 use crate::aws::{AwsError, classify};
-use crate::config::{self, Color, MetricsConfig, target_group_dimension};
-use crate::judge::{Sample, Window};
+use crate::config::{self, Color, CustomMetric, MetricsConfig, target_group_dimension};
+use crate::judge::{MetricSample, Sample, Window};
 
 /// The most periods fetched in one call; older ones are skipped (and logged by the engine).
 pub const MAX_PERIODS_PER_CALL: u64 = 1440;
+/// GetMetricData returns at most this many datapoints per call, over all its queries.
+pub const MAX_DATAPOINTS_PER_CALL: u64 = 100_800;
 
 /// Why a metrics operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -75,6 +81,16 @@ pub struct CloudWatch {
     new_tg: String,
     live_tg: String,
     alarm_names: Vec<String>,
+    custom: Vec<Custom>,
+}
+
+/// A `[[rollback.metrics]]` entry with its dimensions resolved for both colours.
+#[derive(Debug, Clone)]
+struct Custom {
+    metric: CustomMetric,
+    new_dims: Vec<(String, String)>,
+    /// Only with `compare_with_live`.
+    live_dims: Option<Vec<(String, String)>>,
 }
 
 impl CloudWatch {
@@ -94,12 +110,51 @@ impl CloudWatch {
             new_tg: target_group_dimension(alb.target_group(new)),
             live_tg: target_group_dimension(alb.target_group(new.other())),
             alarm_names: alarms.to_vec(),
+            custom: vec![],
         }
     }
 
+    /// Also fetches the plan's `[[rollback.metrics]]` (`plan.rollback.metrics`), into [`Window::metrics`].
+    pub fn with_custom(mut self, metrics: &[CustomMetric]) -> CloudWatch {
+        self.custom = metrics
+            .iter()
+            .map(|m| Custom {
+                metric: m.clone(),
+                new_dims: m.dimensions_for(&self.load_balancer, &self.new_tg),
+                live_dims: m
+                    .compare_with_live
+                    .then(|| m.dimensions_for(&self.load_balancer, &self.live_tg)),
+            })
+            .collect();
+        self
+    }
+
+    /// How many periods one GetMetricData call may cover: CloudWatch returns at most
+    /// 100,800 datapoints per call over all queries, and this adapter asks for at most 1440.
+    pub fn periods_per_call(&self) -> u64 {
+        let queries = self.queries().len() as u64;
+        MAX_PERIODS_PER_CALL.min(MAX_DATAPOINTS_PER_CALL / queries.max(1))
+    }
+
     fn query(&self, id: &str, tg: &str, metric: &str, stat: &str) -> MetricDataQuery {
-        let dims = [("LoadBalancer", self.load_balancer.as_str()), ("TargetGroup", tg)]
-            .into_iter()
+        let dims = [
+            ("LoadBalancer".to_string(), self.load_balancer.clone()),
+            ("TargetGroup".to_string(), tg.to_string()),
+        ];
+        self.metric_query(id, &self.namespace, metric, &dims, stat, None)
+    }
+
+    fn metric_query(
+        &self,
+        id: &str,
+        namespace: &str,
+        metric: &str,
+        dims: &[(String, String)],
+        stat: &str,
+        unit: Option<&str>,
+    ) -> MetricDataQuery {
+        let dims = dims
+            .iter()
             .map(|(n, v)| Dimension::builder().name(n).value(v).build())
             .collect();
         MetricDataQuery::builder()
@@ -108,28 +163,24 @@ impl CloudWatch {
                 MetricStat::builder()
                     .metric(
                         Metric::builder()
-                            .namespace(&self.namespace)
+                            .namespace(namespace)
                             .metric_name(metric)
                             .set_dimensions(Some(dims))
                             .build(),
                     )
                     .period(self.period.as_secs() as i32)
                     .stat(stat)
+                    .set_unit(unit.map(StandardUnit::from))
                     .build(),
             )
             .return_data(true)
             .build()
     }
-}
 
-impl Metrics for CloudWatch {
-    async fn windows(&self, from: u64, to: u64) -> Result<Vec<Window>, MetricsError> {
-        let p = self.period.as_secs().max(1);
-        if to <= from {
-            return Ok(vec![]);
-        }
-        let from = from.max(to.saturating_sub(MAX_PERIODS_PER_CALL * p));
-        let queries: Vec<MetricDataQuery> = [("n", &self.new_tg), ("l", &self.live_tg)]
+    /// Every query of one call: requests, 5xx and latency of both colours, then each custom
+    /// metric of the new colour (`m{i}_n`) and, when compared, of the live one (`m{i}_l`).
+    fn queries(&self) -> Vec<MetricDataQuery> {
+        let mut queries: Vec<MetricDataQuery> = [("n", &self.new_tg), ("l", &self.live_tg)]
             .into_iter()
             .flat_map(|(prefix, tg)| {
                 [
@@ -139,6 +190,28 @@ impl Metrics for CloudWatch {
                 ]
             })
             .collect();
+        for (i, c) in self.custom.iter().enumerate() {
+            let m = &c.metric;
+            let q = |id: String, dims: &[(String, String)]| {
+                self.metric_query(&id, &m.namespace, &m.name, dims, &m.statistic, m.unit.as_deref())
+            };
+            queries.push(q(format!("m{i}_n"), &c.new_dims));
+            if let Some(dims) = &c.live_dims {
+                queries.push(q(format!("m{i}_l"), dims));
+            }
+        }
+        queries
+    }
+}
+
+impl Metrics for CloudWatch {
+    async fn windows(&self, from: u64, to: u64) -> Result<Vec<Window>, MetricsError> {
+        let p = self.period.as_secs().max(1);
+        if to <= from {
+            return Ok(vec![]);
+        }
+        let from = from.max(to.saturating_sub(self.periods_per_call() * p));
+        let queries = self.queries();
         let mut series: HashMap<String, HashMap<u64, f64>> = HashMap::new();
         let mut token: Option<String> = None;
         loop {
@@ -185,6 +258,12 @@ impl Metrics for CloudWatch {
                 end: t + p,
                 new: sample("n", t),
                 live: sample("l", t),
+                metrics: (0..self.custom.len())
+                    .map(|i| MetricSample {
+                        new: get(&format!("m{i}_n"), t),
+                        live: get(&format!("m{i}_l"), t),
+                    })
+                    .collect(),
             })
             .collect())
     }

@@ -21,6 +21,8 @@
 //! A step that failed or was interrupted does not run its own undo: only
 //! completed steps are undone (its `run` command must clean up after itself).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::Color;
@@ -90,7 +92,8 @@ impl Outcome {
 }
 
 /// One journal record. Every state change is one of these, written before it is acted on
-/// (the `*Started`, `*Intent` and `*Requested` events) or after (the results).
+/// (the `*Started`, `*Intent` and `*Requested` events) or after (the results). Some events
+/// only inform (`Note`, `Hook`, `Verdict`, `Drift`): they are what the live log shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -105,6 +108,9 @@ pub enum Event {
         initial: Split,
         steps: Vec<StepInfo>,
         pid: u32,
+        /// Plan variables (daemon): reach hooks as `CUTOVER_VAR_<KEY>`.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        vars: BTreeMap<String, String>,
     },
     StepStarted {
         step: usize,
@@ -118,14 +124,51 @@ pub enum Event {
     WeightVerified {
         step: usize,
         split: Split,
+        #[serde(default)]
+        elapsed_ms: u64,
     },
-    /// A judged window (informational: it changes no state).
+    /// A bake (or observe) judges periods from `from` (Unix seconds) on, for `duration_secs` of judged time.
+    BakeStarted {
+        step: usize,
+        from: u64,
+        duration_secs: u64,
+    },
+    /// A judged window. `counted` says whether it advanced the bake clock (not while paused);
+    /// `baked_secs` is the judged time so far.
     Verdict {
         step: usize,
         verdict: Verdict,
+        #[serde(default)]
+        counted: bool,
+        #[serde(default)]
+        baked_secs: u64,
+    },
+    /// The weights differ from what cutover last verified: someone else changed them.
+    Drift {
+        step: usize,
+        expected: Split,
+        found: Split,
+    },
+    /// A hook (command or HTTP check) finished.
+    Hook {
+        step: usize,
+        /// `run`, `undo` or `check`.
+        phase: String,
+        what: String,
+        ok: bool,
+        detail: String,
+        elapsed_ms: u64,
+    },
+    /// Anything else the live log should say.
+    Note {
+        step: Option<usize>,
+        level: Level,
+        message: String,
     },
     StepDone {
         step: usize,
+        #[serde(default)]
+        elapsed_ms: u64,
     },
     StepFailed {
         step: usize,
@@ -136,6 +179,21 @@ pub enum Event {
         trigger: Trigger,
         reason: String,
         by: String,
+    },
+    /// The bake clock holds (polling and automatic rollback go on).
+    Paused {
+        by: String,
+        reason: String,
+    },
+    Resumed {
+        by: String,
+        reason: String,
+    },
+    /// End the current bake of `step` now.
+    PromoteRequested {
+        step: usize,
+        by: String,
+        reason: String,
     },
     /// Traffic verified back on the live colour.
     TrafficRestored {
@@ -156,6 +214,15 @@ pub enum Event {
         reason: String,
         final_split: Option<Split>,
     },
+}
+
+/// The level of a `Note`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
 }
 
 /// Where a step stands.
@@ -220,6 +287,15 @@ pub struct Saga {
     pub phase: Phase,
     /// The weights last verified by read-back (or found at the start).
     pub verified: Option<Split>,
+    /// The step whose weights were verified last.
+    pub verified_step: Option<usize>,
+    /// Why the bake clock is held, while it is.
+    pub paused: Option<String>,
+    /// A step whose bake an operator ended.
+    pub promoted: Option<usize>,
+    /// Where each step's bake began and how long it is (`BakeStarted`).
+    pub bakes: BTreeMap<usize, (u64, u64)>,
+    pub vars: BTreeMap<String, String>,
 }
 
 impl Default for Saga {
@@ -231,6 +307,11 @@ impl Default for Saga {
             status: vec![],
             phase: Phase::New,
             verified: None,
+            verified_step: None,
+            paused: None,
+            promoted: None,
+            bakes: BTreeMap::new(),
+            vars: BTreeMap::new(),
         }
     }
 }
@@ -260,10 +341,12 @@ impl Saga {
                     live_color,
                     steps,
                     initial,
+                    vars,
                     ..
                 },
             ) => {
                 self.id = id.clone();
+                self.vars = vars.clone();
                 self.live_color = Some(*live_color);
                 self.steps = steps.clone();
                 self.status = vec![StepStatus::Pending; steps.len()];
@@ -273,7 +356,9 @@ impl Saga {
             (Phase::New, _) | (_, Event::Started { .. }) => return Err(illegal(self)),
 
             // Forward: steps start strictly in order.
-            (Phase::Forward, Event::StepStarted { step }) => {
+            // Forward: steps start strictly in order. A step may also start just after another
+            // process journaled a rollback (the run had not read it yet); it then fails at once.
+            (Phase::Forward | Phase::RollingBack { .. }, Event::StepStarted { step }) => {
                 if self.status.iter().position(|s| *s == StepStatus::Pending) != Some(*step)
                     || self.status.contains(&StepStatus::Running)
                 {
@@ -281,12 +366,33 @@ impl Saga {
                 }
                 self.status[*step] = StepStatus::Running;
             }
-            (_, Event::WeightIntent { step, .. }) if step_ok(self, *step) => {}
-            (_, Event::WeightVerified { step, split }) if step_ok(self, *step) => self.verified = Some(*split),
-            (_, Event::Verdict { step, .. }) if step_ok(self, *step) => {}
+            // A weight write while rolling back (a write that raced an operator's rollback) means
+            // traffic is no longer known to be restored: it must be restored (again) before any undo.
+            (_, Event::WeightIntent { step, .. }) if step_ok(self, *step) => self.unrestore(),
+            (_, Event::WeightVerified { step, split, .. }) if step_ok(self, *step) => {
+                self.verified = Some(*split);
+                self.verified_step = Some(*step);
+                self.unrestore();
+            }
+            (
+                _,
+                Event::BakeStarted {
+                    step,
+                    from,
+                    duration_secs,
+                },
+            ) if step_ok(self, *step) => {
+                self.bakes.insert(*step, (*from, *duration_secs));
+            }
+            (_, Event::Verdict { step, .. } | Event::Drift { step, .. } | Event::Hook { step, .. })
+                if step_ok(self, *step) => {}
+            (_, Event::Note { step, .. }) if step.is_none_or(|i| step_ok(self, i)) => {}
+            (_, Event::Paused { reason, .. }) => self.paused = Some(reason.clone()),
+            (_, Event::Resumed { .. }) => self.paused = None,
+            (_, Event::PromoteRequested { step, .. }) if step_ok(self, *step) => self.promoted = Some(*step),
             // A step may finish after a rollback was requested (the operator's rollback raced
             // its end); it is then done, and its undo runs like any other.
-            (Phase::Forward | Phase::RollingBack { .. }, Event::StepDone { step })
+            (Phase::Forward | Phase::RollingBack { .. }, Event::StepDone { step, .. })
                 if step_ok(self, *step) && self.status[*step] == StepStatus::Running =>
             {
                 self.status[*step] = StepStatus::Done;
@@ -356,6 +462,15 @@ impl Saga {
             {
                 self.status[*step] = StepStatus::UndoFailed;
             }
+            // A run that finished as promoted just as an operator's rollback came in: the
+            // rollback wins, and the saga goes on rolling back.
+            (
+                Phase::RollingBack { .. },
+                Event::Finished {
+                    outcome: Outcome::Promoted,
+                    ..
+                },
+            ) => {}
             (_, Event::Finished { outcome, reason, .. }) => {
                 self.phase = Phase::Finished {
                     outcome: *outcome,
@@ -365,6 +480,12 @@ impl Saga {
             _ => return Err(illegal(self)),
         }
         Ok(())
+    }
+
+    fn unrestore(&mut self) {
+        if let Phase::RollingBack { traffic_restored, .. } = &mut self.phase {
+            *traffic_restored = false;
+        }
     }
 
     /// The step whose undo runs next: the latest completed step that has an undo.
@@ -380,7 +501,13 @@ impl Saga {
         match &self.phase {
             Phase::New => Next::Done,
             Phase::Finished { .. } => Next::Done,
-            Phase::Forward => match self.status.iter().position(|s| *s == StepStatus::Pending) {
+            // A step left running (its process died) is run again: resumed from the journal.
+            Phase::Forward => match self
+                .status
+                .iter()
+                .position(|s| *s == StepStatus::Running)
+                .or_else(|| self.status.iter().position(|s| *s == StepStatus::Pending))
+            {
                 Some(i) => Next::Run(i),
                 None => Next::Finish {
                     outcome: Outcome::Promoted,
@@ -469,6 +596,7 @@ mod tests {
                 info("shift 100%", true, false),
             ],
             pid: 1,
+            vars: Default::default(),
         }
     }
 
@@ -485,9 +613,12 @@ mod tests {
     #[test]
     fn forward_runs_steps_in_order_then_promotes() {
         check(&[], Next::Run(0));
-        check(&[StepStarted { step: 0 }, StepDone { step: 0 }], Next::Run(1));
+        check(
+            &[StepStarted { step: 0 }, StepDone { step: 0, elapsed_ms: 0 }],
+            Next::Run(1),
+        );
         let all_done: Vec<Event> = (0..5)
-            .flat_map(|step| [StepStarted { step }, StepDone { step }])
+            .flat_map(|step| [StepStarted { step }, StepDone { step, elapsed_ms: 0 }])
             .collect();
         check(
             &all_done,
@@ -501,7 +632,7 @@ mod tests {
     #[test]
     fn a_failed_step_restores_traffic_then_undoes_in_reverse() {
         let mut ev: Vec<Event> = (0..3)
-            .flat_map(|step| [StepStarted { step }, StepDone { step }])
+            .flat_map(|step| [StepStarted { step }, StepDone { step, elapsed_ms: 0 }])
             .collect();
         ev.push(StepStarted { step: 3 });
         ev.push(StepFailed {
@@ -560,7 +691,7 @@ mod tests {
     fn operator_rollback_during_a_step() {
         let ev = [
             StepStarted { step: 0 },
-            StepDone { step: 0 },
+            StepDone { step: 0, elapsed_ms: 0 },
             StepStarted { step: 1 },
             RollbackRequested {
                 trigger: Trigger::Operator,
@@ -568,7 +699,7 @@ mod tests {
                 by: "me".into(),
             },
             // The deploy finished while the rollback was being requested: it is undone.
-            StepDone { step: 1 },
+            StepDone { step: 1, elapsed_ms: 0 },
             TrafficRestored {
                 split: Split {
                     blue: 999,
@@ -599,9 +730,9 @@ mod tests {
     fn a_crash_during_an_undo_runs_it_again() {
         let ev = [
             StepStarted { step: 0 },
-            StepDone { step: 0 },
+            StepDone { step: 0, elapsed_ms: 0 },
             StepStarted { step: 1 },
-            StepDone { step: 1 },
+            StepDone { step: 1, elapsed_ms: 0 },
             RollbackRequested {
                 trigger: Trigger::Interrupt,
                 reason: "SIGINT".into(),
@@ -622,7 +753,7 @@ mod tests {
     #[test]
     fn a_promoted_cutover_can_be_rolled_back() {
         let mut ev: Vec<Event> = (0..5)
-            .flat_map(|step| [StepStarted { step }, StepDone { step }])
+            .flat_map(|step| [StepStarted { step }, StepDone { step, elapsed_ms: 0 }])
             .collect();
         ev.push(Finished {
             outcome: Outcome::Promoted,
@@ -639,10 +770,130 @@ mod tests {
     }
 
     #[test]
+    fn a_step_left_running_by_a_crash_is_run_again() {
+        check(&[StepStarted { step: 0 }], Next::Run(0));
+        check(
+            &[
+                StepStarted { step: 0 },
+                StepDone { step: 0, elapsed_ms: 0 },
+                StepStarted { step: 1 },
+            ],
+            Next::Run(1),
+        );
+    }
+
+    /// Regression (review): a weight write that raced an operator's rollback landed after the
+    /// rollback's read-back; the saga must restore traffic again before undoing anything.
+    #[test]
+    fn a_write_after_a_restore_requires_another_restore() {
+        let split = Split {
+            blue: 0,
+            green: 999,
+            others: 0,
+        };
+        let ev = [
+            StepStarted { step: 0 },
+            StepDone { step: 0, elapsed_ms: 0 },
+            StepStarted { step: 1 },
+            StepDone { step: 1, elapsed_ms: 0 },
+            StepStarted { step: 2 },
+            StepDone { step: 2, elapsed_ms: 0 },
+            StepStarted { step: 3 },
+            WeightIntent { step: 3, split },
+            RollbackRequested {
+                trigger: Trigger::Operator,
+                reason: "pager".into(),
+                by: "me".into(),
+            },
+            TrafficRestored {
+                split: Split {
+                    blue: 999,
+                    green: 0,
+                    others: 0,
+                },
+            },
+            WeightVerified {
+                step: 3,
+                split,
+                elapsed_ms: 0,
+            },
+            StepFailed {
+                step: 3,
+                trigger: Trigger::Operator,
+                reason: "rolled back".into(),
+            },
+        ];
+        check(&ev, Next::RestoreTraffic);
+    }
+
+    /// Regression (review): a late `Finished(promoted)` must not swallow an operator's rollback.
+    #[test]
+    fn a_late_promotion_does_not_swallow_a_rollback() {
+        let mut ev: Vec<Event> = (0..5)
+            .flat_map(|step| [StepStarted { step }, StepDone { step, elapsed_ms: 0 }])
+            .collect();
+        ev.push(RollbackRequested {
+            trigger: Trigger::Operator,
+            reason: "pager".into(),
+            by: "me".into(),
+        });
+        ev.push(Finished {
+            outcome: Outcome::Promoted,
+            reason: "every step passed".into(),
+            final_split: None,
+        });
+        check(&ev, Next::RestoreTraffic);
+    }
+
+    /// Regression (review): a step started just after another process journaled a rollback
+    /// used to make the journal unreplayable.
+    #[test]
+    fn a_step_started_after_a_rollback_request_is_legal() {
+        let ev = [
+            StepStarted { step: 0 },
+            StepDone { step: 0, elapsed_ms: 0 },
+            RollbackRequested {
+                trigger: Trigger::Operator,
+                reason: "pager".into(),
+                by: "me".into(),
+            },
+            StepStarted { step: 1 },
+            StepFailed {
+                step: 1,
+                trigger: Trigger::Operator,
+                reason: "rolled back".into(),
+            },
+        ];
+        check(&ev, Next::RestoreTraffic);
+    }
+
+    #[test]
+    fn operator_controls_are_state() {
+        let mut all = vec![started()];
+        all.push(Paused {
+            by: "me".into(),
+            reason: "look".into(),
+        });
+        all.push(PromoteRequested {
+            step: 3,
+            by: "me".into(),
+            reason: "ok".into(),
+        });
+        let saga = Saga::replay(&all).unwrap();
+        assert_eq!(saga.paused.as_deref(), Some("look"));
+        assert_eq!(saga.promoted, Some(3));
+        all.push(Resumed {
+            by: "me".into(),
+            reason: "done".into(),
+        });
+        assert_eq!(Saga::replay(&all).unwrap().paused, None);
+    }
+
+    #[test]
     fn illegal_transitions_are_rejected() {
         let bad: &[&[Event]] = &[
             &[StepStarted { step: 1 }],
-            &[StepDone { step: 0 }],
+            &[StepDone { step: 0, elapsed_ms: 0 }],
             &[StepStarted { step: 0 }, StepStarted { step: 0 }],
             &[UndoStarted { step: 1 }],
             &[StepStarted { step: 9 }],
