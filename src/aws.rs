@@ -99,3 +99,80 @@ where
         retryable,
     }
 }
+
+/// Every AWS call and every failed one, by operation, since the process started (for `/metrics`).
+pub mod calls {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use aws_smithy_runtime_api::box_error::BoxError;
+    use aws_smithy_runtime_api::client::interceptors::Intercept;
+    use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
+    use aws_smithy_runtime_api::client::orchestrator::Metadata;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+    use aws_smithy_types::config_bag::ConfigBag;
+
+    /// `operation → (calls, errors)`.
+    static COUNTS: Mutex<BTreeMap<String, (u64, u64)>> = Mutex::new(BTreeMap::new());
+
+    /// A snapshot of the counters.
+    pub fn snapshot() -> BTreeMap<String, (u64, u64)> {
+        COUNTS.lock().unwrap().clone()
+    }
+
+    /// Counts each call (all its attempts as one) and whether it failed in the end.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Counter;
+
+    impl Intercept for Counter {
+        fn name(&self) -> &'static str {
+            "cutover::aws::calls::Counter"
+        }
+
+        fn read_after_execution(
+            &self,
+            context: &FinalizerInterceptorContextRef<'_>,
+            _runtime_components: &RuntimeComponents,
+            cfg: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            let op = cfg
+                .load::<Metadata>()
+                .map(|m| m.name().to_string())
+                .unwrap_or_else(|| "unknown".into());
+            let failed = !matches!(context.output_or_error(), Some(Ok(_)));
+            let mut counts = COUNTS.lock().unwrap();
+            let entry = counts.entry(op).or_default();
+            entry.0 += 1;
+            if failed {
+                entry.1 += 1;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The two clients, built from the shared configuration, with the call counter.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+impl Clients {
+    pub async fn load() -> Clients {
+        Clients::from_conf(&load().await)
+    }
+
+    pub fn from_conf(conf: &SdkConfig) -> Clients {
+        let elbv2 = aws_sdk_elasticloadbalancingv2::config::Builder::from(conf)
+            .interceptor(calls::Counter)
+            .build();
+        let cloudwatch = aws_sdk_cloudwatch::config::Builder::from(conf)
+            .interceptor(calls::Counter)
+            .build();
+        Clients {
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(elbv2),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch),
+        }
+    }
+}

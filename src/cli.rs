@@ -52,10 +52,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Puts all traffic back on the colour that was live when the latest cutover started.
+    /// Puts all traffic back on the colour that was live when the latest cutover started
+    /// (`--config FILE`), or rolls back a daemon's cutover (`ID --server URL`).
     Rollback {
+        /// A daemon's cutover id (with --server).
+        #[arg(conflicts_with_all = ["config", "to"], required_unless_present = "config")]
+        id: Option<String>,
         #[arg(long, value_name = "FILE")]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
         /// Why, for the journal and the log.
         #[arg(long, default_value = "operator rollback")]
         reason: String,
@@ -64,6 +70,72 @@ enum Command {
         to: Option<Color>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Runs the daemon: cutovers of the plans in --plans, a control API, metrics.
+    /// SIGTERM stops it without rolling anything back; the next start resumes.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+        listen: String,
+        /// Directory of plans: NAME.toml is the plan NAME.
+        #[arg(long, value_name = "DIR")]
+        plans: PathBuf,
+        /// File holding the API token [or CUTOVER_TOKEN]; without a token the daemon refuses to start.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// TLS certificate chain (PEM); with --tls-key, serves HTTPS.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Starts a cutover of plan NAME on the daemon; with --wait, streams its live log and exits with its code.
+    Start {
+        plan: String,
+        /// A plan variable, KEY=VALUE (KEY in A-Z, 0-9, _); reaches hooks as CUTOVER_VAR_KEY.
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = crate::client::parse_var)]
+        vars: Vec<(String, String)>,
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Lists the daemon's cutovers, newest first.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Streams a daemon cutover's live log until it ends; exits with its outcome's code.
+    Watch {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Holds the bake clock of a daemon cutover (polling and automatic rollback go on).
+    Pause {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Lets the bake clock run again (after drift, re-applies the plan's weights).
+    Resume {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Ends the current bake of a daemon cutover now.
+    Promote {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
     },
     /// Current weights and the latest cutover's state.
     Status {
@@ -77,6 +149,58 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Replays the plan's criteria over CloudWatch history; writes nothing to the ALB.
+    /// Exit 0: would not have rolled back; 3: would have; 2: usage or plan error.
+    Backtest {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The colour that was new: its target group is judged against the other's.
+        #[arg(long, value_name = "blue|green")]
+        new: Color,
+        /// Start: RFC 3339 (2026-05-01T10:00:00Z) or a duration ago (3h).
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        /// End: RFC 3339 or a duration ago [default: now].
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+    },
+}
+
+/// Where the daemon is, for the client commands.
+#[derive(clap::Args, Debug, Clone)]
+struct ServerArgs {
+    /// The daemon's URL.
+    #[arg(
+        long,
+        env = "CUTOVER_SERVER",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:7878"
+    )]
+    server: String,
+    /// The API token.
+    #[arg(long, env = "CUTOVER_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
+    /// A file holding the API token.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    fn client(&self) -> anyhow::Result<crate::client::Client> {
+        let token = read_token(self.token_file.as_deref(), self.token.clone())?;
+        crate::client::Client::new(&self.server, &token)
+    }
+}
+
+/// The token from a file (trimmed) or the given value.
+fn read_token(file: Option<&Path>, value: Option<String>) -> anyhow::Result<String> {
+    match file {
+        Some(f) => Ok(std::fs::read_to_string(f)
+            .with_context(|| format!("reading the token file {}", f.display()))?
+            .trim()
+            .to_string()),
+        None => Ok(value.unwrap_or_default().trim().to_string()),
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
@@ -150,6 +274,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             Err(code) => code,
         }),
+        Command::Backtest { config, new, from, to } => crate::backtest::run(&config, new, &from, to.as_deref()).await,
         Command::Run { config, output } => {
             let Ok(plan) = load_plan(&config) else {
                 return Ok(EXIT_USAGE);
@@ -162,17 +287,61 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             result
         }
         Command::Rollback {
+            id,
             config,
+            server,
             reason,
             to,
             output,
+        } => match (id, config) {
+            (Some(id), _) => {
+                let v = server.client()?.action(&id, "rollback", Some(&reason)).await?;
+                info!("traffic restored: {}; the daemon runs the undo chain", v["weights"]);
+                println!("{v}");
+                Ok(Outcome::RolledBackByOperator.exit_code())
+            }
+            (None, Some(config)) => {
+                let Ok(plan) = load_plan(&config) else {
+                    return Ok(EXIT_USAGE);
+                };
+                let state = open_state(state_dir)?;
+                rollback(plan, state, reason, to, output).await
+            }
+            (None, None) => unreachable!("clap requires an id or --config"),
+        },
+        Command::Serve {
+            listen,
+            plans,
+            token_file,
+            tls_cert,
+            tls_key,
+        } => serve(listen, plans, token_file, tls_cert.zip(tls_key), state_dir).await,
+        Command::Start {
+            plan,
+            vars,
+            wait,
+            server,
         } => {
-            let Ok(plan) = load_plan(&config) else {
-                return Ok(EXIT_USAGE);
-            };
-            let state = open_state(state_dir)?;
-            rollback(plan, state, reason, to, output).await
+            let client = server.client()?;
+            let id = client.start(&plan, &vars).await?;
+            println!("{id}");
+            if !wait {
+                return Ok(0);
+            }
+            Ok(watch_exit(client.watch(&id).await?))
         }
+        Command::List { server, output } => {
+            let v = server.client()?.list().await?;
+            match output {
+                Output::Json => println!("{v}"),
+                Output::Text => crate::client::print_list(&v),
+            }
+            Ok(0)
+        }
+        Command::Watch { id, server } => Ok(watch_exit(server.client()?.watch(&id).await?)),
+        Command::Pause { id, reason, server } => client_action(&server, &id, "pause", reason).await,
+        Command::Resume { id, reason, server } => client_action(&server, &id, "resume", reason).await,
+        Command::Promote { id, reason, server } => client_action(&server, &id, "promote", reason).await,
         Command::Status { config, output } => {
             let Ok(plan) = load_plan(&config) else {
                 return Ok(EXIT_USAGE);
@@ -181,6 +350,71 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             status(plan, state, output).await
         }
     }
+}
+
+/// The exit code of a watched cutover: its outcome's, or 1 if the stream ended without one.
+fn watch_exit(outcome: Option<Outcome>) -> i32 {
+    match outcome {
+        Some(o) => o.exit_code(),
+        None => {
+            error!("the event stream ended before the cutover finished (the daemon stopped?)");
+            EXIT_ERROR
+        }
+    }
+}
+
+async fn client_action(server: &ServerArgs, id: &str, action: &str, reason: Option<String>) -> anyhow::Result<i32> {
+    let v = server.client()?.action(id, action, reason.as_deref()).await?;
+    println!("{v}");
+    Ok(0)
+}
+
+async fn serve(
+    listen: String,
+    plans: PathBuf,
+    token_file: Option<PathBuf>,
+    tls: Option<(PathBuf, PathBuf)>,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<i32> {
+    let token = read_token(token_file.as_deref(), std::env::var("CUTOVER_TOKEN").ok())?;
+    if token.len() < 16 {
+        error!(
+            "refusing to start: no API token (or shorter than 16 characters); pass --token-file FILE or set CUTOVER_TOKEN"
+        );
+        return Ok(EXIT_USAGE);
+    }
+    if !plans.is_dir() {
+        error!("--plans {}: not a directory", plans.display());
+        return Ok(EXIT_USAGE);
+    }
+    let plans = std::path::absolute(&plans)?;
+    let state = open_state(state_dir)?;
+    let listener = std::net::TcpListener::bind(&listen).with_context(|| format!("binding {listen}"))?;
+    let tls = match tls {
+        Some((cert, key)) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                    .await
+                    .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?,
+            )
+        }
+        None => None,
+    };
+    let shutdown = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    };
+    crate::daemon::serve(listener, tls, crate::daemon::Options { plans, state, token }, shutdown).await?;
+    Ok(0)
 }
 
 /// Loads a plan; on error prints it (file, key, reason) and gives the exit code.
@@ -206,17 +440,8 @@ fn open_state(flag: Option<PathBuf>) -> anyhow::Result<StateDir> {
     StateDir::open(&dir).with_context(|| format!("opening the state directory {}", dir.display()))
 }
 
-struct Aws {
-    elbv2: aws_sdk_elasticloadbalancingv2::Client,
-    cloudwatch: aws_sdk_cloudwatch::Client,
-}
-
-async fn aws() -> Aws {
-    let conf = crate::aws::load().await;
-    Aws {
-        elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&conf),
-        cloudwatch: aws_sdk_cloudwatch::Client::new(&conf),
-    }
+async fn aws() -> crate::aws::Clients {
+    crate::aws::Clients::load().await
 }
 
 /// SIGINT and SIGTERM, as a watch channel the engine can poll at any step.
@@ -308,7 +533,8 @@ async fn run(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i32>
     journal.append(&engine::started_event(&id, &plan, live, split, Default::default()))?;
     state.set_latest(&target, &id)?;
 
-    let metrics = CloudWatch::new(aws.cloudwatch, &plan.metrics, &plan.alb, new, &plan.rollback.alarms);
+    let metrics = CloudWatch::new(aws.cloudwatch, &plan.metrics, &plan.alb, new, &plan.rollback.alarms)
+        .with_custom(&plan.rollback.metrics);
     let hooks = Processes::new(plan_dir(&plan));
     let interrupt = signals();
     let mut engine = Engine::open(plan, alb, metrics, hooks, journal, Clock::start())?;
@@ -480,7 +706,8 @@ async fn rollback(
                 &plan.alb,
                 live.other(),
                 &plan.rollback.alarms,
-            );
+            )
+            .with_custom(&plan.rollback.metrics);
             let hooks = Processes::new(plan_dir(&plan));
             let mut engine = Engine::open(plan.clone(), alb, metrics, hooks, journal, Clock::start())?;
             // Signals are logged and ignored: nothing interrupts a rollback.

@@ -1120,6 +1120,154 @@ bake = "5m"
     }
 
     #[test]
+    fn rollback_errors_name_the_key() {
+        let r = |extra: &str| ("max_error_rate = 0.001", format!("max_error_rate = 0.001\n{extra}"));
+        let metric = |extra: &str| {
+            format!(
+                "[[rollback.metrics]]\nnamespace = \"App\"\nname = \"QueueAge\"\nthreshold = 30\ndirection = \"above\"\n{extra}"
+            )
+        };
+        let cases: Vec<(String, &str, &str)> = vec![
+            ("confidence = 0.3".into(), "rollback.confidence", "outside [0.5, 1)"),
+            ("confidence = 1.0".into(), "rollback.confidence", "outside [0.5, 1)"),
+            (
+                "max_error_rate_increase = 2".into(),
+                "rollback.max_error_rate_increase",
+                "outside [0, 1]",
+            ),
+            (
+                "max_latency_ratio = 0.5".into(),
+                "rollback.max_latency_ratio",
+                "at least 1",
+            ),
+            (
+                "critical_error_rate = 0.0005".into(),
+                "rollback.critical_error_rate",
+                "above max_error_rate",
+            ),
+            (
+                "critical_min_requests = 500".into(),
+                "rollback.critical_min_requests",
+                "between 1 and min_requests",
+            ),
+            (
+                "on_shared_failure = \"ignore\"".into(),
+                "rollback.on_shared_failure",
+                "unknown variant",
+            ),
+            ("mode = \"dry-run\"".into(), "rollback.mode", "unknown variant"),
+            (
+                metric("direction2 = 1"),
+                "rollback.metrics[0].direction2",
+                "unknown field",
+            ),
+            (
+                metric("statistic = \"median\""),
+                "rollback.metrics[0].statistic",
+                "not a statistic",
+            ),
+            (
+                metric("unit = \"Parsecs\""),
+                "rollback.metrics[0].unit",
+                "not a CloudWatch unit",
+            ),
+            (
+                metric("compare_with_live = true"),
+                "rollback.metrics[0].compare_with_live",
+                "{target_group}",
+            ),
+            (
+                metric("max_ratio = 2"),
+                "rollback.metrics[0].max_ratio",
+                "needs compare_with_live",
+            ),
+            (
+                metric("dimensions = { TargetGroup = \"{tg}\" }"),
+                "rollback.metrics[0].dimensions.TargetGroup",
+                "the only placeholders",
+            ),
+        ];
+        for (extra, key, reason) in &cases {
+            let (from, to) = r(extra);
+            check_err(from, &to, key, reason);
+        }
+        let missing = GOOD.replacen(
+            "max_error_rate = 0.001",
+            "max_error_rate = 0.001\n[[rollback.metrics]]\nnamespace = \"App\"\nname = \"X\"\nthreshold = 1",
+            1,
+        );
+        let e = parse(Path::new("plan.toml"), &missing).unwrap_err();
+        assert!(e.reason.contains("missing field `direction`"), "{e}");
+    }
+
+    #[test]
+    fn the_rollback_section_with_every_key() {
+        let text = GOOD.replacen(
+            "max_error_rate = 0.001",
+            r#"max_error_rate = 0.001
+confidence = 0.995
+max_error_rate_increase = 0.002
+max_latency_ratio = 1.5
+on_shared_failure = "rollback"
+critical_error_rate = 0.5
+critical_min_requests = 20
+mode = "advise"
+
+[[rollback.metrics]]
+namespace = "Checkout"
+name = "QueueAge"
+dimensions = { TargetGroup = "{target_group}", LoadBalancer = "{load_balancer}", Stage = "prod" }
+statistic = "Maximum"
+unit = "Seconds"
+threshold = 30
+direction = "above"
+compare_with_live = true
+max_ratio = 2"#,
+            1,
+        );
+        let p = parse(Path::new("plan.toml"), &text).unwrap();
+        let c = &p.rollback.criteria;
+        assert_eq!(
+            (
+                c.confidence,
+                c.max_error_rate_increase,
+                c.max_latency_ratio,
+                c.critical_min_requests
+            ),
+            (0.995, 0.002, Some(1.5), 20)
+        );
+        assert_eq!(
+            (c.on_shared_failure, c.critical_error_rate, c.mode),
+            (OnShared::Rollback, Some(0.5), Mode::Advise)
+        );
+        assert_eq!(c.metrics[0].direction, Direction::Above);
+        let m = &p.rollback.metrics[0];
+        assert_eq!(
+            m.dimensions_for("app/lb/1", "targetgroup/g/2"),
+            [
+                ("LoadBalancer".to_string(), "app/lb/1".to_string()),
+                ("Stage".into(), "prod".into()),
+                ("TargetGroup".into(), "targetgroup/g/2".into())
+            ]
+        );
+        // The defaults.
+        let d = parse(Path::new("plan.toml"), GOOD).unwrap().rollback.criteria;
+        assert_eq!(
+            (
+                d.confidence,
+                d.max_error_rate_increase,
+                d.max_latency_ratio,
+                d.critical_error_rate
+            ),
+            (0.99, 0.005, None, None)
+        );
+        assert_eq!(
+            (d.critical_min_requests, d.on_shared_failure, d.mode),
+            (10, OnShared::Hold, Mode::Auto)
+        );
+    }
+
+    #[test]
     fn step_errors_name_the_key() {
         let with_step = |step: &str| GOOD.replacen("[[steps]]", &format!("{step}\n\n[[steps]]"), 1);
         let cases: &[(&str, &str, &str)] = &[

@@ -792,8 +792,12 @@ fn millis(d: Duration) -> u64 {
 }
 
 async fn wait_interrupt(rx: &mut watch::Receiver<Option<String>>) -> String {
-    match rx.wait_for(|v| v.is_some()).await {
-        Ok(v) => v.clone().unwrap_or_default(),
+    let reason = rx
+        .wait_for(|v| v.is_some())
+        .await
+        .map(|v| v.clone().unwrap_or_default());
+    match reason {
+        Ok(reason) => reason,
         // The sender is gone: nobody can interrupt any more.
         Err(_) => std::future::pending().await,
     }

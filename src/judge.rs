@@ -1218,8 +1218,18 @@ mod tests {
         // but not significantly (p = 0.34), and no worse than the live colour beyond chance.
         check(
             base(),
-            &[("30/0 50ms", "30/0 50ms"), ("30/1 50ms", "30/0 50ms"), ("30/0 50ms", "30/1 50ms"), ("30/1 50ms", "30/0 50ms")],
-            &["inconclusive 0 bake pending", "inconclusive 0 bake pending", "inconclusive 0 bake pending", "pass 0 bake"],
+            &[
+                ("30/0 50ms", "30/0 50ms"),
+                ("30/1 50ms", "30/0 50ms"),
+                ("30/0 50ms", "30/1 50ms"),
+                ("30/1 50ms", "30/0 50ms"),
+            ],
+            &[
+                "inconclusive 0 bake pending",
+                "inconclusive 0 bake pending",
+                "inconclusive 0 bake pending",
+                "pass 0 bake",
+            ],
         );
         // One error in three requests is 33 %, and proves nothing.
         check(base(), &[("3/1", "3/0")], &["inconclusive 0 bake pending"]);
@@ -1269,7 +1279,13 @@ mod tests {
                 ("10000/100", "10000/10"),
                 ("10000/150", "10000/10"),
             ],
-            &["pass 0 bake", "pass 0 bake", "pass 0 bake", "fail 1 bake", "fail 2 bake rollback"],
+            &[
+                "pass 0 bake",
+                "pass 0 bake",
+                "pass 0 bake",
+                "fail 1 bake",
+                "fail 2 bake rollback",
+            ],
         );
     }
 
@@ -1285,7 +1301,11 @@ mod tests {
             &["fail 1 bake", "fail 2 bake rollback"],
         );
         // At 100 % there is no live traffic: the absolute threshold still applies.
-        check(base(), &[("1000/0 500ms", "-"), ("1000/0 210ms", "-")], &["fail 1 bake", "fail 2 bake rollback"]);
+        check(
+            base(),
+            &[("1000/0 500ms", "-"), ("1000/0 210ms", "-")],
+            &["fail 1 bake", "fail 2 bake rollback"],
+        );
         // Within the ratio.
         check(
             with(|c| c.max_latency_ratio = Some(1.5)),
@@ -1320,7 +1340,12 @@ mod tests {
         check(
             base(),
             &[("1000/300", "-"), ("-", "-"), ("20/10", "-"), ("1000/300", "-")],
-            &["fail 1 bake", "no_data 1", "inconclusive 1 bake pending", "fail 2 bake rollback"],
+            &[
+                "fail 1 bake",
+                "no_data 1",
+                "inconclusive 1 bake pending",
+                "fail 2 bake rollback",
+            ],
         );
         // A gap inside a growing window: the evidence waits for the next requests.
         check(
@@ -1333,7 +1358,11 @@ mod tests {
     #[test]
     fn no_data_follows_on_no_data() {
         check(base(), &[("-", "1000/0")], &["no_data 0"]);
-        check(with(|c| c.on_no_data = NoData::Pass), &[("-", "-")], &["no_data 0 bake"]);
+        check(
+            with(|c| c.on_no_data = NoData::Pass),
+            &[("-", "-")],
+            &["no_data 0 bake"],
+        );
         check(
             with(|c| c.on_no_data = NoData::Rollback),
             &[("-", "-"), ("-", "-")],
@@ -1371,7 +1400,12 @@ mod tests {
             &["fail 1 bake", "fail 2 bake would", "fail 3 bake critical would"],
         );
         let v = Judge::new(c).judge(&window(0, "1000/900", "1000/0"));
-        assert!(v.reason.ends_with("→ would roll back (advisory mode: not rolling back)"), "{}", v.reason);
+        assert!(
+            v.reason
+                .ends_with("→ would roll back (advisory mode: not rolling back)"),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]
@@ -1388,7 +1422,13 @@ mod tests {
         assert_eq!(v.reason, "advisory: would roll back: alarm in ALARM: checkout-5xx");
     }
 
-    fn metric(name: &str, threshold: f64, direction: Direction, compare: bool, max_ratio: Option<f64>) -> MetricCriterion {
+    fn metric(
+        name: &str,
+        threshold: f64,
+        direction: Direction,
+        compare: bool,
+        max_ratio: Option<f64>,
+    ) -> MetricCriterion {
         MetricCriterion {
             name: name.into(),
             threshold,
@@ -1517,7 +1557,11 @@ mod tests {
         let mut judged = 0;
         for poll in 0..60 {
             let now = start + poll * 15;
-            let end = settled_end(UNIX_EPOCH + Duration::from_secs(now), Duration::from_secs(settle), Duration::from_secs(period));
+            let end = settled_end(
+                UNIX_EPOCH + Duration::from_secs(now),
+                Duration::from_secs(settle),
+                Duration::from_secs(period),
+            );
             let mut t = from;
             while t < end {
                 let w = Window {
@@ -1545,7 +1589,14 @@ mod tests {
             live: Sample::default(),
             metrics: vec![],
         };
-        assert_eq!(partial.new, Sample { requests: 20.0, errors: 10.0, latency: Some(0.05) });
+        assert_eq!(
+            partial.new,
+            Sample {
+                requests: 20.0,
+                errors: 10.0,
+                latency: Some(0.05)
+            }
+        );
         assert!(eager.judge(&partial).critical);
     }
 
@@ -1562,21 +1613,23 @@ mod tests {
             proptest::option::of(0.0..1.0f64),
             prop_oneof![Just(Mode::Auto), Just(Mode::Advise)],
         )
-            .prop_map(|(max, lat, min_requests, failures, no_data, confidence, inc, ratio, crit, mode)| Criteria {
-                max_error_rate: max,
-                max_latency: lat,
-                min_requests,
-                failures_to_rollback: failures,
-                on_no_data: no_data,
-                confidence,
-                max_error_rate_increase: inc,
-                max_latency_ratio: ratio,
-                on_shared_failure: OnShared::Hold,
-                critical_error_rate: crit.map(|f| max + (1.0 - max) * f).filter(|&x| x > max),
-                critical_min_requests: 10.min(min_requests),
-                metrics: vec![],
-                mode,
-            })
+            .prop_map(
+                |(max, lat, min_requests, failures, no_data, confidence, inc, ratio, crit, mode)| Criteria {
+                    max_error_rate: max,
+                    max_latency: lat,
+                    min_requests,
+                    failures_to_rollback: failures,
+                    on_no_data: no_data,
+                    confidence,
+                    max_error_rate_increase: inc,
+                    max_latency_ratio: ratio,
+                    on_shared_failure: OnShared::Hold,
+                    critical_error_rate: crit.map(|f| max + (1.0 - max) * f).filter(|&x| x > max),
+                    critical_min_requests: 10.min(min_requests),
+                    metrics: vec![],
+                    mode,
+                },
+            )
     }
 
     proptest! {

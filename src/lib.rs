@@ -13,11 +13,17 @@
 //! * [`hooks`]: the user's commands and HTTP checks;
 //! * [`live_log`]: journal events rendered as the live log;
 //! * [`engine`]: drives a saga through the adapters;
+//! * [`backtest`]: the criteria replayed over CloudWatch history (`cutover backtest`);
+//! * [`daemon`]: `cutover serve`, the control API and many cutovers at once;
+//! * [`client`]: the daemon's command-line clients;
 //! * [`cli`]: the `cutover` command line.
 
 pub mod aws;
+pub mod backtest;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod hooks;
 pub mod journal;

@@ -7,6 +7,7 @@
 //! `deploy/local/install-moto.sh`; without it these tests fail loudly.
 
 mod adapters;
+mod daemon;
 mod e2e;
 mod plans;
 mod util;

@@ -1,0 +1,190 @@
+//! The daemon's command-line clients: `start`, `list`, `watch`, and
+//! `rollback|pause|resume|promote ID`. They talk to `cutover serve` over its
+//! control API and render its event stream as the same live log `run` prints.
+
+use std::io::Write;
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::{Value, json};
+
+use crate::journal::Record;
+use crate::live_log::Renderer;
+use crate::saga::{Event, Outcome};
+
+/// A client of one daemon.
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(server: &str, token: &str) -> anyhow::Result<Client> {
+        if token.is_empty() {
+            bail!("no token: pass --token or --token-file, or set CUTOVER_TOKEN");
+        }
+        let base = server.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            bail!("--server {server:?} is not an http:// or https:// URL");
+        }
+        let http = reqwest::Client::builder().build().context("building the HTTP client")?;
+        Ok(Client {
+            base,
+            token: token.to_string(),
+            http,
+        })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_string());
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {}{path}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+        if !status.is_success() {
+            let msg = v.get("error").and_then(Value::as_str).unwrap_or(&text);
+            bail!("{method} {path}: HTTP {}: {msg}", status.as_u16());
+        }
+        Ok(v)
+    }
+
+    pub async fn start(&self, plan: &str, vars: &[(String, String)]) -> anyhow::Result<String> {
+        let vars: serde_json::Map<String, Value> = vars.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/cutovers",
+                Some(json!({ "plan": plan, "vars": vars })),
+            )
+            .await?;
+        v["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no id in the answer: {v}"))
+    }
+
+    pub async fn list(&self) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, "/v1/cutovers", None).await
+    }
+
+    pub async fn get(&self, id: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, &format!("/v1/cutovers/{id}"), None)
+            .await
+    }
+
+    /// `rollback`, `pause`, `resume` or `promote`.
+    pub async fn action(&self, id: &str, action: &str, reason: Option<&str>) -> anyhow::Result<Value> {
+        let by = crate::engine::whoami();
+        let body = json!({ "reason": reason, "by": by });
+        self.call(
+            reqwest::Method::POST,
+            &format!("/v1/cutovers/{id}/{action}"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Streams a cutover's events to stderr as the live log until it finishes; returns its outcome.
+    pub async fn watch(&self, id: &str) -> anyhow::Result<Option<Outcome>> {
+        let url = format!("{}/v1/cutovers/{id}/events", self.base);
+        let mut resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            bail!("GET {url}: HTTP {status}: {text}");
+        }
+        let mut renderer = Renderer::new();
+        let mut buf = String::new();
+        let mut outcome = None;
+        let stderr = std::io::stderr();
+        while let Some(chunk) = resp.chunk().await.context("reading the event stream")? {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            // SSE: events are separated by a blank line; a record is one `data:` line.
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                for line in block.lines() {
+                    let Some(data) = line.strip_prefix("data:") else {
+                        continue;
+                    };
+                    let Ok(record) = serde_json::from_str::<Record>(data.trim_start()) else {
+                        continue;
+                    };
+                    if let Event::Finished { outcome: o, .. } = &record.event {
+                        outcome = Some(*o);
+                    }
+                    let _ = writeln!(stderr.lock(), "{}", renderer.text(&record));
+                }
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// Parses `K=V` (`--var`), with the daemon's rule for keys.
+pub fn parse_var(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    if !crate::daemon::valid_var_key(k) {
+        return Err(format!("variable name {k:?}: use A-Z, 0-9 and _"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// A table of cutovers for `cutover list`.
+pub fn print_list(v: &Value) {
+    let rows = v["cutovers"].as_array().cloned().unwrap_or_default();
+    println!(
+        "{:<24} {:<16} {:<24} {:<14} {}",
+        "ID", "SERVICE", "STATE", "STEP", "WEIGHTS"
+    );
+    for c in rows {
+        let state = c["outcome"].as_str().or(c["phase"].as_str()).unwrap_or("?");
+        let state = match c["paused"].as_str() {
+            Some(_) if c["outcome"].is_null() => format!("{state} (paused)"),
+            _ => state.to_string(),
+        };
+        let w = &c["weights"];
+        let weights = match (w["blue"].as_f64(), w["green"].as_f64()) {
+            (Some(b), Some(g)) => format!("blue {b}% green {g}%"),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<24} {:<16} {:<24} {:<14} {}",
+            c["id"].as_str().unwrap_or(""),
+            c["service"].as_str().unwrap_or(""),
+            state,
+            c["step"].as_str().unwrap_or("-"),
+            weights
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vars_are_key_equals_value_with_restricted_keys() {
+        assert_eq!(
+            parse_var("VERSION=2.1.0=x").unwrap(),
+            ("VERSION".into(), "2.1.0=x".into())
+        );
+        assert!(parse_var("version=1").is_err());
+        assert!(parse_var("NOEQUALS").is_err());
+    }
+}
