@@ -5,9 +5,9 @@
 //! cargo run --release --example judge_bench
 //! ```
 //!
-//! Each scenario judges a fresh bake of windows through one [`Judge`] (as the engine does),
-//! repeated until about half a second has passed, and reports the mean and the slowest
-//! window (the slowest includes building the reason string and the journaled findings).
+//! Each scenario judges a bake of 600 windows through one [`Judge`] (as the engine does),
+//! repeated until about half a second has passed, and reports the mean and percentiles of
+//! the time per window (which includes building the reason string and the findings).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -106,33 +106,41 @@ fn main() {
         ),
     ];
     println!("judge benchmark: time per window (budget: 1 ms per cutover per window)");
-    println!("{:<60} {:>12} {:>12} {:>10}", "scenario", "mean", "slowest", "windows");
-    let mut worst = Duration::ZERO;
+    println!(
+        "{:<60} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "scenario", "mean", "p50", "p99", "p99.9", "windows"
+    );
+    let mut worst_p999 = Duration::ZERO;
     for (name, windows) in &scenarios {
-        let mut judged = 0u64;
-        let mut slowest = Duration::ZERO;
+        let mut times = Vec::new();
         let started = Instant::now();
         while started.elapsed() < Duration::from_millis(500) {
             let mut judge = Judge::new(criteria.clone());
             for w in windows {
                 let t = Instant::now();
                 black_box(judge.judge(black_box(w)));
-                slowest = slowest.max(t.elapsed());
-                judged += 1;
+                times.push(t.elapsed());
             }
         }
-        let mean = started.elapsed() / judged as u32;
-        worst = worst.max(slowest);
+        let mean = times.iter().sum::<Duration>() / times.len() as u32;
+        times.sort();
+        let q = |f: f64| times[((times.len() - 1) as f64 * f) as usize];
+        worst_p999 = worst_p999.max(q(0.999));
         println!(
-            "{name:<60} {:>10.2}µs {:>10.2}µs {judged:>10}",
+            "{name:<60} {:>8.2}µs {:>8.2}µs {:>8.2}µs {:>8.2}µs {:>9}",
             micros(mean),
-            micros(slowest)
+            micros(q(0.5)),
+            micros(q(0.99)),
+            micros(q(0.999)),
+            times.len()
         );
     }
+    // The very slowest sample is not shown: on a shared machine it measures the OS scheduler
+    // (a preempted time slice is milliseconds), not the judge.
     println!(
-        "slowest single window: {:.2}µs = {:.4} % of the 1 ms budget",
-        micros(worst),
-        micros(worst) / 10.0
+        "worst p99.9: {:.2}µs, {:.2} % of the 1 ms budget",
+        micros(worst_p999),
+        micros(worst_p999) / 10.0
     );
 }
 

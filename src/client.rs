@@ -148,10 +148,7 @@ pub fn parse_var(s: &str) -> Result<(String, String), String> {
 /// A table of cutovers for `cutover list`.
 pub fn print_list(v: &Value) {
     let rows = v["cutovers"].as_array().cloned().unwrap_or_default();
-    println!(
-        "{:<24} {:<16} {:<24} {:<14} {}",
-        "ID", "SERVICE", "STATE", "STEP", "WEIGHTS"
-    );
+    println!("{:<24} {:<16} {:<24} {:<14} WEIGHTS", "ID", "SERVICE", "STATE", "STEP");
     for c in rows {
         let state = c["outcome"].as_str().or(c["phase"].as_str()).unwrap_or("?");
         let state = match c["paused"].as_str() {

@@ -667,12 +667,9 @@ async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
             .unwrap_or_default();
         let mut last_end = None;
         for r in &records {
-            match &r.event {
-                Event::Verdict { verdict, .. } => {
-                    *verdicts.entry(verdict.outcome.as_str().to_string()).or_default() += 1;
-                    last_end = Some(verdict.window.end);
-                }
-                _ => {}
+            if let Event::Verdict { verdict, .. } = &r.event {
+                *verdicts.entry(verdict.outcome.as_str().to_string()).or_default() += 1;
+                last_end = Some(verdict.window.end);
             }
         }
         if let Phase::RollingBack { trigger, .. } = &saga.phase {

@@ -7,7 +7,9 @@
 //! `deploy/local/install-moto.sh`; without it these tests fail loudly.
 
 mod adapters;
+mod backtest;
 mod daemon;
 mod e2e;
+mod judge_e2e;
 mod plans;
 mod util;
