@@ -727,26 +727,38 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             let paused = saga.paused.is_some();
             if tokio::time::Instant::now() >= next_poll {
                 next_poll += m.poll_interval;
-                match self.metrics.alarms().await {
-                    Ok(a) => match judge.alarms(&a.in_alarm) {
-                        Some(v) if v.rollback => {
-                            return Err(Failure {
-                                trigger: Trigger::Judge,
-                                reason: v.reason,
-                            });
+                // A poll whose alarms could not be read judges its windows but does not count them:
+                // a bake must not complete without its alarms having been checked.
+                let alarms_read = match self.metrics.alarms().await {
+                    Ok(a) => {
+                        match judge.alarms(&a.in_alarm) {
+                            Some(v) if v.rollback => {
+                                return Err(Failure {
+                                    trigger: Trigger::Judge,
+                                    reason: v.reason,
+                                });
+                            }
+                            Some(v) => self.note(Some(i), Level::Warn, v.reason)?,
+                            None => {}
                         }
-                        Some(v) => self.note(Some(i), Level::Warn, v.reason)?,
-                        None => {}
-                    },
-                    Err(e) => self.note(Some(i), Level::Warn, format!("reading alarms failed, will retry: {e}"))?,
-                }
+                        true
+                    }
+                    Err(e) => {
+                        self.note(
+                            Some(i),
+                            Level::Warn,
+                            format!("reading alarms failed, holding the bake clock: {e}"),
+                        )?;
+                        false
+                    }
+                };
                 let end = metrics::settled_end(self.clock.now(), m.settle, m.period);
                 if end > from {
                     match self.metrics.windows(from, end).await {
                         Ok(windows) => {
                             for w in windows {
                                 let v = judge.judge(&w);
-                                let counted = v.counts_toward_bake && !paused;
+                                let counted = v.counts_toward_bake && !paused && alarms_read;
                                 if counted {
                                     baked += period;
                                 }
@@ -1193,7 +1205,7 @@ duration = "30s"
     }
 
     #[tokio::test(start_paused = true)]
-    async fn too_few_healthy_targets_block_the_shift() {
+    async fn too_few_healthy_targets_at_verify_change_nothing() {
         let mut h = harness(FakeHooks::default(), FakeMetrics::healthy(10));
         *h.engine.traffic.healthy.lock().unwrap() = (2, 0);
         let (_tx, rx) = no_interrupt();
@@ -1202,5 +1214,36 @@ duration = "30s"
             h.engine.traffic.writes.lock().unwrap().is_empty(),
             "nothing may be written"
         );
+    }
+
+    /// Targets that turn unhealthy after verify and deploy stop the shift before any write.
+    #[tokio::test(start_paused = true)]
+    async fn too_few_healthy_targets_block_the_shift() {
+        let hooks = FakeHooks {
+            delay: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let mut h = harness(hooks, FakeMetrics::healthy(10));
+        let traffic = h.engine.traffic.clone();
+        let (_tx, rx) = no_interrupt();
+        // check (10 s), deploy (10 s, then health is checked), migrate (10 s), then the shift:
+        // green's targets go unhealthy during the migrate.
+        let flap = async {
+            tokio::time::sleep(Duration::from_secs(25)).await;
+            *traffic.healthy.lock().unwrap() = (2, 0);
+        };
+        let (outcome, ()) = tokio::join!(h.engine.drive(rx), flap);
+        assert_eq!(outcome.unwrap(), Outcome::RolledBack);
+        assert!(traffic.writes.lock().unwrap().is_empty(), "no weight may be written");
+        let summary = summarize(&read_all(h.engine.journal.path()).unwrap());
+        assert!(
+            summary
+                .reason
+                .clone()
+                .unwrap()
+                .contains("green has 0 healthy targets, needs 1"),
+            "{summary:?}"
+        );
+        assert_eq!(summary.steps[3].status, crate::saga::StepStatus::Failed);
     }
 }

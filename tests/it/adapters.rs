@@ -36,7 +36,7 @@ async fn the_plain_target_group_shape_reads_as_all_on_blue_and_writes_as_forward
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_write_keeps_stickiness_and_other_actions() {
+async fn a_write_keeps_stickiness_and_the_target_group_order() {
     let moto = Moto::start();
     let world = fixture(&moto, &[]);
     let conf = sdk(&world.endpoint).await;
