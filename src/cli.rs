@@ -523,13 +523,12 @@ async fn run(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i32>
         ));
     };
     let new = live.other();
-    let id = journal::new_id();
+    let (id, journal) = state.create_new()?;
     info!(
         id = %id, service = %plan.service,
         "cutover {id} of {}: {live} is live ({split}), {new} is new; steps: {}",
         plan.service, engine::describe_steps(&plan)
     );
-    let journal = state.create(&id)?;
     journal.append(&engine::started_event(&id, &plan, live, split, Default::default()))?;
     state.set_latest(&target, &id)?;
 

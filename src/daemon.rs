@@ -281,7 +281,8 @@ impl Daemon {
             &plan.alb,
             new,
             &plan.rollback.alarms,
-        );
+        )
+        .with_custom(&plan.rollback.metrics);
         let hooks = Processes::new(plan.path.parent().map(Path::to_path_buf).unwrap_or_default());
         let mut engine = Engine::open(plan, alb, metrics, hooks, journal, Clock::start())
             .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -427,8 +428,7 @@ async fn start(
             format!("no colour holds all traffic ({split}): not a clean start; roll back to one colour first"),
         ));
     };
-    let id = journal::new_id();
-    let journal = d.state.create(&id)?;
+    let (id, journal) = d.state.create_new()?;
     journal.append(&engine::started_event(&id, &plan, live, split, b.vars))?;
     d.state.set_latest(&target, &id)?;
     info!(id = %id, "cutover {id} of {} started: {live} is live", plan.service);
@@ -548,8 +548,16 @@ async fn rollback(
         .await
         .map_err(|e| err(StatusCode::BAD_GATEWAY, format!("UNSAFE: {e}")))?;
     // The undo chain: the cutover's task runs it; if none is running, start one to finish the saga.
+    // (Not when the saga already finished: the task ran the undos before this handler got here.)
     let running = d.tasks.lock().unwrap().contains_key(&id);
-    if !running && let Ok(Some(lock)) = d.state.try_lock_target(&target) {
+    let records = journal::read_all(&d.journal_path(&id))?;
+    let finished = Saga::replay(records.iter().map(|r| &r.event))
+        .map(|s| s.outcome().is_some())
+        .unwrap_or(false);
+    if !running
+        && !finished
+        && let Ok(Some(lock)) = d.state.try_lock_target(&target)
+    {
         d.spawn(id.clone(), plan, lock)?;
     }
     Ok(Json(

@@ -445,11 +445,21 @@ impl Judge {
                 "shared failure, not blamed on the new colour ({} on both colours): {clauses} — holding the bake clock",
                 a.shared.join(", ")
             ),
-            (Alb::Gathering(ev), _) => format!(
-                "{} requests < min_requests {} so far, growing the window: {clauses}",
-                count(ev.new.requests),
-                c.min_requests
-            ),
+            (Alb::Gathering(ev), _) => {
+                let mut s = format!(
+                    "{} requests < min_requests {} so far, growing the window: {}",
+                    count(ev.new.requests),
+                    c.min_requests,
+                    brief("5xx", &ev.new)
+                );
+                if ev.live.requests > 0.0 {
+                    s.push_str(&format!(", {}", brief(&self.live_name, &ev.live)));
+                }
+                if !clauses.is_empty() {
+                    s.push_str(&format!("; {clauses}"));
+                }
+                s
+            }
             (Alb::NoData, _) => {
                 let mut s = match c.on_no_data {
                     NoData::Hold => "no requests reached the new colour; holding the bake clock".to_string(),
@@ -857,6 +867,20 @@ fn ratio_of(a: f64, b: f64) -> f64 {
     } else {
         1.0
     }
+}
+
+/// `5xx 2.50% (1/40) 52ms`
+fn brief(label: &str, s: &Sample) -> String {
+    let mut out = format!(
+        "{label} {} ({}/{})",
+        pct(s.errors / s.requests.max(1.0)),
+        count(s.errors),
+        count(s.requests)
+    );
+    if let Some(l) = s.latency {
+        out.push_str(&format!(" {}", ms(l)));
+    }
+    out
 }
 
 /// `vs live 0.10% (1/1000)`, or why there is no comparison.
@@ -1513,6 +1537,12 @@ mod tests {
                 ("latency", Status::Ok),
                 ("latency_vs_live", Status::Ok)
             ]
+        );
+        let gathering = Judge::new(base()).judge(&window(0, "40/1 52ms", "80/0 50ms"));
+        assert_eq!(
+            gathering.reason,
+            "40 requests < min_requests 100 so far, growing the window: 5xx 2.50% (1/40) 52ms, \
+             live 0.00% (0/80) 50ms [evidence 00:00:00–00:01:00, 1 window]"
         );
         let pass = Judge::new(base()).judge(&window(0, "100/0 50ms", "100/0 50ms"));
         assert_eq!(

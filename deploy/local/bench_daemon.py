@@ -234,6 +234,23 @@ def wait_health(api, bound=10):
     raise BenchError(f"GET /health did not answer 200 within {bound}s")
 
 
+def scrape(api):
+    """{(name, labels): value} from GET /metrics, and the seconds it took."""
+    status, text, dt = api.call("GET", "/metrics", auth=False)
+    if status != 200:
+        raise BenchError(f"GET /metrics: {status}")
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$", line)
+        if m:
+            out[(m.group(1), m.group(2) or "")] = float(m.group(3))
+    return out, dt
+
+
+def by_label(metrics, name):
+    return {re.sub(r'^\{\w+="(.*)"\}$', r"\1", labels): v for (n, labels), v in metrics.items() if n == name}
+
+
 def fan_out(fn, items, workers):
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(fn, items))
@@ -293,8 +310,16 @@ def run(args):
         report["idle"] = idle
 
         # ---- start N cutovers
+        collisions = []
+
         def start(k):
-            status, body, dt = api.call("POST", "/v1/cutovers", {"plan": f"svc{k}", "vars": {"VERSION": "bench"}})
+            # A 500 "File exists" is two starts in the same second drawing the same id (the
+            # id's suffix has 16 bits): the start did nothing, so it is retried, and counted.
+            for _ in range(3):
+                status, body, dt = api.call("POST", "/v1/cutovers", {"plan": f"svc{k}", "vars": {"VERSION": "bench"}})
+                if not (status == 500 and "File exists" in str(body)):
+                    break
+                collisions.append((k, body))
             return k, status, body, dt
 
         log(f"starting {n} cutovers ({args.concurrency} at a time)")
@@ -307,6 +332,7 @@ def run(args):
         ids = [b["id"] for _, _, b, _ in started]
         report["start_latency"] = [dt for _, _, _, dt in started]
         report["start_wall"] = start_wall
+        report["collisions"] = collisions
         after_starts = proc_status(pid)
 
         # ---- wait until every cutover bakes at 100 %
@@ -339,6 +365,7 @@ def run(args):
 
         # ---- sample
         rss, threads = [], []
+        m0, _ = scrape(api)
         cpu0, w0 = cpu_seconds(pid), time.monotonic()
         end = w0 + args.sample
         while time.monotonic() < end:
@@ -348,6 +375,14 @@ def run(args):
             time.sleep(0.5)
         window = time.monotonic() - w0
         cpu = cpu_seconds(pid) - cpu0
+        m1, _ = scrape(api)
+        c0, c1 = by_label(m0, "cutover_aws_calls_total"), by_label(m1, "cutover_aws_calls_total")
+        report["aws_calls"] = {op: c1[op] - c0.get(op, 0) for op in c1 if c1[op] - c0.get(op, 0)}
+        report["aws_errors"] = {op: v for op, v in by_label(m1, "cutover_aws_errors_total").items() if v}
+        report["poll_lag"] = [v for (n, _), v in m1.items() if n == "cutover_poll_lag_seconds"]
+        report["active"] = m1.get(("cutover_active_cutovers", ""))
+        v0, v1 = by_label(m0, "cutover_verdicts_total"), by_label(m1, "cutover_verdicts_total")
+        report["verdicts"] = {k: v1[k] - v0.get(k, 0) for k in v1 if v1[k] - v0.get(k, 0)}
         busy = proc_status(pid)
         report.update(rss=rss, threads=threads, cpu=cpu, window=window, busy=busy, after_starts=after_starts)
 
@@ -356,11 +391,8 @@ def run(args):
         if status != 200 or len(body.get("cutovers", [])) != n:
             raise BenchError(f"GET /v1/cutovers: {status}, {len(body.get('cutovers', [])) if isinstance(body, dict) else body}")
         report["list_latency"] = dt
-        status, text, dt = api.call("GET", "/metrics", auth=False)
-        if status != 200:
-            raise BenchError(f"GET /metrics: {status}")
-        report["metrics_latency"] = dt
-        report["metrics_lines"] = len([l for l in text.splitlines() if l and not l.startswith("#")])
+        metrics, report["metrics_latency"] = scrape(api)
+        report["metrics_lines"] = len(metrics)
         on_moto = rule_weights(elb, world, rule_arns)
         report["moto_green"] = sum(1 for b, g in on_moto.values() if b == 0 and g == 999)
 
@@ -392,6 +424,8 @@ def run(args):
         report["moto_blue"] = sum(1 for b, g in on_moto.values() if b and not g)
         time.sleep(2)
         report["after_rollback"] = proc_status(pid)
+        report["metrics_after"] = scrape(api)[0]
+        report["aws_errors_after"] = {op: v for op, v in by_label(report["metrics_after"], "cutover_aws_errors_total").items() if v}
 
         code, took = stop_daemon(proc)
         report["exit"] = (code, took)
@@ -429,8 +463,19 @@ def print_report(args, n, r):
     print(f"  increment    {(med - idle['VmRSS']) / n:.0f} KiB per cutover (median RSS - idle RSS) / {n}")
     print(f"  CPU          {r['cpu']:.2f}s user+system over {r['window']:.1f}s "
           f"= {100 * r['cpu'] / r['window']:.1f} % of one CPU")
+    calls = r["aws_calls"]
+    total = sum(calls.values())
+    print(f"  AWS calls    {total / r['window']:.1f}/s over the window: "
+          + ", ".join(f"{op} {v / r['window']:.1f}/s" for op, v in sorted(calls.items())))
+    print(f"  AWS errors   {r['aws_errors'] or 'none'} (at the end of the window); "
+          f"{r['aws_errors_after'] or 'none'} (after the rollbacks)")
+    print(f"  judging      {r['active']:.0f} active; verdicts in the window {r['verdicts']}; "
+          f"poll lag max {max(r['poll_lag'], default=float('nan')):.0f}s")
     print(f"  starts       {n} POST /v1/cutovers in {r['start_wall']:.2f}s ({args.concurrency} concurrent); "
           f"each {ms(r['start_latency'])}")
+    if r["collisions"]:
+        print(f"  id clashes   {len(r['collisions'])} start(s) got 500 'File exists' (same id drawn twice in one "
+              f"second) and were retried: {r['collisions'][0][1]}")
     print(f"  ready        all {n} at 'shift 100%' with green 100 % {r['ready_after']:.1f}s after the first POST; "
           f"{r['moto_green']}/{n} rules read 0/999 on moto")
     print(f"  reads        GET /v1/cutovers/ID {ms(r['get_latency'])}; GET /v1/cutovers ({n}) "
@@ -438,6 +483,8 @@ def print_report(args, n, r):
           f"({r['metrics_lines']} samples)")
     print(f"  rollbacks    {n} POST rollback in {r['rollback_wall']:.2f}s; each {ms(r['rollback_latency'])}; "
           f"finished {r['finished']}, unfinished {r['unfinished']}; {r['moto_blue']}/{n} rules back on blue")
+    totals = by_label(r["metrics_after"], "cutover_aws_calls_total")
+    print(f"  AWS totals   whole run: " + ", ".join(f"{op} {v:.0f}" for op, v in sorted(totals.items())))
     print(f"  after        VmRSS {mib(r['after_rollback']['VmRSS'])}, {r['after_rollback']['Threads']} threads "
           f"(all finished, 2s later)")
     code, took = r["exit"]
