@@ -66,8 +66,24 @@ struct Task {
     handle: tokio::task::JoinHandle<()>,
 }
 
+/// What the read endpoints need from one journal, cached by its length: a journal only grows,
+/// so an unchanged length means an unchanged digest, and finished cutovers cost one `stat`.
+#[derive(Clone)]
+struct Digest {
+    len: u64,
+    state: Value,
+    service: String,
+    outcome: Option<Outcome>,
+    verdicts: BTreeMap<String, u64>,
+    /// What started the rollback, for rolled-back or rolling-back cutovers.
+    rollback_trigger: Option<String>,
+    weights: Option<crate::traffic::Split>,
+    last_window_end: Option<u64>,
+}
+
 /// Shared state of the daemon.
 pub struct Daemon {
+    digests: Mutex<HashMap<String, Digest>>,
     plans: PathBuf,
     state: StateDir,
     token: String,
@@ -112,6 +128,7 @@ pub async fn serve(
         token: opts.token,
         aws: Clients::load().await,
         tasks: Mutex::new(HashMap::new()),
+        digests: Mutex::new(HashMap::new()),
         shutdown: stop_rx,
     });
     daemon.resume_all().await;
@@ -232,6 +249,48 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
 impl Daemon {
     fn journal_path(&self, id: &str) -> PathBuf {
         self.state.root().join("cutovers").join(id).join("journal.jsonl")
+    }
+
+    /// The digest of a journal, recomputed only when the journal grew.
+    fn digest(&self, id: &str) -> Option<Digest> {
+        let path = self.journal_path(id);
+        let len = std::fs::metadata(&path).ok()?.len();
+        if let Some(d) = self.digests.lock().unwrap().get(id)
+            && d.len == len
+        {
+            return Some(d.clone());
+        }
+        let records = journal::read_all(&path).ok()?;
+        let saga = Saga::replay(records.iter().map(|r| &r.event)).ok()?;
+        let mut verdicts = BTreeMap::new();
+        let mut last_window_end = None;
+        for r in &records {
+            if let Event::Verdict { verdict, .. } = &r.event {
+                *verdicts.entry(verdict.outcome.as_str().to_string()).or_default() += 1;
+                last_window_end = Some(verdict.window.end);
+            }
+        }
+        let outcome = saga.outcome().map(|(o, _)| o);
+        let rolling_back = matches!(saga.phase, Phase::RollingBack { .. })
+            || matches!(outcome, Some(Outcome::RolledBack | Outcome::RolledBackByOperator));
+        let digest = Digest {
+            len,
+            state: state_of(&records),
+            service: records
+                .iter()
+                .find_map(|r| match &r.event {
+                    Event::Started { service, .. } => Some(service.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+            outcome,
+            verdicts,
+            rollback_trigger: rolling_back.then(|| first_trigger(&records)),
+            weights: saga.verified,
+            last_window_end,
+        };
+        self.digests.lock().unwrap().insert(id.to_string(), digest.clone());
+        Some(digest)
     }
 
     fn records(&self, id: &str) -> ApiResult<Vec<Record>> {
@@ -466,11 +525,7 @@ fn state_of(records: &[Record]) -> Value {
 async fn list(State(d): State<Arc<Daemon>>) -> ApiResult<Json<Value>> {
     let mut ids = d.state.ids()?;
     ids.reverse();
-    let all: Vec<Value> = ids
-        .iter()
-        .filter_map(|id| journal::read_all(&d.journal_path(id)).ok())
-        .map(|records| state_of(&records))
-        .collect();
+    let all: Vec<Value> = ids.iter().filter_map(|id| d.digest(id)).map(|c| c.state).collect();
     Ok(Json(json!({ "cutovers": all })))
 }
 
@@ -660,54 +715,32 @@ async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
         .unwrap_or_default()
         .as_secs();
     for id in d.state.ids().unwrap_or_default() {
-        let Ok(records) = journal::read_all(&d.journal_path(&id)) else {
-            continue;
-        };
-        let Ok(saga) = Saga::replay(records.iter().map(|r| &r.event)) else {
-            continue;
-        };
-        let service = records
-            .iter()
-            .find_map(|r| match &r.event {
-                Event::Started { service, .. } => Some(service.clone()),
-                _ => None,
-            })
-            .unwrap_or_default();
-        let mut last_end = None;
-        for r in &records {
-            if let Event::Verdict { verdict, .. } = &r.event {
-                *verdicts.entry(verdict.outcome.as_str().to_string()).or_default() += 1;
-                last_end = Some(verdict.window.end);
-            }
+        let Some(c) = d.digest(&id) else { continue };
+        for (v, n) in &c.verdicts {
+            *verdicts.entry(v.clone()).or_default() += n;
         }
-        if let Phase::RollingBack { trigger, .. } = &saga.phase {
-            *rollbacks.entry(format!("{trigger:?}").to_lowercase()).or_default() += 1;
+        if let Some(t) = &c.rollback_trigger {
+            *rollbacks.entry(t.clone()).or_default() += 1;
         }
-        match saga.outcome() {
-            Some((o, _)) => {
-                *by_outcome.entry(o.as_str()).or_default() += 1;
-                if matches!(o, Outcome::RolledBack | Outcome::RolledBackByOperator) {
-                    let trigger = first_trigger(&records);
-                    *rollbacks.entry(trigger).or_default() += 1;
-                }
-            }
+        match c.outcome {
+            Some(o) => *by_outcome.entry(o.as_str()).or_default() += 1,
             None => {
                 active += 1;
-                if let Some(split) = saga.verified {
+                if let Some(split) = c.weights {
                     for (color, pct) in [
                         ("blue", split.percent(crate::config::Color::Blue)),
                         ("green", split.percent(crate::config::Color::Green)),
                     ] {
                         weights.push_str(&format!(
                             "cutover_weight_percent{{id=\"{id}\",service=\"{}\",color=\"{color}\"}} {pct}\n",
-                            escape(&service)
+                            escape(&c.service)
                         ));
                     }
                 }
-                if let Some(end) = last_end {
+                if let Some(end) = c.last_window_end {
                     lag.push_str(&format!(
                         "cutover_poll_lag_seconds{{id=\"{id}\",service=\"{}\"}} {}\n",
-                        escape(&service),
+                        escape(&c.service),
                         now.saturating_sub(end)
                     ));
                 }

@@ -23,8 +23,8 @@ fn verdicts(state: &Path) -> Vec<Value> {
         let text = std::fs::read_to_string(e.path().join("journal.jsonl")).unwrap();
         for line in text.lines() {
             let v: Value = serde_json::from_str(line).unwrap();
-            if v["event"]["event"] == "verdict" {
-                all.push(v["event"]["verdict"].clone());
+            if v["event"] == "verdict" {
+                all.push(v["verdict"].clone());
             }
         }
     }
@@ -112,25 +112,78 @@ async fn a_hard_failure_rolls_back_on_the_first_window() {
     assert_eq!(weights(&world).await, Split::all_on(Color::Blue));
 }
 
-/// `mode = "advise"`: green fails all along, the judge says it would roll back, and the
-/// cutover is promoted anyway.
+/// `mode = "advise"`: green fails, the judge says it would roll back, and nothing rolls
+/// back. When green recovers the bake goes on and the cutover is promoted.
 #[tokio::test(flavor = "multi_thread")]
 async fn advisory_mode_records_what_it_would_do_and_never_rolls_back() {
     let moto = Moto::start();
     let world = fixture(&moto, &[]);
     let wd = Workdir::new();
     let _sim = Sim::start(&world, wd.path(), profile(200, 0.0, 0.3));
-    let (code, s, log) = run_plan(&wd, &world, &plan(&world, "mode = \"advise\"", QUICK_STEPS));
-    assert_eq!(code, Some(0), "{s}");
-    assert_eq!(s["outcome"], "promoted");
-    assert!(
-        log.contains("would roll back (advisory mode: not rolling back)"),
-        "{log}"
-    );
+    let plan = wd.write_plan(&plan(&world, "mode = \"advise\"", QUICK_STEPS));
+    let log = wd.path().join("run.log");
+    let mut child = wd
+        .cutover(&world.endpoint, &["run", "--config", plan.to_str().unwrap()])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_verdicts(&wd, "would_rollback", &json!(true), 3, &mut child);
+    assert_eq!(weights(&world).await, Split::with_new(Color::Green, 500), "advisory mode rolled back");
+    set_profile(&wd, profile(200, 0.0, 0.0));
+    let code = wait_exit(&mut child);
+    let log = std::fs::read_to_string(&log).unwrap();
+    eprintln!("--- live log:\n{log}");
+    assert_eq!(code, Some(0));
+    assert!(log.contains("→ would roll back (advisory mode: not rolling back)"), "{log}");
     let verdicts = verdicts(&wd.state());
-    assert!(verdicts.iter().any(|v| v["would_rollback"] == true), "{verdicts:?}");
     assert!(verdicts.iter().all(|v| v["rollback"] == false), "{verdicts:?}");
     assert_eq!(weights(&world).await.holder(), Some(Color::Green));
+}
+
+/// Rewrites the simulator's profile atomically (it re-reads the file every second).
+fn set_profile(wd: &Workdir, profile: Value) {
+    let tmp = wd.path().join("profile.json.tmp");
+    std::fs::write(&tmp, profile.to_string()).unwrap();
+    std::fs::rename(&tmp, wd.path().join("profile.json")).unwrap();
+}
+
+/// Waits until `n` journaled verdicts have `key` = `value`; fails if the run ends first.
+fn wait_for_verdicts(wd: &Workdir, key: &str, value: &Value, n: usize, child: &mut std::process::Child) {
+    let start = Instant::now();
+    loop {
+        let seen = if wd.state().join("cutovers").exists() {
+            verdicts(&wd.state()).iter().filter(|v| &v[key] == value).count()
+        } else {
+            0
+        };
+        if seen >= n {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before {n} verdicts with {key} = {value}");
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("no {n} verdicts with {key} = {value} within 60s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits (up to a minute) for the run to end; its exit code.
+fn wait_exit(child: &mut std::process::Child) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the run did not end within 60s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Both colours serve 30 % errors (a shared database is down): the judge reports a shared
@@ -148,43 +201,11 @@ async fn a_shared_outage_holds_then_the_cutover_goes_on() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Wait for a few shared-failure verdicts.
-    let start = Instant::now();
-    while wd
-        .state()
-        .join("cutovers")
-        .exists()
-        .then(|| verdicts(&wd.state()))
-        .unwrap_or_default()
-        .iter()
-        .filter(|v| v["outcome"] == "shared_failure")
-        .count()
-        < 4
-    {
-        assert!(start.elapsed() < Duration::from_secs(60), "no shared failures");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_verdicts(&wd, "outcome", &json!("shared_failure"), 4, &mut child);
     assert_eq!(weights(&world).await, Split::with_new(Color::Green, 500));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the run ended during a shared outage"
-    );
     // The outage ends: the bake resumes and the cutover is promoted.
-    let tmp = wd.path().join("profile.json.tmp");
-    std::fs::write(&tmp, profile(200, 0.0, 0.0).to_string()).unwrap();
-    std::fs::rename(&tmp, wd.path().join("profile.json")).unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "not promoted after the outage"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert_eq!(status.code(), Some(0));
+    set_profile(&wd, profile(200, 0.0, 0.0));
+    assert_eq!(wait_exit(&mut child), Some(0));
     let verdicts = verdicts(&wd.state());
     assert!(verdicts.iter().all(|v| v["outcome"] != "fail"), "{verdicts:?}");
     assert_eq!(weights(&world).await.holder(), Some(Color::Green));
