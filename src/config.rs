@@ -579,7 +579,7 @@ fn validate(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         return Err(v.err(format!("rollback.alarms[{i}]"), "an alarm name must not be empty"));
     }
     let confidence = r.confidence.unwrap_or(0.99);
-    if !(confidence >= 0.5 && confidence < 1.0) {
+    if !(0.5..1.0).contains(&confidence) {
         return Err(v.err(
             "rollback.confidence",
             format!("{confidence} is outside [0.5, 1): it is a fraction, 0.99 means 99 %"),

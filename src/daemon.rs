@@ -768,7 +768,7 @@ async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
     );
     out.push_str(&weights);
     out.push_str("# HELP cutover_verdicts_total Judged windows by result.\n# TYPE cutover_verdicts_total counter\n");
-    for v in ["pass", "fail", "inconclusive", "no_data"] {
+    for v in ["pass", "fail", "inconclusive", "no_data", "shared_failure"] {
         out.push_str(&format!(
             "cutover_verdicts_total{{result=\"{v}\"}} {}\n",
             verdicts.get(v).copied().unwrap_or(0)

@@ -683,7 +683,11 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         let m = &self.plan.metrics;
         let period = m.period.as_secs().max(1);
         let err = |e: JournalError| Failure::step(e.to_string());
-        let mut judge = Judge::new(self.plan.rollback.criteria.clone());
+        let mut judge = Judge::new(self.plan.rollback.criteria.clone()).named(self.live);
+        // Advisory mode never rolls back, so a failing streak must not hold the bake forever.
+        let advisory = self.plan.rollback.criteria.mode == crate::judge::Mode::Advise;
+        // A growing window still gathering evidence is judged before the bake may end.
+        let mut pending = false;
         let mut streak = 0;
         let (mut from, mut baked) = match self.saga().bakes.get(&i) {
             Some(&(from, _)) => {
@@ -696,7 +700,9 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                     } = r.event
                         && step == i
                     {
-                        streak = judge.judge(&verdict.window).failures;
+                        let v = judge.judge(&verdict.window);
+                        streak = v.failures;
+                        pending = v.evidence_pending;
                         last_end = last_end.max(verdict.window.end);
                         if counted {
                             baked += period;
@@ -764,6 +770,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                                 }
                                 let (rollback, reason) = (v.rollback, v.reason.clone());
                                 streak = v.failures;
+                                pending = v.evidence_pending;
                                 self.emit(Event::Verdict {
                                     step: i,
                                     verdict: v,
@@ -789,8 +796,9 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 }
                 self.check_drift(i).await?;
             }
-            // A bake never ends on a failing streak: it waits for a pass (or the rollback).
-            if !paused && Duration::from_secs(baked) >= duration && streak == 0 {
+            // A bake never ends on a failing streak (it waits for a pass, or the rollback), nor with
+            // evidence still gathering in a growing window.
+            if !paused && Duration::from_secs(baked) >= duration && (advisory || (streak == 0 && !pending)) {
                 return Ok(());
             }
             let now = tokio::time::Instant::now();

@@ -132,11 +132,6 @@ impl Renderer {
             } => {
                 let bake = self.bake_of(*step);
                 let mut message = format!("{} {}: {}", self.new_color(), verdict.outcome.as_str(), verdict.reason);
-                message.push_str(&format!(
-                    " | live {} {}",
-                    self.live_color(),
-                    brief(&verdict.window.live)
-                ));
                 if let Some(total) = bake {
                     message.push_str(&format!(
                         " | bake {}/{}{}",
@@ -145,10 +140,10 @@ impl Renderer {
                         if *counted { "" } else { " (clock held)" }
                     ));
                 }
-                let level = if verdict.outcome == crate::judge::Outcome::Fail {
-                    Warn
-                } else {
-                    Info
+                let level = match verdict.outcome {
+                    crate::judge::Outcome::Fail | crate::judge::Outcome::SharedFailure => Warn,
+                    _ if verdict.would_rollback => Warn,
+                    _ => Info,
                 };
                 line(level, Some(self.label(*step)), message)
             }
@@ -258,18 +253,6 @@ impl Renderer {
         };
         format!("{} {level} {}", record.at, line.message)
     }
-}
-
-/// `0.00% (0/100) 50ms`, or `no requests`.
-pub fn brief(s: &crate::judge::Sample) -> String {
-    let mut out = match s.error_rate() {
-        Some(r) => format!("{:.2}% ({}/{})", r * 100.0, s.errors, s.requests),
-        None => "no requests".to_string(),
-    };
-    if let Some(l) = s.latency {
-        out.push_str(&format!(" {:.0}ms", l * 1000.0));
-    }
-    out
 }
 
 fn fmt_ms(ms: u64) -> String {

@@ -296,13 +296,13 @@ fn check_prometheus(text: &str) {
             name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "bad name in {line:?}"
         );
-        if let Some(labels) = name_labels.strip_prefix(name) {
-            if !labels.is_empty() {
-                assert!(
-                    labels.starts_with('{') && labels.ends_with('}'),
-                    "bad labels in {line:?}"
-                );
-            }
+        if let Some(labels) = name_labels.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(
+                labels.starts_with('{') && labels.ends_with('}'),
+                "bad labels in {line:?}"
+            );
         }
     }
 }

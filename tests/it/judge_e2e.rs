@@ -129,13 +129,20 @@ async fn advisory_mode_records_what_it_would_do_and_never_rolls_back() {
         .spawn()
         .unwrap();
     wait_for_verdicts(&wd, "would_rollback", &json!(true), 3, &mut child);
-    assert_eq!(weights(&world).await, Split::with_new(Color::Green, 500), "advisory mode rolled back");
+    assert_eq!(
+        weights(&world).await,
+        Split::with_new(Color::Green, 500),
+        "advisory mode rolled back"
+    );
     set_profile(&wd, profile(200, 0.0, 0.0));
     let code = wait_exit(&mut child);
     let log = std::fs::read_to_string(&log).unwrap();
     eprintln!("--- live log:\n{log}");
     assert_eq!(code, Some(0));
-    assert!(log.contains("→ would roll back (advisory mode: not rolling back)"), "{log}");
+    assert!(
+        log.contains("→ would roll back (advisory mode: not rolling back)"),
+        "{log}"
+    );
     let verdicts = verdicts(&wd.state());
     assert!(verdicts.iter().all(|v| v["rollback"] == false), "{verdicts:?}");
     assert_eq!(weights(&world).await.holder(), Some(Color::Green));
