@@ -120,7 +120,9 @@ async fn advisory_mode_records_what_it_would_do_and_never_rolls_back() {
     let world = fixture(&moto, &[]);
     let wd = Workdir::new();
     let _sim = Sim::start(&world, wd.path(), profile(200, 0.0, 0.3));
-    let plan = wd.write_plan(&plan(&world, "mode = \"advise\"", QUICK_STEPS));
+    // A first bake long enough to see several would-be rollbacks before it can end.
+    let steps = QUICK_STEPS.replacen("bake = \"3s\"", "bake = \"12s\"", 1);
+    let plan = wd.write_plan(&plan(&world, "mode = \"advise\"", &steps));
     let log = wd.path().join("run.log");
     let mut child = wd
         .cutover(&world.endpoint, &["run", "--config", plan.to_str().unwrap()])
@@ -129,11 +131,9 @@ async fn advisory_mode_records_what_it_would_do_and_never_rolls_back() {
         .spawn()
         .unwrap();
     wait_for_verdicts(&wd, "would_rollback", &json!(true), 3, &mut child);
-    assert_eq!(
-        weights(&world).await,
-        Split::with_new(Color::Green, 500),
-        "advisory mode rolled back"
-    );
+    // The bake goes on (it may have moved on to 100 %): traffic was never put back on blue.
+    let w = weights(&world).await;
+    assert!(w.weight(Color::Green) >= 500, "advisory mode rolled back: {w}");
     set_profile(&wd, profile(200, 0.0, 0.0));
     let code = wait_exit(&mut child);
     let log = std::fs::read_to_string(&log).unwrap();
