@@ -529,6 +529,7 @@ async fn run(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i32>
         "cutover {id} of {}: {live} is live ({split}), {new} is new; steps: {}",
         plan.service, engine::describe_steps(&plan)
     );
+    state.save_plan(&id, &plan.source)?;
     journal.append(&engine::started_event(&id, &plan, live, split, Default::default()))?;
     state.set_latest(&target, &id)?;
 
@@ -699,6 +700,15 @@ async fn rollback(
             Outcome::RolledBackByOperator
         }
         Some(_lock) => {
+            // The undo chain follows the plan the cutover started with.
+            let records = journal::read_all(&journal_path(&state, &id))?;
+            let plan = match engine::journaled_plan(&state, &id, &records) {
+                Ok(p) => p,
+                Err(e) => {
+                    error!("traffic is back on {live}, but the undo chain cannot run: {e}");
+                    return Ok(EXIT_ERROR);
+                }
+            };
             let metrics = CloudWatch::new(
                 aws.cloudwatch,
                 &plan.metrics,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::journal::Record;
 use crate::live_log::Renderer;
-use crate::saga::{Event, Outcome};
+use crate::saga::{Outcome, Saga};
 
 /// A client of one daemon.
 pub struct Client {
@@ -94,11 +94,42 @@ impl Client {
     }
 
     /// Streams a cutover's events to stderr as the live log until it finishes; returns its outcome.
+    ///
+    /// If the stream breaks before the end (the daemon restarted), it reconnects for up to
+    /// `RECONNECT_FOR` and skips the records it has already shown. The outcome is the saga's,
+    /// folded from the records, not merely the first `finished` record.
     pub async fn watch(&self, id: &str) -> anyhow::Result<Option<Outcome>> {
         let url = format!("{}/v1/cutovers/{id}/events", self.base);
+        let mut renderer = Renderer::new();
+        let mut saga = Saga::default();
+        let mut seen = 0usize;
+        let mut broken_since: Option<std::time::Instant> = None;
+        loop {
+            match self.stream_once(&url, &mut renderer, &mut saga, &mut seen).await {
+                Ok(()) if saga.outcome().is_some() => return Ok(saga.outcome().map(|(o, _)| o)),
+                Ok(()) => {}
+                Err(e) if seen == 0 && broken_since.is_none() => return Err(e),
+                Err(e) => tracing::warn!("event stream: {e:#}"),
+            }
+            let since = *broken_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > RECONNECT_FOR {
+                return Ok(None);
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
+    /// One connection: renders records after the first `seen` ones; returns when the stream ends.
+    async fn stream_once(
+        &self,
+        url: &str,
+        renderer: &mut Renderer,
+        saga: &mut Saga,
+        seen: &mut usize,
+    ) -> anyhow::Result<()> {
         let mut resp = self
             .http
-            .get(&url)
+            .get(url)
             .bearer_auth(&self.token)
             .header("accept", "text/event-stream")
             .send()
@@ -109,9 +140,8 @@ impl Client {
             let text = resp.text().await.unwrap_or_default();
             bail!("GET {url}: HTTP {status}: {text}");
         }
-        let mut renderer = Renderer::new();
         let mut buf = String::new();
-        let mut outcome = None;
+        let mut index = 0usize;
         let stderr = std::io::stderr();
         while let Some(chunk) = resp.chunk().await.context("reading the event stream")? {
             buf.push_str(&String::from_utf8_lossy(&chunk));
@@ -125,16 +155,22 @@ impl Client {
                     let Ok(record) = serde_json::from_str::<Record>(data.trim_start()) else {
                         continue;
                     };
-                    if let Event::Finished { outcome: o, .. } = &record.event {
-                        outcome = Some(*o);
+                    index += 1;
+                    if index <= *seen {
+                        continue; // Shown before a reconnect.
                     }
+                    *seen = index;
+                    let _ = saga.apply(&record.event);
                     let _ = writeln!(stderr.lock(), "{}", renderer.text(&record));
                 }
             }
         }
-        Ok(outcome)
+        Ok(())
     }
 }
+
+/// How long `watch` keeps reconnecting to a daemon that went away (a restart takes seconds).
+const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Parses `K=V` (`--var`), with the daemon's rule for keys.
 pub fn parse_var(s: &str) -> Result<(String, String), String> {

@@ -34,6 +34,8 @@ pub struct Plan {
     pub metrics: MetricsConfig,
     pub rollback: Rollback,
     pub steps: Vec<Step>,
+    /// The text it was parsed from (kept with each cutover's journal).
+    pub source: String,
 }
 
 /// Where the traffic is and what it is split between.
@@ -413,7 +415,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, PlanError> {
         let key = if key == "." { position(text, &inner) } else { key };
         err(key, inner.message().to_string())
     })?;
-    validate(path, raw)
+    validate(path, raw).map(|plan| Plan {
+        source: text.to_string(),
+        ..plan
+    })
 }
 
 /// `line N` of a syntax error, for errors that have no key.
@@ -706,6 +711,7 @@ fn validate(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         metrics,
         rollback,
         steps,
+        source: String::new(),
     })
 }
 

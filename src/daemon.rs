@@ -81,6 +81,17 @@ struct Digest {
     last_window_end: Option<u64>,
 }
 
+/// Removes a task from the daemon's table when dropped.
+struct Forget(Arc<Daemon>, String);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        if let Ok(mut tasks) = self.0.tasks.lock() {
+            tasks.remove(&self.1);
+        }
+    }
+}
+
 /// Shared state of the daemon.
 pub struct Daemon {
     digests: Mutex<HashMap<String, Digest>>,
@@ -347,8 +358,12 @@ impl Daemon {
             .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         let me = self.clone();
         let task_id = id.clone();
+        // Held across spawn and insert: a task that ends at once cannot be forgotten before it is listed.
+        let mut tasks = self.tasks.lock().unwrap();
         let handle = tokio::spawn(async move {
             let _lock = lock;
+            // Forget the task however it ends (a panic included), so a later rollback can drive it.
+            let _forget = Forget(me.clone(), task_id.clone());
             // No interrupts in the daemon: shutting down never rolls back.
             let (_tx, rx) = watch::channel(None);
             match engine.drive(rx).await {
@@ -357,9 +372,8 @@ impl Daemon {
                     error!(id = %task_id, "cutover {task_id} stopped: {e}; `cutover rollback` or a restart resumes it")
                 }
             }
-            me.tasks.lock().unwrap().remove(&task_id);
         });
-        self.tasks.lock().unwrap().insert(id, Task { handle });
+        tasks.insert(id, Task { handle });
         Ok(())
     }
 
@@ -394,7 +408,7 @@ impl Daemon {
             {
                 continue; // A `cutover run` of some other plan: not ours to drive.
             }
-            let plan = match config::load(&plan_path) {
+            let plan = match engine::journaled_plan(&self.state, &id, &records) {
                 Ok(p) => p,
                 Err(e) => {
                     error!(id = %id, "cannot resume {id}: {e}");
@@ -423,8 +437,15 @@ impl Daemon {
                 _ => None,
             })
             .ok_or_else(|| err(StatusCode::INTERNAL_SERVER_ERROR, "journal has no start"))
-            .and_then(|(live, plan)| {
-                let plan = config::load(Path::new(&plan))
+            .and_then(|(live, _)| {
+                let id = records
+                    .iter()
+                    .find_map(|r| match &r.event {
+                        Event::Started { id, .. } => Some(id.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                let plan = engine::journaled_plan(&self.state, &id, records)
                     .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot load the plan: {e}")))?;
                 Ok((live, plan))
             })
@@ -488,6 +509,7 @@ async fn start(
         ));
     };
     let (id, journal) = d.state.create_new()?;
+    d.state.save_plan(&id, &plan.source)?;
     journal.append(&engine::started_event(&id, &plan, live, split, b.vars))?;
     d.state.set_latest(&target, &id)?;
     info!(id = %id, "cutover {id} of {} started: {live} is live", plan.service);
@@ -542,30 +564,31 @@ async fn events(
     d.records(&id)?;
     let reader = journal::Reader::new(&d.journal_path(&id));
     let shutdown = d.shutdown.clone();
+    // The stream ends once everything written so far is sent and the saga has finished (as the
+    // saga sees it: a promotion journaled while an operator's rollback runs is not the end).
     let stream = futures_util::stream::unfold(
         (
             reader,
             std::collections::VecDeque::<Record>::new(),
-            false,
+            Saga::default(),
             shutdown,
             0u64,
         ),
-        |(mut reader, mut queue, mut done, shutdown, mut n)| async move {
+        |(mut reader, mut queue, mut saga, shutdown, mut n)| async move {
             loop {
                 if let Some(r) = queue.pop_front() {
                     n += 1;
-                    if let Event::Finished { .. } = r.event {
-                        done = true;
-                    }
+                    let _ = saga.apply(&r.event);
                     let data = serde_json::to_string(&r).unwrap_or_default();
                     let ev = SseEvent::default().event("record").id(n.to_string()).data(data);
-                    return Some((Ok(ev), (reader, queue, done, shutdown, n)));
+                    return Some((Ok(ev), (reader, queue, saga, shutdown, n)));
                 }
-                if done || *shutdown.borrow() {
+                if *shutdown.borrow() {
                     return None;
                 }
                 match reader.read_new() {
                     Ok(records) if !records.is_empty() => queue.extend(records),
+                    Ok(_) if saga.outcome().is_some() => return None,
                     Ok(_) => tokio::time::sleep(EVENT_POLL).await,
                     Err(e) => {
                         warn!("event stream: {e}");

@@ -34,6 +34,10 @@ use crate::traffic::{self, Split, Traffic};
 const JOURNAL_POLL: Duration = Duration::from_secs(1);
 /// How often target health is polled while waiting for a deploy's targets.
 const HEALTH_POLL: Duration = Duration::from_secs(2);
+/// A difference between the weights read and those last verified must persist over this many
+/// further reads, this far apart, to count as drift.
+const DRIFT_CONFIRMATIONS: u32 = 3;
+const DRIFT_CONFIRM_DELAY: Duration = Duration::from_millis(500);
 /// How many times restoring traffic is attempted (each bounded by `alb.verify_timeout`) before giving up as unsafe.
 const RESTORE_ATTEMPTS: u32 = 3;
 
@@ -137,6 +141,36 @@ pub fn started_event(id: &str, plan: &Plan, live: Color, initial: Split, vars: B
         pid: std::process::id(),
         vars,
     }
+}
+
+/// The plan a cutover started with: its saved copy (or, for journals without one, the file),
+/// parsed with the original path so that commands still run in the plan's directory. Refuses a
+/// plan whose steps differ from the journal's: driving one saga with another plan's steps could
+/// run the wrong command at the wrong step.
+pub fn journaled_plan(state: &journal::StateDir, id: &str, records: &[Record]) -> Result<Plan, String> {
+    let (path, steps) = records
+        .iter()
+        .find_map(|r| match &r.event {
+            Event::Started { plan, steps, .. } => Some((plan.clone(), steps.clone())),
+            _ => None,
+        })
+        .ok_or_else(|| format!("the journal of {id} has no start"))?;
+    let path = std::path::PathBuf::from(path);
+    let text = match state.saved_plan(id) {
+        Some(text) => text,
+        None => std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+    };
+    let plan = crate::config::parse(&path, &text).map_err(|e| e.to_string())?;
+    let labels: Vec<String> = plan.steps.iter().map(|s| s.label()).collect();
+    let journaled: Vec<String> = steps.iter().map(|s| s.label.clone()).collect();
+    if labels != journaled {
+        return Err(format!(
+            "the plan of {id} no longer matches its journal (steps {} vs {})",
+            labels.join(", "),
+            journaled.join(", ")
+        ));
+    }
+    Ok(plan)
 }
 
 /// `user@host pid N`: who an operator event came from.
@@ -444,8 +478,11 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Puts all traffic back on the live colour: one write, then read-back.
     async fn restore(&self) -> Result<Split, traffic::TrafficError> {
         let target = Split::all_on(self.live);
-        // Already there (nothing was shifted yet, or an operator restored it): change nothing.
-        if let Ok(split) = self.traffic.read().await
+        // Nothing was ever written and it reads as all on live: change nothing (a failed first
+        // verify must not touch the listener). Once a write was intended, always write and read
+        // back: a write that was accepted but not yet visible could still land after a read.
+        if !self.saga().wrote_weights
+            && let Ok(split) = self.traffic.read().await
             && split.holder() == Some(self.live)
         {
             return Ok(split);
@@ -483,6 +520,16 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                     let current = saga.verified.unwrap_or(Split::all_on(self.live));
                     if target.weight(self.new) > current.weight(self.new) {
                         self.require_healthy(i).await?;
+                    }
+                    // Weights someone else set are never overwritten: drift pauses for an operator.
+                    // (Already at the target is no drift: a write that landed before a crash.)
+                    let at_target = self
+                        .traffic
+                        .read()
+                        .await
+                        .is_ok_and(|r| (r.blue, r.green) == (target.blue, target.green));
+                    if !at_target {
+                        self.check_drift(i).await?;
                     }
                     self.set_weights(i, target).await?;
                 }
@@ -648,6 +695,18 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         if (found.blue, found.green) == (expected.blue, expected.green) {
             return Ok(());
         }
+        // ELBv2 reads are eventually consistent: a difference is drift only if it persists.
+        let mut found = found;
+        for _ in 0..DRIFT_CONFIRMATIONS {
+            tokio::time::sleep(DRIFT_CONFIRM_DELAY).await;
+            found = match self.traffic.read().await {
+                Ok(f) => f,
+                Err(_) => return Ok(()),
+            };
+            if (found.blue, found.green) == (expected.blue, expected.green) {
+                return Ok(());
+            }
+        }
         // An operator's rollback changes the weights right after journaling its request: that is not drift.
         self.sync().map_err(|e| Failure::step(e.to_string()))?;
         if matches!(self.saga().phase, Phase::RollingBack { .. }) {
@@ -732,7 +791,8 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             }
             let paused = saga.paused.is_some();
             if tokio::time::Instant::now() >= next_poll {
-                next_poll += m.poll_interval;
+                // From now, not from the last deadline: a long pause must not be followed by a burst of polls.
+                next_poll = tokio::time::Instant::now() + m.poll_interval;
                 // A poll whose alarms could not be read judges its windows but does not count them:
                 // a bake must not complete without its alarms having been checked.
                 let alarms_read = match self.metrics.alarms().await {

@@ -140,6 +140,21 @@ impl StateDir {
         self.root.join("cutovers").join(id).join("journal.jsonl")
     }
 
+    /// Keeps a copy of the plan a cutover started with (`cutovers/<id>/plan.toml`): resuming and
+    /// rolling back follow the plan as it was, not as the file reads after someone edited it.
+    pub fn save_plan(&self, id: &str, text: &str) -> Result<(), JournalError> {
+        let path = self.root.join("cutovers").join(id).join("plan.toml");
+        let mut f = File::create(&path).map_err(io_err(&path))?;
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(io_err(&path))
+    }
+
+    /// The plan copy of a cutover, if it has one.
+    pub fn saved_plan(&self, id: &str) -> Option<String> {
+        std::fs::read_to_string(self.root.join("cutovers").join(id).join("plan.toml")).ok()
+    }
+
     /// Creates the journal of a new cutover.
     pub fn create(&self, id: &str) -> Result<Journal, JournalError> {
         let dir = self.root.join("cutovers").join(id);

@@ -289,6 +289,8 @@ pub struct Saga {
     pub verified: Option<Split>,
     /// The step whose weights were verified last.
     pub verified_step: Option<usize>,
+    /// Whether any weight write was ever intended (then a rollback always writes).
+    pub wrote_weights: bool,
     /// Why the bake clock is held, while it is.
     pub paused: Option<String>,
     /// A step whose bake an operator ended.
@@ -308,6 +310,7 @@ impl Default for Saga {
             phase: Phase::New,
             verified: None,
             verified_step: None,
+            wrote_weights: false,
             paused: None,
             promoted: None,
             bakes: BTreeMap::new(),
@@ -368,7 +371,10 @@ impl Saga {
             }
             // A weight write while rolling back (a write that raced an operator's rollback) means
             // traffic is no longer known to be restored: it must be restored (again) before any undo.
-            (_, Event::WeightIntent { step, .. }) if step_ok(self, *step) => self.unrestore(),
+            (_, Event::WeightIntent { step, .. }) if step_ok(self, *step) => {
+                self.wrote_weights = true;
+                self.unrestore();
+            }
             (_, Event::WeightVerified { step, split, .. }) if step_ok(self, *step) => {
                 self.verified = Some(*split);
                 self.verified_step = Some(*step);

@@ -22,9 +22,13 @@ struct Serve {
 
 impl Serve {
     fn start(wd: &Workdir, endpoint: &str, plans: &Path) -> Serve {
+        Serve::start_on(wd, endpoint, plans, "127.0.0.1:0")
+    }
+
+    fn start_on(wd: &Workdir, endpoint: &str, plans: &Path, listen: &str) -> Serve {
         let mut cmd = wd.cutover(
             endpoint,
-            &["serve", "--listen", "127.0.0.1:0", "--plans", plans.to_str().unwrap()],
+            &["serve", "--listen", listen, "--plans", plans.to_str().unwrap()],
         );
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -593,4 +597,52 @@ async fn watch_replays_the_past_then_streams_live_until_the_end() {
     assert!(first.contains(&format!("cutover {id} of it: blue is live")), "{first}");
     assert!(log.contains("step 2/2 shift 100%: started"), "{log}");
     assert!(log.lines().last().unwrap().contains("cutover promoted"), "{log}");
+}
+
+/// A pipeline's `start --wait` outlives a daemon restart: it reconnects and exits with the
+/// cutover's outcome.
+#[tokio::test(flavor = "multi_thread")]
+async fn start_wait_survives_a_daemon_restart() {
+    let moto = Moto::start();
+    let world = fixture(&moto, &[]);
+    let wd = Workdir::new();
+    let _sim = Sim::start(&world, wd.path(), profile_healthy());
+    let steps = LONG_BAKE.replace("bake = \"10m\"", "bake = \"6s\"");
+    let dir = plans(&wd, "web", &world, &steps);
+    let mut s = Serve::start(&wd, &moto.endpoint, &dir);
+    let mut cmd = wd.cutover(&moto.endpoint, &["start", "web", "--wait", "--server", &s.url]);
+    cmd.env("CUTOVER_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let waiter = cmd.spawn().unwrap();
+    // Wait for the cutover to be baking, then restart the daemon on the same address.
+    let start = Instant::now();
+    let id = loop {
+        let (_, v) = api(&s, "GET", "/v1/cutovers", None).await;
+        if let Some(c) = v["cutovers"].as_array().and_then(|a| a.first())
+            && c["last_verdict"].is_object()
+        {
+            break c["id"].as_str().unwrap().to_string();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no verdict: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let addr = s.url.trim_start_matches("http://").to_string();
+    assert_eq!(s.sigterm(), 0);
+    let s2 = Serve::start_on(&wd, &moto.endpoint, &dir, &addr);
+    let out = waiter.wait_with_output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "start --wait must follow the cutover across the restart"
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        log.matches("step 1/2 shift 50%: started").count(),
+        1,
+        "records shown twice after reconnecting"
+    );
+    let (_, v) = api(&s2, "GET", &format!("/v1/cutovers/{id}"), None).await;
+    assert_eq!(v["outcome"], "promoted");
 }
