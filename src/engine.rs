@@ -858,7 +858,10 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             }
             // A bake never ends on a failing streak (it waits for a pass, or the rollback), nor with
             // evidence still gathering in a growing window.
-            if !paused && Duration::from_secs(baked) >= duration && (advisory || (streak == 0 && !pending)) {
+            // Gathering evidence may extend a bake up to twice its length; past that the bake
+            // ends on what was judged (a service too quiet to ever reach min_requests).
+            let gathering = pending && Duration::from_secs(baked) < duration * 2;
+            if !paused && Duration::from_secs(baked) >= duration && (advisory || (streak == 0 && !gathering)) {
                 return Ok(());
             }
             let now = tokio::time::Instant::now();

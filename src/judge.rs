@@ -413,7 +413,11 @@ impl Judge {
                 Alb::Gathering(ev)
             }
         };
-        assess_metrics(c, &self.live_name, window, &mut a);
+        // Custom metrics are judged only on a period with enough traffic of its own: a quiet
+        // period (orders per minute at a 10 % shift, say) is never failed.
+        if window.new.requests >= c.min_requests as f64 {
+            assess_metrics(c, &self.live_name, window, &mut a);
+        }
 
         let shared_blamed = c.on_shared_failure == OnShared::Rollback && !a.shared.is_empty();
         let outcome = if !a.fails.is_empty() || shared_blamed {
@@ -1497,6 +1501,20 @@ mod tests {
             ],
             &["pass 0 bake", "fail 1 bake", "fail 2 bake rollback", "pass 0 bake"],
         );
+    }
+
+    /// Regression (review): a "below" metric failed quiet periods that had too few requests.
+    #[test]
+    fn custom_metrics_are_not_judged_on_quiet_periods() {
+        let c = with(|c| c.metrics = vec![metric("Orders", 10.0, Direction::Below, false, None)]);
+        let mut judge = Judge::new(c);
+        let mut w = window(0, "20/0 50ms", "1000/0 50ms");
+        w.metrics = vec![MetricSample {
+            new: Some(1.0),
+            live: None,
+        }];
+        let v = judge.judge(&w);
+        assert_ne!(v.outcome, Outcome::Fail, "{}", v.reason);
     }
 
     #[test]
