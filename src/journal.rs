@@ -11,6 +11,7 @@
 //!
 //! ```text
 //! cutovers/<id>/journal.jsonl   the intent log of one cutover
+//! cutovers/<id>/plan.toml       the plan it started with (resume and rollback follow it)
 //! targets/<key>.latest          the id of the latest cutover of a listener or rule
 //! targets/<key>.lock            held (flock) by the process driving that listener's cutover
 //! ```
