@@ -1115,6 +1115,44 @@ duration = "30s"
             .collect()
     }
 
+    /// Regression (review): resuming with a plan edited since the start ran the wrong step.
+    #[test]
+    fn the_journaled_plan_is_used_and_an_edited_plan_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let path = dir.path().join("plan.toml");
+        std::fs::write(&path, PLAN).unwrap();
+        let plan = config::load(&path).unwrap();
+        let (id, journal) = state.create_new().unwrap();
+        state.save_plan(&id, &plan.source).unwrap();
+        journal
+            .append(&started_event(
+                &id,
+                &plan,
+                Color::Blue,
+                Split::all_on(Color::Blue),
+                Default::default(),
+            ))
+            .unwrap();
+        // Someone edits the file: the cutover still follows the copy it started with.
+        std::fs::write(
+            &path,
+            PLAN.replace(
+                "[[steps]]\naction = \"verify\"",
+                "[[steps]]\naction = \"verify\"\n[[steps]]\naction = \"verify\"",
+            ),
+        )
+        .unwrap();
+        let records = read_all(journal.path()).unwrap();
+        let resumed = journaled_plan(&state, &id, &records).unwrap();
+        assert_eq!(resumed.steps.len(), plan.steps.len());
+        assert_eq!(resumed.path, plan.path, "commands still run in the plan's directory");
+        // Without the copy (an older journal), the edited file is refused.
+        std::fs::remove_file(dir.path().join("cutovers").join(&id).join("plan.toml")).unwrap();
+        let e = journaled_plan(&state, &id, &records).unwrap_err();
+        assert!(e.contains("no longer matches its journal"), "{e}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_healthy_cutover_is_promoted() {
         let mut h = harness(FakeHooks::default(), FakeMetrics::healthy(10));
