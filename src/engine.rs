@@ -38,6 +38,8 @@ const HEALTH_POLL: Duration = Duration::from_secs(2);
 /// further reads, this far apart, to count as drift.
 const DRIFT_CONFIRMATIONS: u32 = 3;
 const DRIFT_CONFIRM_DELAY: Duration = Duration::from_millis(500);
+/// The most periods judged in one poll; more are caught up on the following loop turns.
+const CATCH_UP_PERIODS: u64 = 100;
 /// How many times restoring traffic is attempted (each bounded by `alb.verify_timeout`) before giving up as unsafe.
 const RESTORE_ATTEMPTS: u32 = 3;
 
@@ -818,7 +820,13 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                         false
                     }
                 };
-                let end = metrics::settled_end(self.clock.now(), m.settle, m.period);
+                let settled = metrics::settled_end(self.clock.now(), m.settle, m.period);
+                // After a long gap (CloudWatch unreachable, a pause), catch up in bounded chunks,
+                // one per loop turn, rather than asking for more than one call may return.
+                let end = settled.min(from + CATCH_UP_PERIODS * period);
+                if end < settled {
+                    next_poll = tokio::time::Instant::now();
+                }
                 if end > from {
                     match self.metrics.windows(from, end).await {
                         Ok(windows) => {
