@@ -609,7 +609,32 @@ async fn rollback(
 ) -> ApiResult<Json<Value>> {
     let b = optional_body(b)?;
     let records = d.records(&id)?;
-    let (live, plan) = d.live_and_plan(&records)?;
+    // The undo chain needs the plan the cutover started with; restoring traffic only needs its
+    // ALB section, so a plan that no longer matches the journal still gets traffic back.
+    let (live, plan, undo_blocked) = match d.live_and_plan(&records) {
+        Ok((live, plan)) => (live, plan, None),
+        Err(e) => {
+            let (live, path) = records
+                .iter()
+                .find_map(|r| match &r.event {
+                    Event::Started { live_color, plan, .. } => Some((*live_color, plan.clone())),
+                    _ => None,
+                })
+                .ok_or(e)?;
+            let text = d
+                .state
+                .saved_plan(&id)
+                .or_else(|| std::fs::read_to_string(&path).ok())
+                .unwrap_or_default();
+            let plan = config::parse(Path::new(&path), &text)
+                .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot load the plan: {e}")))?;
+            (
+                live,
+                plan,
+                Some("the plan no longer matches the journal; the undo chain was not run".to_string()),
+            )
+        }
+    };
     let target = plan.alb.target_arn().to_string();
     if d.state.latest(&target)?.as_deref() != Some(id.as_str()) {
         return Err(err(
@@ -632,14 +657,18 @@ async fn rollback(
     let finished = Saga::replay(records.iter().map(|r| &r.event))
         .map(|s| s.outcome().is_some())
         .unwrap_or(false);
-    if !running
+    if undo_blocked.is_none()
+        && !running
         && !finished
         && let Ok(Some(lock)) = d.state.try_lock_target(&target)
     {
         d.spawn(id.clone(), plan, lock)?;
     }
+    if let Some(why) = &undo_blocked {
+        error!(id = %id, "{why}");
+    }
     Ok(Json(
-        json!({ "id": id, "weights": split.percents(), "traffic_restored": true }),
+        json!({ "id": id, "weights": split.percents(), "traffic_restored": true, "undo_blocked": undo_blocked }),
     ))
 }
 
