@@ -17,7 +17,7 @@ use crate::engine::{self, Clock, Engine, summarize};
 use crate::hooks::Processes;
 use crate::journal::{self, StateDir};
 use crate::metrics::CloudWatch;
-use crate::saga::{Event, Outcome, Saga};
+use crate::saga::{Outcome, Saga};
 use crate::traffic::{self, Alb, Split, Traffic};
 
 /// Exit code: usage or plan error; nothing was changed.
@@ -486,7 +486,7 @@ async fn run(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i32>
         ));
     };
     if let Some(prev) = state.latest(&target)? {
-        let records = journal::read_all(&journal_path(&state, &prev))?;
+        let records = journal::read_all(&state.journal_path(&prev))?;
         let saga = Saga::replay(records.iter().map(|r| &r.event)).map_err(|e| anyhow!("journal of {prev}: {e}"))?;
         if saga.outcome().is_none() {
             return Ok(not_started(
@@ -564,7 +564,7 @@ async fn run(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i32>
             );
         }
     };
-    let records = journal::read_all(&journal_path(&state, &id))?;
+    let records = journal::read_all(&state.journal_path(&id))?;
     print_summary(&summarize(&records), output);
     Ok(outcome.exit_code())
 }
@@ -587,7 +587,7 @@ async fn rollback(
     if state.try_lock_target(&target)?.is_none() {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while std::time::Instant::now() < deadline {
-            let unfinished = latest.as_ref().is_some_and(|id| !is_finished(&state, id));
+            let unfinished = latest.as_ref().is_some_and(|id| !state.is_finished(id));
             if unfinished {
                 break;
             }
@@ -598,15 +598,13 @@ async fn rollback(
     // The journal tells which colour was live. If it cannot be read, traffic is still restored
     // (to the colour its first line names, or --to): the journal must never stand in the way.
     let recorded = latest.as_ref().map(|id| {
-        let path = journal_path(&state, id);
+        let path = state.journal_path(id);
         let records = journal::read_all(&path);
-        let live = match &records {
-            Ok(r) => r.iter().find_map(|r| match &r.event {
-                Event::Started { live_color, .. } => Some(*live_color),
-                _ => None,
-            }),
-            Err(_) => None,
-        };
+        let live = records
+            .as_ref()
+            .ok()
+            .and_then(|r| journal::start_of(r))
+            .map(|s| s.live_color);
         (id.clone(), live, records.err())
     });
     let live = match (recorded.as_ref().and_then(|r| r.1), to) {
@@ -688,20 +686,20 @@ async fn rollback(
         if let Some(lock) = state.try_lock_target(&target)? {
             break Some(lock);
         }
-        if is_finished(&state, &id) || std::time::Instant::now() > deadline {
+        if state.is_finished(&id) || std::time::Instant::now() > deadline {
             break None;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     let outcome = match lock {
-        None if is_finished(&state, &id) => Outcome::RolledBackByOperator,
+        None if state.is_finished(&id) => Outcome::RolledBackByOperator,
         None => {
             info!("the run driving cutover {id} is alive and runs the undo chain; `cutover status` shows its progress");
             Outcome::RolledBackByOperator
         }
         Some(_lock) => {
             // The undo chain follows the plan the cutover started with.
-            let records = journal::read_all(&journal_path(&state, &id))?;
+            let records = journal::read_all(&state.journal_path(&id))?;
             let plan = match engine::journaled_plan(&state, &id, &records) {
                 Ok(p) => p,
                 Err(e) => {
@@ -728,28 +726,14 @@ async fn rollback(
             }
         }
     };
-    let records = journal::read_all(&journal_path(&state, &id))?;
+    let records = journal::read_all(&state.journal_path(&id))?;
     print_summary(&summarize(&records), output);
     Ok(outcome.exit_code())
 }
 
-/// Whether a cutover's journal ends with `Finished` (as the saga sees it).
-fn is_finished(state: &StateDir, id: &str) -> bool {
-    journal::read_all(&journal_path(state, id))
-        .ok()
-        .and_then(|records| Saga::replay(records.iter().map(|r| &r.event)).ok())
-        .is_some_and(|saga| saga.outcome().is_some())
-}
-
 /// Whether the process that started a cutover is still alive (its pid, from the journal).
 fn owner_alive(records: &[journal::Record]) -> bool {
-    records
-        .iter()
-        .find_map(|r| match &r.event {
-            Event::Started { pid, .. } => Some(*pid),
-            _ => None,
-        })
-        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    journal::start_of(records).is_some_and(|s| Path::new(&format!("/proc/{}", s.pid)).exists())
 }
 
 async fn status(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i32> {
@@ -761,15 +745,15 @@ async fn status(plan: Plan, state: StateDir, output: Output) -> anyhow::Result<i
         .await
         .with_context(|| format!("reading the weights of {target}"))?;
     let summary = match state.latest(&target)? {
-        Some(id) => Some(summarize(&journal::read_all(&journal_path(&state, &id))?)),
+        Some(id) => Some(summarize(&journal::read_all(&state.journal_path(&id))?)),
         None => None,
     };
     // Not the lock: taking it, even briefly, could make a concurrent `rollback` or `run` think
     // a live run holds it.
     let running = match state.latest(&target)? {
         Some(id) => {
-            let records = journal::read_all(&journal_path(&state, &id))?;
-            !is_finished(&state, &id) && owner_alive(&records)
+            let records = journal::read_all(&state.journal_path(&id))?;
+            !state.is_finished(&id) && owner_alive(&records)
         }
         None => false,
     };
@@ -844,10 +828,6 @@ fn print_bare(plan: &Plan, output: Output, outcome: Outcome, reason: String) {
 
 fn color_str(c: Option<Color>) -> &'static str {
     c.map(Color::as_str).unwrap_or("?")
-}
-
-fn journal_path(state: &StateDir, id: &str) -> PathBuf {
-    state.root().join("cutovers").join(id).join("journal.jsonl")
 }
 
 fn plan_dir(plan: &Plan) -> PathBuf {

@@ -184,9 +184,18 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/cutovers/{id}", get(get_one))
         .route("/v1/cutovers/{id}/events", get(events))
         .route("/v1/cutovers/{id}/rollback", post(rollback))
-        .route("/v1/cutovers/{id}/pause", post(pause))
-        .route("/v1/cutovers/{id}/resume", post(resume))
-        .route("/v1/cutovers/{id}/promote", post(promote))
+        .route(
+            "/v1/cutovers/{id}/pause",
+            post(|s, p, c, b| control_action(Control::Pause, s, p, c, b)),
+        )
+        .route(
+            "/v1/cutovers/{id}/resume",
+            post(|s, p, c, b| control_action(Control::Resume, s, p, c, b)),
+        )
+        .route(
+            "/v1/cutovers/{id}/promote",
+            post(|s, p, c, b| control_action(Control::Promote, s, p, c, b)),
+        )
         .route_layer(middleware::from_fn_with_state(daemon.clone(), auth));
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
@@ -258,13 +267,9 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
 }
 
 impl Daemon {
-    fn journal_path(&self, id: &str) -> PathBuf {
-        self.state.root().join("cutovers").join(id).join("journal.jsonl")
-    }
-
     /// The digest of a journal, recomputed only when the journal grew.
     fn digest(&self, id: &str) -> Option<Digest> {
-        let path = self.journal_path(id);
+        let path = self.state.journal_path(id);
         let len = std::fs::metadata(&path).ok()?.len();
         if let Some(d) = self.digests.lock().unwrap().get(id)
             && d.len == len
@@ -287,12 +292,8 @@ impl Daemon {
         let digest = Digest {
             len,
             state: state_of(&records),
-            service: records
-                .iter()
-                .find_map(|r| match &r.event {
-                    Event::Started { service, .. } => Some(service.clone()),
-                    _ => None,
-                })
+            service: journal::start_of(&records)
+                .map(|s| s.service.to_string())
                 .unwrap_or_default(),
             outcome,
             verdicts,
@@ -305,10 +306,10 @@ impl Daemon {
     }
 
     fn records(&self, id: &str) -> ApiResult<Vec<Record>> {
-        if !valid_id(id) || !self.journal_path(id).exists() {
+        if !valid_id(id) || !self.state.journal_path(id).exists() {
             return Err(err(StatusCode::NOT_FOUND, format!("no cutover {id}")));
         }
-        Ok(journal::read_all(&self.journal_path(id))?)
+        Ok(journal::read_all(&self.state.journal_path(id))?)
     }
 
     fn load_plan(&self, name: &str) -> ApiResult<Plan> {
@@ -332,18 +333,12 @@ impl Daemon {
     fn spawn(self: &Arc<Self>, id: String, plan: Plan, lock: std::fs::File) -> ApiResult<()> {
         let journal = self.state.open_journal(&id)?;
         let records = journal::read_all(journal.path())?;
-        let new = records
-            .iter()
-            .find_map(|r| match &r.event {
-                Event::Started { new_color, .. } => Some(*new_color),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                err(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("journal of {id} has no start"),
-                )
-            })?;
+        let new = journal::start_of(&records).map(|s| s.new_color).ok_or_else(|| {
+            err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("journal of {id} has no start"),
+            )
+        })?;
         let alb = Alb::new(self.aws.elbv2.clone(), &plan.alb);
         let metrics = CloudWatch::new(
             self.aws.cloudwatch.clone(),
@@ -387,7 +382,7 @@ impl Daemon {
             }
         };
         for id in ids {
-            let Ok(records) = journal::read_all(&self.journal_path(&id)) else {
+            let Ok(records) = journal::read_all(&self.state.journal_path(&id)) else {
                 continue;
             };
             let Ok(saga) = Saga::replay(records.iter().map(|r| &r.event)) else {
@@ -397,10 +392,9 @@ impl Daemon {
             if saga.outcome().is_some() {
                 continue;
             }
-            let Some((plan_path, target)) = records.iter().find_map(|r| match &r.event {
-                Event::Started { plan, target_arn, .. } => Some((PathBuf::from(plan), target_arn.clone())),
-                _ => None,
-            }) else {
+            let Some((plan_path, target)) =
+                journal::start_of(&records).map(|s| (PathBuf::from(s.plan), s.target_arn.to_string()))
+            else {
                 continue;
             };
             if plan_path.parent() != Some(self.plans.as_path())
@@ -430,25 +424,11 @@ impl Daemon {
     }
 
     fn live_and_plan(&self, records: &[Record]) -> ApiResult<(crate::config::Color, Plan)> {
-        records
-            .iter()
-            .find_map(|r| match &r.event {
-                Event::Started { live_color, plan, .. } => Some((*live_color, plan.clone())),
-                _ => None,
-            })
-            .ok_or_else(|| err(StatusCode::INTERNAL_SERVER_ERROR, "journal has no start"))
-            .and_then(|(live, _)| {
-                let id = records
-                    .iter()
-                    .find_map(|r| match &r.event {
-                        Event::Started { id, .. } => Some(id.clone()),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                let plan = engine::journaled_plan(&self.state, &id, records)
-                    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot load the plan: {e}")))?;
-                Ok((live, plan))
-            })
+        let start =
+            journal::start_of(records).ok_or_else(|| err(StatusCode::INTERNAL_SERVER_ERROR, "journal has no start"))?;
+        let plan = engine::journaled_plan(&self.state, start.id, records)
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot load the plan: {e}")))?;
+        Ok((start.live_color, plan))
     }
 }
 
@@ -486,7 +466,7 @@ async fn start(
         return Err(err(StatusCode::CONFLICT, format!("another cutover holds {target}")));
     };
     if let Some(prev) = d.state.latest(&target)? {
-        let records = journal::read_all(&d.journal_path(&prev))?;
+        let records = journal::read_all(&d.state.journal_path(&prev))?;
         let finished = Saga::replay(records.iter().map(|r| &r.event))
             .map(|s| s.outcome().is_some())
             .unwrap_or(false);
@@ -562,7 +542,7 @@ async fn events(
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>>> {
     d.records(&id)?;
-    let reader = journal::Reader::new(&d.journal_path(&id));
+    let reader = journal::Reader::new(&d.state.journal_path(&id));
     let shutdown = d.shutdown.clone();
     // The stream ends once everything written so far is sent and the saga has finished (as the
     // saga sees it: a promotion journaled while an operator's rollback runs is not the end).
@@ -614,19 +594,8 @@ async fn rollback(
     let (live, plan, undo_blocked) = match d.live_and_plan(&records) {
         Ok((live, plan)) => (live, plan, None),
         Err(e) => {
-            let (live, path) = records
-                .iter()
-                .find_map(|r| match &r.event {
-                    Event::Started { live_color, plan, .. } => Some((*live_color, plan.clone())),
-                    _ => None,
-                })
-                .ok_or(e)?;
-            let text = d
-                .state
-                .saved_plan(&id)
-                .or_else(|| std::fs::read_to_string(&path).ok())
-                .unwrap_or_default();
-            let plan = config::parse(Path::new(&path), &text)
+            let live = journal::start_of(&records).map(|s| s.live_color).ok_or(e)?;
+            let plan = engine::started_plan(&d.state, &id, &records)
                 .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot load the plan: {e}")))?;
             (
                 live,
@@ -653,13 +622,9 @@ async fn rollback(
     // The undo chain: the cutover's task runs it; if none is running, start one to finish the saga.
     // (Not when the saga already finished: the task ran the undos before this handler got here.)
     let running = d.tasks.lock().unwrap().contains_key(&id);
-    let records = journal::read_all(&d.journal_path(&id))?;
-    let finished = Saga::replay(records.iter().map(|r| &r.event))
-        .map(|s| s.outcome().is_some())
-        .unwrap_or(false);
     if undo_blocked.is_none()
         && !running
-        && !finished
+        && !d.state.is_finished(&id)
         && let Ok(Some(lock)) = d.state.try_lock_target(&target)
     {
         d.spawn(id.clone(), plan, lock)?;
@@ -694,61 +659,50 @@ fn control(d: &Daemon, id: &str, make: impl FnOnce(&Saga) -> ApiResult<Event>) -
     }
     let event = make(&saga)?;
     d.state.open_journal(id)?.append(&event)?;
-    Ok(Json(state_of(&journal::read_all(&d.journal_path(id))?)))
+    Ok(Json(state_of(&journal::read_all(&d.state.journal_path(id))?)))
 }
 
-async fn pause(
+/// The operator actions that only append an event: they share one handler.
+#[derive(Debug, Clone, Copy)]
+enum Control {
+    Pause,
+    Resume,
+    Promote,
+}
+
+async fn control_action(
+    kind: Control,
     State(d): State<Arc<Daemon>>,
     UrlPath(id): UrlPath<String>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     b: Result<Json<ActionBody>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let b = optional_body(b)?;
-    control(&d, &id, |_| {
-        Ok(Event::Paused {
-            by: caller(b.by, addr),
-            reason: b.reason.unwrap_or_else(|| "paused by an operator".into()),
-        })
-    })
-}
-
-async fn resume(
-    State(d): State<Arc<Daemon>>,
-    UrlPath(id): UrlPath<String>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    b: Result<Json<ActionBody>, JsonRejection>,
-) -> ApiResult<Json<Value>> {
-    let b = optional_body(b)?;
-    control(&d, &id, |saga| {
-        if saga.paused.is_none() {
-            return Err(err(StatusCode::CONFLICT, "not paused"));
+    let by = caller(b.by, addr);
+    let reason = |default: &str| b.reason.clone().unwrap_or_else(|| default.into());
+    control(&d, &id, |saga| match kind {
+        Control::Pause => Ok(Event::Paused {
+            by,
+            reason: reason("paused by an operator"),
+        }),
+        Control::Resume if saga.paused.is_none() => Err(err(StatusCode::CONFLICT, "not paused")),
+        Control::Resume => Ok(Event::Resumed {
+            by,
+            reason: reason("resumed by an operator"),
+        }),
+        Control::Promote => {
+            let step = saga
+                .status
+                .iter()
+                .position(|s| *s == StepStatus::Running)
+                .filter(|i| saga.bakes.contains_key(i))
+                .ok_or_else(|| err(StatusCode::CONFLICT, "nothing is baking"))?;
+            Ok(Event::PromoteRequested {
+                step,
+                by,
+                reason: reason("promoted by an operator"),
+            })
         }
-        Ok(Event::Resumed {
-            by: caller(b.by, addr),
-            reason: b.reason.unwrap_or_else(|| "resumed by an operator".into()),
-        })
-    })
-}
-
-async fn promote(
-    State(d): State<Arc<Daemon>>,
-    UrlPath(id): UrlPath<String>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    b: Result<Json<ActionBody>, JsonRejection>,
-) -> ApiResult<Json<Value>> {
-    let b = optional_body(b)?;
-    control(&d, &id, |saga| {
-        let step = saga
-            .status
-            .iter()
-            .position(|s| *s == StepStatus::Running)
-            .filter(|i| saga.bakes.contains_key(i))
-            .ok_or_else(|| err(StatusCode::CONFLICT, "nothing is baking"))?;
-        Ok(Event::PromoteRequested {
-            step,
-            by: caller(b.by, addr),
-            reason: b.reason.unwrap_or_else(|| "promoted by an operator".into()),
-        })
     })
 }
 

@@ -150,21 +150,10 @@ pub fn started_event(id: &str, plan: &Plan, live: Color, initial: Split, vars: B
 /// plan whose steps differ from the journal's: driving one saga with another plan's steps could
 /// run the wrong command at the wrong step.
 pub fn journaled_plan(state: &journal::StateDir, id: &str, records: &[Record]) -> Result<Plan, String> {
-    let (path, steps) = records
-        .iter()
-        .find_map(|r| match &r.event {
-            Event::Started { plan, steps, .. } => Some((plan.clone(), steps.clone())),
-            _ => None,
-        })
-        .ok_or_else(|| format!("the journal of {id} has no start"))?;
-    let path = std::path::PathBuf::from(path);
-    let text = match state.saved_plan(id) {
-        Some(text) => text,
-        None => std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-    };
-    let plan = crate::config::parse(&path, &text).map_err(|e| e.to_string())?;
+    let plan = started_plan(state, id, records)?;
+    let steps = journal::start_of(records).map(|s| s.steps).unwrap_or_default();
     let labels: Vec<String> = plan.steps.iter().map(|s| s.label()).collect();
-    let journaled: Vec<String> = steps.iter().map(|s| s.label.clone()).collect();
+    let journaled: Vec<&str> = steps.iter().map(|s| s.label.as_str()).collect();
     if labels != journaled {
         return Err(format!(
             "the plan of {id} no longer matches its journal (steps {} vs {})",
@@ -173,6 +162,18 @@ pub fn journaled_plan(state: &journal::StateDir, id: &str, records: &[Record]) -
         ));
     }
     Ok(plan)
+}
+
+/// The plan a cutover started with, without checking its steps against the journal: enough
+/// to find the traffic (its `[alb]`), not to drive the saga.
+pub fn started_plan(state: &journal::StateDir, id: &str, records: &[Record]) -> Result<Plan, String> {
+    let start = journal::start_of(records).ok_or_else(|| format!("the journal of {id} has no start"))?;
+    let path = std::path::PathBuf::from(start.plan);
+    let text = match state.saved_plan(id) {
+        Some(text) => text,
+        None => std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+    };
+    crate::config::parse(&path, &text).map_err(|e| e.to_string())
 }
 
 /// `user@host pid N`: who an operator event came from.
@@ -292,9 +293,9 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     }
 
     fn env(&self, step: &str, phase: &str) -> Vec<(String, String)> {
-        let vars = self.saga().vars;
+        let Saga { id, vars, .. } = self.saga();
         [
-            ("CUTOVER_ID", self.saga().id),
+            ("CUTOVER_ID", id),
             ("CUTOVER_SERVICE", self.plan.service.clone()),
             ("CUTOVER_STEP", step.to_string()),
             ("CUTOVER_PHASE", phase.to_string()),
@@ -525,14 +526,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                     }
                     // Weights someone else set are never overwritten: drift pauses for an operator.
                     // (Already at the target is no drift: a write that landed before a crash.)
-                    let at_target = self
-                        .traffic
-                        .read()
-                        .await
-                        .is_ok_and(|r| (r.blue, r.green) == (target.blue, target.green));
-                    if !at_target {
-                        self.check_drift(i).await?;
-                    }
+                    self.check_drift(i, Some(target)).await?;
                     self.set_weights(i, target).await?;
                 }
                 self.bake(i, *bake).await
@@ -684,28 +678,34 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         }
     }
 
-    /// Compares the live weights with the last verified ones. On a difference, records the
-    /// drift, pauses for an operator, and once resumed re-applies the verified weights.
-    async fn check_drift(&self, i: usize) -> Result<(), Failure> {
+    /// Compares the live weights with the last verified ones (or `also`, a split that is not
+    /// drift either). On a difference, records the drift, pauses for an operator, and once
+    /// resumed re-applies the verified weights.
+    async fn check_drift(&self, i: usize, also: Option<Split>) -> Result<(), Failure> {
         let Some(expected) = self.saga().verified else {
             return Ok(());
         };
-        let found = match self.traffic.read().await {
-            Ok(found) => found,
-            Err(e) => return self.note(Some(i), Level::Warn, format!("reading weights failed: {e}")),
+        let known = |s: Split| {
+            [Some(expected), also]
+                .into_iter()
+                .flatten()
+                .any(|k| (k.blue, k.green) == (s.blue, s.green))
         };
-        if (found.blue, found.green) == (expected.blue, expected.green) {
-            return Ok(());
-        }
-        // ELBv2 reads are eventually consistent: a difference is drift only if it persists.
-        let mut found = found;
-        for _ in 0..DRIFT_CONFIRMATIONS {
-            tokio::time::sleep(DRIFT_CONFIRM_DELAY).await;
+        // ELBv2 reads are eventually consistent: a difference is drift only if it persists
+        // over DRIFT_CONFIRMATIONS more reads.
+        let mut found = expected;
+        for attempt in 0..=DRIFT_CONFIRMATIONS {
+            if attempt > 0 {
+                tokio::time::sleep(DRIFT_CONFIRM_DELAY).await;
+            }
             found = match self.traffic.read().await {
                 Ok(f) => f,
+                Err(e) if attempt == 0 => {
+                    return self.note(Some(i), Level::Warn, format!("reading weights failed: {e}"));
+                }
                 Err(_) => return Ok(()),
             };
-            if (found.blue, found.green) == (expected.blue, expected.green) {
+            if known(found) {
                 return Ok(());
             }
         }
@@ -770,7 +770,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                         }
                     }
                 }
-                self.check_drift(i).await?;
+                self.check_drift(i, None).await?;
                 (last_end, baked)
             }
             None => {
@@ -862,7 +862,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                         )?,
                     }
                 }
-                self.check_drift(i).await?;
+                self.check_drift(i, None).await?;
             }
             // A bake never ends on a failing streak (it waits for a pass, or the rollback), nor with
             // evidence still gathering in a growing window.

@@ -137,7 +137,8 @@ impl StateDir {
         File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))
     }
 
-    fn journal_path(&self, id: &str) -> PathBuf {
+    /// Where a cutover's journal lives.
+    pub fn journal_path(&self, id: &str) -> PathBuf {
         self.root.join("cutovers").join(id).join("journal.jsonl")
     }
 
@@ -149,6 +150,14 @@ impl StateDir {
         f.write_all(text.as_bytes())
             .and_then(|_| f.sync_all())
             .map_err(io_err(&path))
+    }
+
+    /// Whether a cutover has finished, as its saga sees it (an unreadable journal has not).
+    pub fn is_finished(&self, id: &str) -> bool {
+        read_all(&self.journal_path(id))
+            .ok()
+            .and_then(|records| crate::saga::Saga::replay(records.iter().map(|r| &r.event)).ok())
+            .is_some_and(|saga| saga.outcome().is_some())
     }
 
     /// The plan copy of a cutover, if it has one.
@@ -295,6 +304,11 @@ impl Reader {
         self.offset += complete as u64;
         Ok(records)
     }
+}
+
+/// The `Started` record of a journal, if it has one.
+pub fn start_of(records: &[Record]) -> Option<crate::saga::Start<'_>> {
+    records.iter().find_map(|r| r.event.start())
 }
 
 /// Reads a whole journal.

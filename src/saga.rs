@@ -216,6 +216,49 @@ pub enum Event {
     },
 }
 
+/// The fields of a `Started` event, borrowed: what every reader of a journal asks first.
+#[derive(Debug, Clone, Copy)]
+pub struct Start<'a> {
+    pub id: &'a str,
+    pub service: &'a str,
+    /// The plan file's path when the cutover started.
+    pub plan: &'a str,
+    pub target_arn: &'a str,
+    pub live_color: Color,
+    pub new_color: Color,
+    pub steps: &'a [StepInfo],
+    pub pid: u32,
+}
+
+impl Event {
+    /// This event's fields if it is `Started`.
+    pub fn start(&self) -> Option<Start<'_>> {
+        match self {
+            Event::Started {
+                id,
+                service,
+                plan,
+                target_arn,
+                live_color,
+                new_color,
+                steps,
+                pid,
+                ..
+            } => Some(Start {
+                id,
+                service,
+                plan,
+                target_arn,
+                live_color: *live_color,
+                new_color: *new_color,
+                steps,
+                pid: *pid,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The level of a `Note`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
