@@ -30,7 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use tracing::error;
 
-use crate::config::{self, Color, Plan};
+use crate::color::Color;
+use crate::config::{self, Plan};
 use crate::judge::{Judge, Outcome, Verdict};
 use crate::metrics::{self, CloudWatch, Metrics, MetricsError};
 

@@ -12,13 +12,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::config::{self, Color, Plan};
+use crate::color::{Color, Split};
+use crate::config::{self, Plan};
 use crate::engine::{self, Clock, Engine, summarize};
 use crate::hooks::Processes;
 use crate::journal::{self, StateDir};
 use crate::metrics::CloudWatch;
 use crate::saga::{Outcome, Saga};
-use crate::traffic::{self, Alb, Split, Traffic};
+use crate::traffic::{self, Alb, Traffic};
 
 /// Exit code: usage or plan error; nothing was changed.
 pub const EXIT_USAGE: i32 = 2;

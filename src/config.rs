@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::color::Color;
 use crate::judge::{Criteria, Direction, MetricCriterion, Mode, NoData, OnShared};
 
 /// A plan that could not be loaded: the file, the dotted key and why.
@@ -77,46 +78,6 @@ impl Alb {
 /// The `TargetGroup` CloudWatch dimension (`targetgroup/NAME/ID`) of a target group ARN.
 pub fn target_group_dimension(arn: &str) -> String {
     arn.rsplit_once(':').map(|(_, r)| r.to_string()).unwrap_or_default()
-}
-
-/// One of the two target groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Color {
-    Blue,
-    Green,
-}
-
-impl Color {
-    pub fn other(self) -> Color {
-        match self {
-            Color::Blue => Color::Green,
-            Color::Green => Color::Blue,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Color::Blue => "blue",
-            Color::Green => "green",
-        }
-    }
-}
-
-impl std::fmt::Display for Color {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Color {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "blue" => Ok(Color::Blue),
-            "green" => Ok(Color::Green),
-            other => Err(format!("expected blue or green, got {other:?}")),
-        }
-    }
 }
 
 /// How and where metrics are read.

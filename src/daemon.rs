@@ -77,7 +77,7 @@ struct Digest {
     verdicts: BTreeMap<String, u64>,
     /// What started the rollback, for rolled-back or rolling-back cutovers.
     rollback_trigger: Option<String>,
-    weights: Option<crate::traffic::Split>,
+    weights: Option<crate::color::Split>,
     last_window_end: Option<u64>,
 }
 
@@ -423,7 +423,7 @@ impl Daemon {
         }
     }
 
-    fn live_and_plan(&self, records: &[Record]) -> ApiResult<(crate::config::Color, Plan)> {
+    fn live_and_plan(&self, records: &[Record]) -> ApiResult<(crate::color::Color, Plan)> {
         let start =
             journal::start_of(records).ok_or_else(|| err(StatusCode::INTERNAL_SERVER_ERROR, "journal has no start"))?;
         let plan = engine::journaled_plan(&self.state, start.id, records)
@@ -734,8 +734,8 @@ async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
                 active += 1;
                 if let Some(split) = c.weights {
                     for (color, pct) in [
-                        ("blue", split.percent(crate::config::Color::Blue)),
-                        ("green", split.percent(crate::config::Color::Green)),
+                        ("blue", split.percent(crate::color::Color::Blue)),
+                        ("green", split.percent(crate::color::Color::Green)),
                     ] {
                         weights.push_str(&format!(
                             "cutover_weight_percent{{id=\"{id}\",service=\"{}\",color=\"{color}\"}} {pct}\n",

@@ -21,14 +21,15 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::config::{Check, Color, Plan, Step, fmt_permille};
+use crate::color::{Color, Split};
+use crate::config::{Check, Plan, Step, fmt_permille};
 use crate::hooks::{HookError, HookOk, Hooks};
 use crate::journal::{self, Journal, JournalError, Reader, Record};
 use crate::judge::Judge;
 use crate::live_log::Renderer;
 use crate::metrics::{self, Metrics};
 use crate::saga::{Event, Level, Next, Outcome, Phase, Saga, StepInfo, StepStatus, Trigger};
-use crate::traffic::{self, Split, Traffic};
+use crate::traffic::{self, Traffic};
 
 /// How often, at most, the journal is checked for an operator's rollback while a step runs.
 const JOURNAL_POLL: Duration = Duration::from_secs(1);

@@ -7,11 +7,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::Color;
+use crate::color::{Color, Split};
 use crate::hooks::{HookError, HookOk, Hooks};
 use crate::judge::{Sample, Window};
 use crate::metrics::{Alarms, Metrics, MetricsError};
-use crate::traffic::{Split, Traffic, TrafficError};
+use crate::traffic::{Traffic, TrafficError};
 
 /// A load balancer in memory. Every write lands; `healthy` is per colour.
 #[derive(Debug, Clone)]

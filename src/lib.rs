@@ -3,6 +3,7 @@
 //!
 //! The modules, in the order a cutover uses them (see ARCHITECTURE.md):
 //!
+//! * [`color`]: the two colours and the split of traffic between them (no IO);
 //! * [`config`]: plan files → a validated [`config::Plan`];
 //! * [`saga`]: the state machine rebuilt from the journal (no IO);
 //! * [`judge`]: verdicts on metric windows (no IO, no clock);
@@ -22,6 +23,7 @@ pub mod aws;
 pub mod backtest;
 pub mod cli;
 pub mod client;
+pub mod color;
 pub mod config;
 pub mod daemon;
 pub mod engine;

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::Color;
+use crate::color::Color;
 use crate::journal::Record;
 use crate::saga::{Event, Level, StepInfo};
 

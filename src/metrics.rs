@@ -20,7 +20,8 @@ use aws_sdk_cloudwatch::types::{
 use aws_smithy_types::DateTime;
 
 use crate::aws::{AwsError, classify};
-use crate::config::{self, Color, CustomMetric, MetricsConfig, target_group_dimension};
+use crate::color::Color;
+use crate::config::{self, CustomMetric, MetricsConfig, target_group_dimension};
 use crate::judge::{MetricSample, Sample, Window};
 
 /// The most periods fetched in one call; older ones are skipped (and logged by the engine).

@@ -25,9 +25,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Color;
+use crate::color::{Color, Split};
 use crate::judge::Verdict;
-use crate::traffic::Split;
 
 /// What a step of the journal is, as far as the saga cares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

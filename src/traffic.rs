@@ -17,102 +17,13 @@ use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple, TargetHealthStateEnum,
 };
 use backon::{ExponentialBuilder, Retryable};
-use serde::{Deserialize, Serialize};
 
 use crate::aws::{AwsError, classify};
-use crate::config::{self, Color};
+use crate::color::{Color, MAX_WEIGHT, Split};
+use crate::config;
 
-/// The largest ALB weight of one target group.
-pub const MAX_WEIGHT: i32 = 999;
 /// The most target groups one forward action may hold.
 pub const MAX_TARGET_GROUPS: usize = 5;
-
-/// The raw ALB weights of the forward action: blue, green, and the sum of any other target groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Split {
-    pub blue: i32,
-    pub green: i32,
-    pub others: i32,
-}
-
-impl Split {
-    /// All traffic on `color`.
-    pub fn all_on(color: Color) -> Split {
-        Split::with_new(color, 1000)
-    }
-
-    /// `permille` tenths of a percent on `new`, the rest on the other colour.
-    /// Weights are on a 0–1000 scale, with 1000 written as 999 (the ALB maximum):
-    /// the share is what counts, and 999 of 999 is still 100 %.
-    pub fn with_new(new: Color, permille: u32) -> Split {
-        let n = (permille.min(1000) as i32).min(MAX_WEIGHT);
-        let l = (1000 - permille.min(1000) as i32).min(MAX_WEIGHT);
-        match new {
-            Color::Blue => Split {
-                blue: n,
-                green: l,
-                others: 0,
-            },
-            Color::Green => Split {
-                blue: l,
-                green: n,
-                others: 0,
-            },
-        }
-    }
-
-    pub fn weight(&self, color: Color) -> i32 {
-        match color {
-            Color::Blue => self.blue,
-            Color::Green => self.green,
-        }
-    }
-
-    /// The share of `color` in percent.
-    pub fn percent(&self, color: Color) -> f64 {
-        let total = self.blue + self.green + self.others;
-        if total <= 0 {
-            0.0
-        } else {
-            100.0 * self.weight(color) as f64 / total as f64
-        }
-    }
-
-    /// The colour that holds all traffic, if one does.
-    pub fn holder(&self) -> Option<Color> {
-        match (self.blue > 0, self.green > 0, self.others > 0) {
-            (true, false, false) => Some(Color::Blue),
-            (false, true, false) => Some(Color::Green),
-            _ => None,
-        }
-    }
-
-    /// `{"blue": 50.0, "green": 50.0}` in percent, for summaries.
-    pub fn percents(&self) -> serde_json::Value {
-        serde_json::json!({ "blue": round1(self.percent(Color::Blue)), "green": round1(self.percent(Color::Green)) })
-    }
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-impl std::fmt::Display for Split {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "blue {}% green {}% (weights {}/{}",
-            round1(self.percent(Color::Blue)),
-            round1(self.percent(Color::Green)),
-            self.blue,
-            self.green
-        )?;
-        if self.others != 0 {
-            write!(f, ", others {}", self.others)?;
-        }
-        f.write_str(")")
-    }
-}
 
 /// Why a traffic operation failed.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -10,9 +10,10 @@ use aws_sdk_elasticloadbalancingv2::types::error::ListenerNotFoundException;
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ForwardActionConfig, Listener, TargetGroupTuple};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::DateTime;
-use cutover::config::{Color, MetricsConfig};
+use cutover::color::{Color, Split};
+use cutover::config::MetricsConfig;
 use cutover::metrics::{CloudWatch, Metrics};
-use cutover::traffic::{Alb, Split, Traffic, TrafficError};
+use cutover::traffic::{Alb, Traffic, TrafficError};
 
 use crate::util::*;
 

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use cutover::config::Color;
-use cutover::traffic::Split;
+use cutover::color::{Color, Split};
 use serde_json::{Value, json};
 
 use crate::util::*;

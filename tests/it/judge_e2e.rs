@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cutover::config::Color;
-use cutover::traffic::Split;
+use cutover::color::{Color, Split};
 use serde_json::{Value, json};
 
 use crate::util::*;

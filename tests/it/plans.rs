@@ -1,6 +1,6 @@
 //! Plan files: every bad plan exits 2, names the key, and changes nothing.
 
-use cutover::config::Color;
+use cutover::color::Color;
 
 use crate::util::*;
 

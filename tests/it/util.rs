@@ -295,7 +295,7 @@ pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
 }
 
 /// The current weights as the ALB reports them, read through the product's adapter.
-pub async fn weights(world: &World) -> cutover::traffic::Split {
+pub async fn weights(world: &World) -> cutover::color::Split {
     use cutover::traffic::Traffic;
     let conf = sdk(&world.endpoint).await;
     let alb = cutover::traffic::Alb::new(aws_sdk_elasticloadbalancingv2::Client::new(&conf), &alb_config(world));
