@@ -1,0 +1,266 @@
+//! Plan files: raw TOML → a validated [`Plan`], before any AWS call.
+//!
+//! Parsing happens in two stages, in one place (ripgrep's `LowArgs` → `HiArgs`):
+//! serde turns the text into `Raw*` structs that mirror the file (unknown keys are
+//! rejected there), then [`validate`] checks every value and builds the [`Plan`]
+//! the rest of the program uses. Every error names the file, the key and the reason.
+
+//!
+//! * `mod.rs` (this file): the validated types the rest of the program uses;
+//! * [`raw`]: the file's shape, as serde reads it;
+//! * [`validate`]: every value checked, defaults filled in (they live there and only there).
+
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::color::Color;
+use crate::judge::Criteria;
+
+/// A plan that could not be loaded: the file, the dotted key and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {key}: {reason}", file.display())]
+pub struct PlanError {
+    /// The plan file.
+    pub file: PathBuf,
+    /// The dotted path of the offending key, e.g. `steps[3].weight`.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// A validated plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The plan file, absolute; commands run in its directory.
+    pub path: PathBuf,
+    pub service: String,
+    pub alb: Alb,
+    pub metrics: MetricsConfig,
+    pub rollback: Rollback,
+    pub steps: Vec<Step>,
+    /// The text it was parsed from (kept with each cutover's journal).
+    pub source: String,
+}
+
+/// Where the traffic is and what it is split between.
+#[derive(Debug, Clone)]
+pub struct Alb {
+    pub listener_arn: String,
+    /// When set, this rule's forward action is shifted instead of the listener's default action.
+    pub rule_arn: Option<String>,
+    pub blue_target_group_arn: String,
+    pub green_target_group_arn: String,
+    pub min_healthy_targets: u32,
+    /// How long a weight change may take to read back as written.
+    pub verify_timeout: Duration,
+}
+
+impl Alb {
+    /// The ARN whose forward action is shifted: the rule if there is one, else the listener.
+    pub fn target_arn(&self) -> &str {
+        self.rule_arn.as_deref().unwrap_or(&self.listener_arn)
+    }
+
+    /// The `LoadBalancer` CloudWatch dimension (`app/NAME/ID`), derived from the listener ARN.
+    pub fn load_balancer_dimension(&self) -> String {
+        // Validated: `…:listener/app/NAME/LBID/LISTENERID`.
+        let rest = self.listener_arn.split_once(":listener/").map(|(_, r)| r).unwrap_or("");
+        let parts: Vec<&str> = rest.split('/').collect();
+        parts[..parts.len().saturating_sub(1)].join("/")
+    }
+
+    /// The target group ARN of a colour.
+    pub fn target_group(&self, color: Color) -> &str {
+        match color {
+            Color::Blue => &self.blue_target_group_arn,
+            Color::Green => &self.green_target_group_arn,
+        }
+    }
+}
+
+/// The `TargetGroup` CloudWatch dimension (`targetgroup/NAME/ID`) of a target group ARN.
+pub fn target_group_dimension(arn: &str) -> String {
+    arn.rsplit_once(':').map(|(_, r)| r.to_string()).unwrap_or_default()
+}
+
+/// How and where metrics are read.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    pub namespace: String,
+    pub period: Duration,
+    pub settle: Duration,
+    pub poll_interval: Duration,
+    /// A CloudWatch statistic: `Average`, `Maximum`, `p99`, …
+    pub latency_statistic: String,
+}
+
+/// When to give up on the new colour.
+#[derive(Debug, Clone)]
+pub struct Rollback {
+    pub criteria: Criteria,
+    pub alarms: Vec<String>,
+    /// The query half of `[[rollback.metrics]]` (the thresholds are in `criteria.metrics`, same order).
+    pub metrics: Vec<CustomMetric>,
+}
+
+/// A `[[rollback.metrics]]` CloudWatch metric, as it is queried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomMetric {
+    pub namespace: String,
+    pub name: String,
+    /// `(name, value)`; values may hold `{target_group}` and `{load_balancer}`, filled in per colour.
+    pub dimensions: Vec<(String, String)>,
+    pub statistic: String,
+    pub unit: Option<String>,
+    /// Also fetch the live colour's value, with `{target_group}` the live colour's.
+    pub compare_with_live: bool,
+}
+
+impl CustomMetric {
+    /// The dimensions with the placeholders filled in for one colour.
+    pub fn dimensions_for(&self, load_balancer: &str, target_group: &str) -> Vec<(String, String)> {
+        self.dimensions
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.replace(TARGET_GROUP, target_group)
+                        .replace(LOAD_BALANCER, load_balancer),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Dimension placeholder: the colour's `TargetGroup` dimension (`targetgroup/NAME/ID`).
+pub const TARGET_GROUP: &str = "{target_group}";
+/// Dimension placeholder: the `LoadBalancer` dimension (`app/NAME/ID`).
+pub const LOAD_BALANCER: &str = "{load_balancer}";
+/// At most this many `[[rollback.metrics]]`: GetMetricData takes 500 queries per call.
+pub const MAX_CUSTOM_METRICS: usize = 50;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Preconditions; changes nothing.
+    Verify { checks: Vec<Check> },
+    /// Runs the deploy command, then waits for the new colour's targets to be healthy.
+    Deploy {
+        command: CommandStep,
+        healthy_timeout: Duration,
+    },
+    /// Runs the forward migration; its undo is the backward one.
+    Migrate { command: CommandStep },
+    /// Sets the new colour's share, in tenths of a percent (1–1000), then bakes.
+    Shift { permille: u32, bake: Duration },
+    /// Keeps judging at the current weights.
+    Observe { duration: Duration },
+}
+
+impl Step {
+    /// The `action` name, as in the plan file.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Step::Verify { .. } => "verify",
+            Step::Deploy { .. } => "deploy",
+            Step::Migrate { .. } => "migrate",
+            Step::Shift { .. } => "shift",
+            Step::Observe { .. } => "observe",
+        }
+    }
+
+    /// A short human label: `shift 50%`, `deploy`, …
+    pub fn label(&self) -> String {
+        match self {
+            Step::Shift { permille, .. } => format!("shift {}%", fmt_permille(*permille)),
+            other => other.action().to_string(),
+        }
+    }
+
+    /// The undo command, for steps that have one.
+    pub fn undo(&self) -> Option<&CommandStep> {
+        match self {
+            Step::Deploy { command, .. } | Step::Migrate { command } if command.undo.is_some() => Some(command),
+            _ => None,
+        }
+    }
+
+    /// Whether completing this step changes something outside cutover (traffic, code, schema).
+    pub fn has_effects(&self) -> bool {
+        !matches!(self, Step::Verify { .. } | Step::Observe { .. })
+    }
+}
+
+/// `500` → `50`, `125` → `12.5`.
+pub fn fmt_permille(p: u32) -> String {
+    if p.is_multiple_of(10) {
+        format!("{}", p / 10)
+    } else {
+        format!("{}.{}", p / 10, p % 10)
+    }
+}
+
+/// A user command with its undo and a deadline for each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandStep {
+    pub run: Vec<String>,
+    pub undo: Option<Vec<String>>,
+    pub timeout: Duration,
+}
+
+/// A user check of a verify step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    Http {
+        url: String,
+        expect_status: u16,
+        timeout: Duration,
+    },
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+/// Reads and validates a plan file.
+pub fn load(path: &Path) -> Result<Plan, PlanError> {
+    let text = std::fs::read_to_string(path).map_err(|e| PlanError {
+        file: path.to_path_buf(),
+        key: "(file)".into(),
+        reason: format!("cannot read: {e}"),
+    })?;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    parse(&abs, &text)
+}
+
+/// Parses and validates plan text; `path` is only used in errors and for the command directory.
+pub fn parse(path: &Path, text: &str) -> Result<Plan, PlanError> {
+    let err = |key: String, reason: String| PlanError {
+        file: path.to_path_buf(),
+        key,
+        reason,
+    };
+    let de = toml::Deserializer::parse(text).map_err(|e| err(position(text, &e), e.message().to_string()))?;
+    let raw: raw::RawPlan = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let key = if key == "." { position(text, &inner) } else { key };
+        err(key, inner.message().to_string())
+    })?;
+    validate::plan(path, raw).map(|plan| Plan {
+        source: text.to_string(),
+        ..plan
+    })
+}
+
+/// `line N` of a syntax error, for errors that have no key.
+fn position(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => format!("line {}", text[..span.start.min(text.len())].lines().count().max(1)),
+        None => "(document)".into(),
+    }
+}

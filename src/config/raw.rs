@@ -1,0 +1,104 @@
+//! The plan file as it is written: `Raw*` structs that mirror the TOML, with
+//! `deny_unknown_fields` everywhere so that a misspelt key is an error, not a silent default.
+
+use serde::Deserialize;
+
+use crate::judge::{Direction, Mode, NoData, OnShared};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlan {
+    pub(super) service: RawService,
+    pub(super) alb: RawAlb,
+    #[serde(default)]
+    pub(super) metrics: RawMetrics,
+    pub(super) rollback: RawRollback,
+    pub(super) steps: Option<Vec<RawStep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub(super) name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlb {
+    pub(super) listener_arn: String,
+    pub(super) rule_arn: Option<String>,
+    pub(super) blue_target_group_arn: String,
+    pub(super) green_target_group_arn: String,
+    pub(super) min_healthy_targets: Option<u32>,
+    pub(super) verify_timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub(super) namespace: Option<String>,
+    pub(super) period: Option<String>,
+    pub(super) settle: Option<String>,
+    pub(super) poll_interval: Option<String>,
+    pub(super) latency_statistic: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRollback {
+    pub(super) max_error_rate: f64,
+    pub(super) max_latency: Option<String>,
+    pub(super) min_requests: Option<u64>,
+    pub(super) failures_to_rollback: Option<u32>,
+    pub(super) on_no_data: Option<NoData>,
+    #[serde(default)]
+    pub(super) alarms: Vec<String>,
+    pub(super) confidence: Option<f64>,
+    pub(super) max_error_rate_increase: Option<f64>,
+    pub(super) max_latency_ratio: Option<f64>,
+    pub(super) on_shared_failure: Option<OnShared>,
+    pub(super) critical_error_rate: Option<f64>,
+    pub(super) critical_min_requests: Option<u64>,
+    pub(super) mode: Option<Mode>,
+    #[serde(default)]
+    pub(super) metrics: Vec<RawMetric>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetric {
+    pub(super) namespace: String,
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) dimensions: std::collections::BTreeMap<String, String>,
+    pub(super) statistic: Option<String>,
+    pub(super) unit: Option<String>,
+    pub(super) threshold: f64,
+    pub(super) direction: Direction,
+    #[serde(default)]
+    pub(super) compare_with_live: bool,
+    pub(super) max_ratio: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    pub(super) action: String,
+    pub(super) checks: Option<Vec<RawCheck>>,
+    pub(super) run: Option<Vec<String>>,
+    pub(super) undo: Option<Vec<String>>,
+    pub(super) timeout: Option<String>,
+    pub(super) healthy_timeout: Option<String>,
+    pub(super) weight: Option<f64>,
+    pub(super) bake: Option<String>,
+    pub(super) duration: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCheck {
+    pub(super) http: Option<String>,
+    pub(super) expect_status: Option<u16>,
+    pub(super) command: Option<Vec<String>>,
+    pub(super) timeout: Option<String>,
+}

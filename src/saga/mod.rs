@@ -1,0 +1,381 @@
+//! The saga: a cutover's state, rebuilt from its journal, and what to do next.
+//!
+//! **Architecture Invariant:** this module does no IO. The journal is an intent
+//! log of [`Event`]s; [`Saga::apply`] folds one event into the state through a
+//! single `match` that rejects illegal transitions, and [`Saga::next`] says what
+//! the engine must do next. The engine journals the intent, acts, journals the
+//! result, and asks again: a process that dies anywhere can be resumed by
+//! replaying the journal (steno's saga log).
+//!
+//! Lifecycle of a cutover:
+//!
+//! 1. `Started` names the live and new colours and the steps.
+//! 2. Forward: each step is `StepStarted`, then `StepDone` or `StepFailed`.
+//! 3. A failed step (the judge's verdict is a failure of the bake) or a
+//!    `RollbackRequested` (operator, interrupt) turns the saga to rolling back.
+//! 4. Rolling back: traffic goes back to the live colour first
+//!    (`TrafficRestored`), then the undo of every completed step runs in reverse
+//!    order (`UndoStarted`, then `UndoDone` or `UndoFailed`), each once.
+//! 5. `Finished` records the outcome.
+//!
+//! A step that failed or was interrupted does not run its own undo: only
+//! completed steps are undone (its `run` command must clean up after itself).
+//!
+//! * [`event`]: the journal's vocabulary ([`Event`] and what it carries);
+//! * `mod.rs` (this file): the state ([`Saga`]), the one transition function, and [`Saga::next`].
+
+mod event;
+#[cfg(test)]
+mod tests;
+
+pub use event::{Event, Level, Outcome, Start, StepInfo, Trigger};
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::color::{Color, Split};
+
+/// Where a step stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Undoing,
+    Undone,
+    UndoFailed,
+}
+
+/// Where the cutover as a whole stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// Not yet `Started`.
+    New,
+    Forward,
+    RollingBack {
+        trigger: Trigger,
+        reason: String,
+        traffic_restored: bool,
+    },
+    Finished {
+        outcome: Outcome,
+        reason: String,
+    },
+}
+
+/// What the engine must do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    Run(usize),
+    RestoreTraffic,
+    Undo(usize),
+    Finish {
+        outcome: Outcome,
+        reason: String,
+    },
+    /// The saga has finished; nothing to do.
+    Done,
+}
+
+/// An event that does not fit the state: the journal is corrupt or two writers disagree.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("illegal transition: {event} while {state}")]
+pub struct IllegalTransition {
+    pub event: String,
+    pub state: String,
+}
+
+/// The state of one cutover.
+#[derive(Debug, Clone)]
+pub struct Saga {
+    pub id: String,
+    pub live_color: Option<Color>,
+    pub steps: Vec<StepInfo>,
+    pub status: Vec<StepStatus>,
+    pub phase: Phase,
+    /// The weights last verified by read-back (or found at the start).
+    pub verified: Option<Split>,
+    /// The step whose weights were verified last.
+    pub verified_step: Option<usize>,
+    /// Whether any weight write was ever intended (then a rollback always writes).
+    pub wrote_weights: bool,
+    /// Why the bake clock is held, while it is.
+    pub paused: Option<String>,
+    /// A step whose bake an operator ended.
+    pub promoted: Option<usize>,
+    /// Where each step's bake began and how long it is (`BakeStarted`).
+    pub bakes: BTreeMap<usize, (u64, u64)>,
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Default for Saga {
+    fn default() -> Self {
+        Saga {
+            id: String::new(),
+            live_color: None,
+            steps: vec![],
+            status: vec![],
+            phase: Phase::New,
+            verified: None,
+            verified_step: None,
+            wrote_weights: false,
+            paused: None,
+            promoted: None,
+            bakes: BTreeMap::new(),
+            vars: BTreeMap::new(),
+        }
+    }
+}
+
+impl Saga {
+    /// Replays a whole journal.
+    pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> Result<Saga, IllegalTransition> {
+        let mut saga = Saga::default();
+        for e in events {
+            saga.apply(e)?;
+        }
+        Ok(saga)
+    }
+
+    /// Folds one event into the state.
+    pub fn apply(&mut self, event: &Event) -> Result<(), IllegalTransition> {
+        let illegal = |s: &Saga| IllegalTransition {
+            event: format!("{event:?}"),
+            state: format!("{:?}", s.phase),
+        };
+        let step_ok = |s: &Saga, i: usize| i < s.status.len();
+        match (&self.phase, event) {
+            (
+                Phase::New,
+                Event::Started {
+                    id,
+                    live_color,
+                    steps,
+                    initial,
+                    vars,
+                    ..
+                },
+            ) => {
+                self.id = id.clone();
+                self.vars = vars.clone();
+                self.live_color = Some(*live_color);
+                self.steps = steps.clone();
+                self.status = vec![StepStatus::Pending; steps.len()];
+                self.verified = Some(*initial);
+                self.phase = Phase::Forward;
+            }
+            (Phase::New, _) | (_, Event::Started { .. }) => return Err(illegal(self)),
+
+            // Forward: steps start strictly in order.
+            // Forward: steps start strictly in order. A step may also start just after another
+            // process journaled a rollback (the run had not read it yet); it then fails at once.
+            (Phase::Forward | Phase::RollingBack { .. }, Event::StepStarted { step }) => {
+                if self.status.iter().position(|s| *s == StepStatus::Pending) != Some(*step)
+                    || self.status.contains(&StepStatus::Running)
+                {
+                    return Err(illegal(self));
+                }
+                self.status[*step] = StepStatus::Running;
+            }
+            // A weight write while rolling back (a write that raced an operator's rollback) means
+            // traffic is no longer known to be restored: it must be restored (again) before any undo.
+            (_, Event::WeightIntent { step, .. }) if step_ok(self, *step) => {
+                self.wrote_weights = true;
+                self.unrestore();
+            }
+            (_, Event::WeightVerified { step, split, .. }) if step_ok(self, *step) => {
+                self.verified = Some(*split);
+                self.verified_step = Some(*step);
+                self.unrestore();
+            }
+            (
+                _,
+                Event::BakeStarted {
+                    step,
+                    from,
+                    duration_secs,
+                },
+            ) if step_ok(self, *step) => {
+                self.bakes.insert(*step, (*from, *duration_secs));
+            }
+            (_, Event::Verdict { step, .. } | Event::Drift { step, .. } | Event::Hook { step, .. })
+                if step_ok(self, *step) => {}
+            (_, Event::Note { step, .. }) if step.is_none_or(|i| step_ok(self, i)) => {}
+            (_, Event::Paused { reason, .. }) => self.paused = Some(reason.clone()),
+            (_, Event::Resumed { .. }) => self.paused = None,
+            (_, Event::PromoteRequested { step, .. }) if step_ok(self, *step) => self.promoted = Some(*step),
+            // A step may finish after a rollback was requested (the operator's rollback raced
+            // its end); it is then done, and its undo runs like any other.
+            (Phase::Forward | Phase::RollingBack { .. }, Event::StepDone { step, .. })
+                if step_ok(self, *step) && self.status[*step] == StepStatus::Running =>
+            {
+                self.status[*step] = StepStatus::Done;
+            }
+            (Phase::Forward | Phase::RollingBack { .. }, Event::StepFailed { step, trigger, reason })
+                if step_ok(self, *step) && self.status[*step] == StepStatus::Running =>
+            {
+                self.status[*step] = StepStatus::Failed;
+                if self.phase == Phase::Forward {
+                    self.phase = Phase::RollingBack {
+                        trigger: *trigger,
+                        reason: reason.clone(),
+                        traffic_restored: false,
+                    };
+                }
+            }
+            (Phase::Forward, Event::RollbackRequested { trigger, reason, .. }) => {
+                self.phase = Phase::RollingBack {
+                    trigger: *trigger,
+                    reason: reason.clone(),
+                    traffic_restored: false,
+                };
+            }
+            // A second request while rolling back changes nothing: the first one's reason stands.
+            (Phase::RollingBack { .. }, Event::RollbackRequested { .. }) => {}
+            // An operator may roll back a cutover that finished as promoted (or errored):
+            // traffic goes back and the completed steps are undone.
+            (
+                Phase::Finished {
+                    outcome: Outcome::Promoted | Outcome::Error | Outcome::Unsafe,
+                    ..
+                },
+                Event::RollbackRequested { trigger, reason, .. },
+            ) => {
+                self.phase = Phase::RollingBack {
+                    trigger: *trigger,
+                    reason: reason.clone(),
+                    traffic_restored: false,
+                };
+            }
+            (Phase::Finished { .. }, Event::RollbackRequested { .. }) => {}
+            (Phase::RollingBack { trigger, reason, .. }, Event::TrafficRestored { split }) => {
+                self.verified = Some(*split);
+                self.phase = Phase::RollingBack {
+                    trigger: *trigger,
+                    reason: reason.clone(),
+                    traffic_restored: true,
+                };
+            }
+            // Restoring traffic is idempotent: a late second confirmation is harmless.
+            (Phase::Finished { .. }, Event::TrafficRestored { split }) => self.verified = Some(*split),
+            (
+                Phase::RollingBack {
+                    traffic_restored: true, ..
+                },
+                Event::UndoStarted { step },
+            ) if self.next_undo() == Some(*step) => {
+                self.status[*step] = StepStatus::Undoing;
+            }
+            (Phase::RollingBack { .. }, Event::UndoDone { step })
+                if step_ok(self, *step) && self.status[*step] == StepStatus::Undoing =>
+            {
+                self.status[*step] = StepStatus::Undone;
+            }
+            (Phase::RollingBack { .. }, Event::UndoFailed { step, .. })
+                if step_ok(self, *step) && self.status[*step] == StepStatus::Undoing =>
+            {
+                self.status[*step] = StepStatus::UndoFailed;
+            }
+            // A run that finished as promoted just as an operator's rollback came in: the
+            // rollback wins, and the saga goes on rolling back.
+            (
+                Phase::RollingBack { .. },
+                Event::Finished {
+                    outcome: Outcome::Promoted,
+                    ..
+                },
+            ) => {}
+            (_, Event::Finished { outcome, reason, .. }) => {
+                self.phase = Phase::Finished {
+                    outcome: *outcome,
+                    reason: reason.clone(),
+                };
+            }
+            _ => return Err(illegal(self)),
+        }
+        Ok(())
+    }
+
+    fn unrestore(&mut self) {
+        if let Phase::RollingBack { traffic_restored, .. } = &mut self.phase {
+            *traffic_restored = false;
+        }
+    }
+
+    /// The step whose undo runs next: the latest completed step that has an undo.
+    /// A step left `Undoing` by a crash is undone again (undos are idempotent).
+    fn next_undo(&self) -> Option<usize> {
+        (0..self.status.len())
+            .rev()
+            .find(|&i| self.steps[i].has_undo && matches!(self.status[i], StepStatus::Done | StepStatus::Undoing))
+    }
+
+    /// What the engine must do next.
+    pub fn next(&self) -> Next {
+        match &self.phase {
+            Phase::New => Next::Done,
+            Phase::Finished { .. } => Next::Done,
+            // A step left running (its process died) is run again: resumed from the journal.
+            Phase::Forward => match self
+                .status
+                .iter()
+                .position(|s| *s == StepStatus::Running)
+                .or_else(|| self.status.iter().position(|s| *s == StepStatus::Pending))
+            {
+                Some(i) => Next::Run(i),
+                None => Next::Finish {
+                    outcome: Outcome::Promoted,
+                    reason: "every step passed".into(),
+                },
+            },
+            Phase::RollingBack {
+                traffic_restored: false,
+                ..
+            } => Next::RestoreTraffic,
+            Phase::RollingBack {
+                trigger,
+                reason,
+                traffic_restored: true,
+            } => {
+                if let Some(i) = self.next_undo() {
+                    return Next::Undo(i);
+                }
+                // Nothing was changed when no step with effects ever began.
+                let changed = self
+                    .status
+                    .iter()
+                    .zip(&self.steps)
+                    .any(|(s, info)| info.has_effects && *s != StepStatus::Pending);
+                let outcome = match trigger {
+                    Trigger::Operator | Trigger::Interrupt => Outcome::RolledBackByOperator,
+                    Trigger::Step if !changed => Outcome::NotStarted,
+                    Trigger::Judge | Trigger::Step => Outcome::RolledBack,
+                };
+                let failed_undos: Vec<&str> = self
+                    .status
+                    .iter()
+                    .zip(&self.steps)
+                    .filter(|(s, _)| **s == StepStatus::UndoFailed)
+                    .map(|(_, info)| info.label.as_str())
+                    .collect();
+                let reason = if failed_undos.is_empty() {
+                    reason.clone()
+                } else {
+                    format!("{reason}; undo failed for: {}", failed_undos.join(", "))
+                };
+                Next::Finish { outcome, reason }
+            }
+        }
+    }
+
+    /// The outcome, once finished.
+    pub fn outcome(&self) -> Option<(Outcome, &str)> {
+        match &self.phase {
+            Phase::Finished { outcome, reason } => Some((*outcome, reason)),
+            _ => None,
+        }
+    }
+}
