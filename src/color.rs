@@ -110,9 +110,25 @@ impl Split {
         }
     }
 
-    /// `{"blue": 50.0, "green": 50.0}` in percent, for summaries.
-    pub fn percents(&self) -> serde_json::Value {
-        serde_json::json!({ "blue": round1(self.percent(Color::Blue)), "green": round1(self.percent(Color::Green)) })
+    /// The shares of blue and green in percent, rounded to 0.1, for summaries.
+    pub fn percents(&self) -> Percents {
+        Percents {
+            blue: round1(self.percent(Color::Blue)),
+            green: round1(self.percent(Color::Green)),
+        }
+    }
+}
+
+/// The shares of the two colours in percent: `{"blue": 50.0, "green": 50.0}` in summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Percents {
+    pub blue: f64,
+    pub green: f64,
+}
+
+impl std::fmt::Display for Percents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "blue {}% green {}%", self.blue, self.green)
     }
 }
 

@@ -98,6 +98,10 @@ impl Processes {
 struct GroupGuard(Option<i32>);
 
 impl Drop for GroupGuard {
+    #[allow(
+        unsafe_code,
+        reason = "kill(2) of a process group has no safe wrapper in std or tokio"
+    )]
     fn drop(&mut self) {
         if let Some(pgid) = self.0 {
             // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.

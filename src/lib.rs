@@ -14,15 +14,14 @@
 //! * [`hooks`]: the user's commands and HTTP checks;
 //! * [`live_log`]: journal events rendered as the live log;
 //! * [`engine`]: drives a saga through the adapters;
+//! * [`state`]: one cutover's state as people and tools see it, folded from its journal;
 //! * [`backtest`]: the criteria replayed over CloudWatch history (`cutover backtest`);
-//! * [`daemon`]: `cutover serve`, the control API and many cutovers at once;
-//! * [`client`]: the daemon's command-line clients;
+//! * [`daemon`]: `cutover serve`, the control API, many cutovers at once, and its clients;
 //! * [`cli`]: the `cutover` command line.
 
 pub mod aws;
 pub mod backtest;
 pub mod cli;
-pub mod client;
 pub mod color;
 pub mod config;
 pub mod daemon;
@@ -33,7 +32,50 @@ pub mod judge;
 pub mod live_log;
 pub mod metrics;
 pub mod saga;
+pub mod state;
 pub mod traffic;
 
 #[cfg(test)]
 mod fakes;
+
+/// The error convention: a cause is printed in its error's message, never also exposed as
+/// `source()` (or `{:#}` prints it twice).
+#[cfg(test)]
+mod error_convention {
+    use std::error::Error;
+
+    fn io() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::NotADirectory, "Not a directory (os error 20)")
+    }
+
+    #[test]
+    fn every_error_prints_its_cause_once() {
+        let journal = || crate::journal::JournalError::Io {
+            path: "state/cutovers".into(),
+            cause: io(),
+        };
+        let aws = crate::aws::AwsError {
+            operation: "DescribeListeners",
+            code: Some("Throttling".into()),
+            message: "Rate exceeded".into(),
+            retryable: true,
+        };
+        let errors: Vec<Box<dyn Error + Send + Sync>> = vec![
+            Box::new(journal()),
+            Box::new(crate::engine::EngineError::Journal(journal())),
+            Box::new(crate::engine::start::NotStarted::Journal(journal())),
+            Box::new(crate::traffic::TrafficError::Aws(aws.clone())),
+            Box::new(crate::metrics::MetricsError::Aws(aws)),
+        ];
+        for e in errors {
+            assert!(e.source().is_none(), "{e} exposes its cause as source() too");
+            let text = format!("{:#}", anyhow::Error::from_boxed(e));
+            let cause = if text.contains("os error") {
+                "os error 20"
+            } else {
+                "Rate exceeded"
+            };
+            assert_eq!(text.matches(cause).count(), 1, "{text}");
+        }
+    }
+}

@@ -185,13 +185,13 @@ impl Renderer {
                 line(
                     Warn,
                     Some(l.clone()),
-                    format!("step {l}: failed ({}): {reason}", trigger_str(*trigger)),
+                    format!("step {l}: failed ({}): {reason}", trigger.as_str()),
                 )
             }
             Event::RollbackRequested { trigger, reason, by } => line(
                 Warn,
                 None,
-                format!("rollback requested ({}) by {by}: {reason}", trigger_str(*trigger)),
+                format!("rollback requested ({}) by {by}: {reason}", trigger.as_str()),
             ),
             Event::Paused { by, reason } => line(Warn, None, format!("paused by {by}: {reason}; the bake clock holds")),
             Event::Resumed { by, reason } => line(Info, None, format!("resumed by {by}: {reason}")),
@@ -260,14 +260,5 @@ fn fmt_ms(ms: u64) -> String {
         format!("{ms}ms")
     } else {
         format!("{:.1}s", ms as f64 / 1000.0)
-    }
-}
-
-fn trigger_str(t: crate::saga::Trigger) -> &'static str {
-    match t {
-        crate::saga::Trigger::Judge => "judge",
-        crate::saga::Trigger::Step => "step",
-        crate::saga::Trigger::Operator => "operator",
-        crate::saga::Trigger::Interrupt => "interrupt",
     }
 }

@@ -144,6 +144,7 @@ pub const LOAD_BALANCER: &str = "{load_balancer}";
 /// At most this many `[[rollback.metrics]]`: GetMetricData takes 500 queries per call.
 pub const MAX_CUSTOM_METRICS: usize = 50;
 
+/// One step of the plan.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Preconditions; changes nothing.

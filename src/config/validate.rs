@@ -39,8 +39,6 @@ const UNITS: &[&str] = &[
     "None",
 ];
 
-/// One step of the plan.
-
 struct Validator<'a> {
     file: &'a Path,
 }

@@ -33,6 +33,17 @@ pub enum Trigger {
     Interrupt,
 }
 
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Judge => "judge",
+            Trigger::Step => "step",
+            Trigger::Operator => "operator",
+            Trigger::Interrupt => "interrupt",
+        }
+    }
+}
+
 /// How a cutover ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

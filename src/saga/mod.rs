@@ -32,12 +32,13 @@ pub use event::{Event, Level, Outcome, Start, StepInfo, Trigger};
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::color::{Color, Split};
+use crate::judge::{Criteria, Judge};
 
 /// Where a step stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Pending,
@@ -58,6 +59,8 @@ pub enum Phase {
     RollingBack {
         trigger: Trigger,
         reason: String,
+        /// Who asked (`RollbackRequested`), or `cutover` when a step failed.
+        by: String,
         traffic_restored: bool,
     },
     Finished {
@@ -88,6 +91,23 @@ pub struct IllegalTransition {
     pub state: String,
 }
 
+/// A bake's progress, folded from its `BakeStarted` and `Verdict` events: what a resumed
+/// engine needs to go on where the bake was, without reading the journal again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bake {
+    /// The first period judged (Unix seconds).
+    pub from: u64,
+    pub duration_secs: u64,
+    /// Judged time so far: the `baked_secs` of the latest counted verdict.
+    pub baked_secs: u64,
+    /// The end of the newest judged window: the next poll judges from there.
+    pub judged_to: u64,
+    /// The failure streak as of the latest verdict.
+    pub failures: u32,
+    /// Whether the latest verdict left evidence still gathering.
+    pub evidence_pending: bool,
+}
+
 /// The state of one cutover.
 #[derive(Debug, Clone)]
 pub struct Saga {
@@ -106,9 +126,13 @@ pub struct Saga {
     pub paused: Option<String>,
     /// A step whose bake an operator ended.
     pub promoted: Option<usize>,
-    /// Where each step's bake began and how long it is (`BakeStarted`).
-    pub bakes: BTreeMap<usize, (u64, u64)>,
+    /// Each step's bake, as far as it went.
+    pub bakes: BTreeMap<usize, Bake>,
     pub vars: BTreeMap<String, String>,
+    /// With [`Saga::judging`]: the judge, fed every journaled window, so that a resumed bake
+    /// goes on with the judge's state (streak, growing window) as it was.
+    pub judge: Option<Judge>,
+    criteria: Option<Criteria>,
 }
 
 impl Default for Saga {
@@ -126,11 +150,22 @@ impl Default for Saga {
             promoted: None,
             bakes: BTreeMap::new(),
             vars: BTreeMap::new(),
+            judge: None,
+            criteria: None,
         }
     }
 }
 
 impl Saga {
+    /// A saga that also rebuilds the judge's state from the journaled windows (the engine's:
+    /// readers that only show a cutover need no criteria).
+    pub fn judging(criteria: Criteria) -> Saga {
+        Saga {
+            criteria: Some(criteria),
+            ..Saga::default()
+        }
+    }
+
     /// Replays a whole journal.
     pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> Result<Saga, IllegalTransition> {
         let mut saga = Saga::default();
@@ -166,10 +201,10 @@ impl Saga {
                 self.status = vec![StepStatus::Pending; steps.len()];
                 self.verified = Some(*initial);
                 self.phase = Phase::Forward;
+                self.judge = self.criteria.clone().map(|c| Judge::new(c).named(*live_color));
             }
             (Phase::New, _) | (_, Event::Started { .. }) => return Err(illegal(self)),
 
-            // Forward: steps start strictly in order.
             // Forward: steps start strictly in order. A step may also start just after another
             // process journaled a rollback (the run had not read it yet); it then fails at once.
             (Phase::Forward | Phase::RollingBack { .. }, Event::StepStarted { step }) => {
@@ -199,10 +234,39 @@ impl Saga {
                     duration_secs,
                 },
             ) if step_ok(self, *step) => {
-                self.bakes.insert(*step, (*from, *duration_secs));
+                self.bakes.insert(
+                    *step,
+                    Bake {
+                        from: *from,
+                        duration_secs: *duration_secs,
+                        judged_to: *from,
+                        ..Bake::default()
+                    },
+                );
+                // Each bake is judged afresh: a new streak and a new growing window.
+                if let (Some(c), Some(live)) = (&self.criteria, self.live_color) {
+                    self.judge = Some(Judge::new(c.clone()).named(live));
+                }
             }
-            (_, Event::Verdict { step, .. } | Event::Drift { step, .. } | Event::Hook { step, .. })
-                if step_ok(self, *step) => {}
+            (
+                _,
+                Event::Verdict {
+                    step,
+                    verdict,
+                    baked_secs,
+                    ..
+                },
+            ) if step_ok(self, *step) => {
+                let bake = self.bakes.entry(*step).or_default();
+                bake.baked_secs = bake.baked_secs.max(*baked_secs);
+                bake.judged_to = bake.judged_to.max(verdict.window.end);
+                bake.failures = verdict.failures;
+                bake.evidence_pending = verdict.evidence_pending;
+                if let Some(judge) = &mut self.judge {
+                    judge.judge(&verdict.window);
+                }
+            }
+            (_, Event::Drift { step, .. } | Event::Hook { step, .. }) if step_ok(self, *step) => {}
             (_, Event::Note { step, .. }) if step.is_none_or(|i| step_ok(self, i)) => {}
             (_, Event::Paused { reason, .. }) => self.paused = Some(reason.clone()),
             (_, Event::Resumed { .. }) => self.paused = None,
@@ -222,14 +286,16 @@ impl Saga {
                     self.phase = Phase::RollingBack {
                         trigger: *trigger,
                         reason: reason.clone(),
+                        by: "cutover".into(),
                         traffic_restored: false,
                     };
                 }
             }
-            (Phase::Forward, Event::RollbackRequested { trigger, reason, .. }) => {
+            (Phase::Forward, Event::RollbackRequested { trigger, reason, by }) => {
                 self.phase = Phase::RollingBack {
                     trigger: *trigger,
                     reason: reason.clone(),
+                    by: by.clone(),
                     traffic_restored: false,
                 };
             }
@@ -242,22 +308,21 @@ impl Saga {
                     outcome: Outcome::Promoted | Outcome::Error | Outcome::Unsafe,
                     ..
                 },
-                Event::RollbackRequested { trigger, reason, .. },
+                Event::RollbackRequested { trigger, reason, by },
             ) => {
                 self.phase = Phase::RollingBack {
                     trigger: *trigger,
                     reason: reason.clone(),
+                    by: by.clone(),
                     traffic_restored: false,
                 };
             }
             (Phase::Finished { .. }, Event::RollbackRequested { .. }) => {}
-            (Phase::RollingBack { trigger, reason, .. }, Event::TrafficRestored { split }) => {
+            (Phase::RollingBack { .. }, Event::TrafficRestored { split }) => {
                 self.verified = Some(*split);
-                self.phase = Phase::RollingBack {
-                    trigger: *trigger,
-                    reason: reason.clone(),
-                    traffic_restored: true,
-                };
+                if let Phase::RollingBack { traffic_restored, .. } = &mut self.phase {
+                    *traffic_restored = true;
+                }
             }
             // Restoring traffic is idempotent: a late second confirmation is harmless.
             (Phase::Finished { .. }, Event::TrafficRestored { split }) => self.verified = Some(*split),
@@ -339,6 +404,7 @@ impl Saga {
                 trigger,
                 reason,
                 traffic_restored: true,
+                ..
             } => {
                 if let Some(i) = self.next_undo() {
                     return Next::Undo(i);
@@ -369,6 +435,11 @@ impl Saga {
                 Next::Finish { outcome, reason }
             }
         }
+    }
+
+    /// The step that is running, if one is.
+    pub fn running_step(&self) -> Option<usize> {
+        self.status.iter().position(|s| *s == StepStatus::Running)
     }
 
     /// The outcome, once finished.

@@ -62,18 +62,24 @@ pub trait Traffic: Send + Sync {
     fn healthy_targets(&self, color: Color) -> impl Future<Output = Result<u32, TrafficError>> + Send;
 }
 
-/// Writes `split` and reads it back until it matches, for at most `bound`.
-///
-/// Backoff while reading back: exponential from 50 ms, doubling, capped at 1 s,
-/// with jitter; retryable AWS errors are retried the same way until the bound.
+/// The read-back policy: after a write, and between retries of a retryable error, wait
+/// 50 ms, then double each time up to 1 s, with jitter so that many cutovers do not retry
+/// in step; no limit on the number of tries, because the caller's `bound` (the plan's
+/// `alb.verify_timeout`, 30 s by default) is the limit. A weight change usually shows within
+/// a few hundred milliseconds, so the first tries are quick; a throttled API gets at most
+/// one call a second from each cutover.
+pub const READ_BACK: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(50))
+    .with_max_delay(Duration::from_secs(1))
+    .with_jitter()
+    .without_max_times();
+
+/// Writes `split` and reads it back until it matches, for at most `bound`, backing off
+/// with [`READ_BACK`]; retryable AWS errors are retried the same way until the bound.
 pub async fn set_and_verify<T: Traffic>(traffic: &T, split: Split, bound: Duration) -> Result<Split, TrafficError> {
     validate(split)?;
     let deadline = tokio::time::Instant::now() + bound;
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(50))
-        .with_max_delay(Duration::from_secs(1))
-        .with_jitter()
-        .without_max_times();
+    let backoff = READ_BACK;
     let before_deadline = |e: &TrafficError| {
         tokio::time::Instant::now() < deadline && (e.retryable() || matches!(e, TrafficError::NotVerified { .. }))
     };

@@ -6,6 +6,11 @@
 //! parallel without sharing state. moto must be installed by
 //! `deploy/local/install-moto.sh`; without it these tests fail loudly.
 
+#![allow(
+    unsafe_code,
+    reason = "tests signal the cutover binary with kill(2), which std does not wrap"
+)]
+
 mod adapters;
 mod backtest;
 mod daemon;

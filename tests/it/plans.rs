@@ -59,3 +59,28 @@ async fn bad_plans_exit_2_and_change_nothing() {
     assert_eq!(weights(&world).await, before, "a bad plan changed the weights");
     assert_eq!(before.holder(), Some(Color::Blue));
 }
+
+/// Regression (issue 7): `status --state-dir FILE/x` printed `Not a directory (os error 20)`
+/// twice, once from the error's message and once from its `source()`.
+#[test]
+fn an_error_prints_its_cause_once() {
+    let wd = Workdir::new();
+    let file = wd.path().join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
+    let plan = root().join("config/minimal.toml");
+    let state = file.join("x");
+    let out = run(wd.cutover(
+        "http://127.0.0.1:9",
+        &[
+            "status",
+            "--config",
+            plan.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+    assert!(err.contains("opening the state directory"), "{err}");
+}

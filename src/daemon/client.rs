@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::journal::Record;
 use crate::live_log::Renderer;
 use crate::saga::{Outcome, Saga};
+use crate::state::CutoverState;
 
 /// A client of one daemon.
 pub struct Client {
@@ -72,13 +73,23 @@ impl Client {
             .ok_or_else(|| anyhow!("no id in the answer: {v}"))
     }
 
-    pub async fn list(&self) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::GET, "/v1/cutovers", None).await
+    /// Every cutover of the daemon, newest first.
+    pub async fn list(&self) -> anyhow::Result<Vec<CutoverState>> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            cutovers: Vec<CutoverState>,
+        }
+        let v = self.call(reqwest::Method::GET, "/v1/cutovers", None).await?;
+        let list: List = serde_json::from_value(v).context("the daemon's list of cutovers")?;
+        Ok(list.cutovers)
     }
 
-    pub async fn get(&self, id: &str) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::GET, &format!("/v1/cutovers/{id}"), None)
-            .await
+    /// One cutover's state.
+    pub async fn get(&self, id: &str) -> anyhow::Result<CutoverState> {
+        let v = self
+            .call(reqwest::Method::GET, &format!("/v1/cutovers/{id}"), None)
+            .await?;
+        serde_json::from_value(v).with_context(|| format!("the state of {id}"))
     }
 
     /// `rollback`, `pause`, `resume` or `promote`.
@@ -175,33 +186,26 @@ const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 /// Parses `K=V` (`--var`), with the daemon's rule for keys.
 pub fn parse_var(s: &str) -> Result<(String, String), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
-    if !crate::daemon::valid_var_key(k) {
+    if !super::valid_var_key(k) {
         return Err(format!("variable name {k:?}: use A-Z, 0-9 and _"));
     }
     Ok((k.to_string(), v.to_string()))
 }
 
 /// A table of cutovers for `cutover list`.
-pub fn print_list(v: &Value) {
-    let rows = v["cutovers"].as_array().cloned().unwrap_or_default();
+pub fn print_list(cutovers: &[CutoverState]) {
     println!("{:<24} {:<16} {:<24} {:<14} WEIGHTS", "ID", "SERVICE", "STATE", "STEP");
-    for c in rows {
-        let state = c["outcome"].as_str().or(c["phase"].as_str()).unwrap_or("?");
-        let state = match c["paused"].as_str() {
-            Some(_) if c["outcome"].is_null() => format!("{state} (paused)"),
-            _ => state.to_string(),
-        };
-        let w = &c["weights"];
-        let weights = match (w["blue"].as_f64(), w["green"].as_f64()) {
-            (Some(b), Some(g)) => format!("blue {b}% green {g}%"),
-            _ => "-".into(),
+    for c in cutovers {
+        let weights = match c.weights {
+            Some(w) => w.to_string(),
+            None => "-".into(),
         };
         println!(
             "{:<24} {:<16} {:<24} {:<14} {}",
-            c["id"].as_str().unwrap_or(""),
-            c["service"].as_str().unwrap_or(""),
-            state,
-            c["step"].as_str().unwrap_or("-"),
+            c.summary.id,
+            c.summary.service,
+            c.state_word(),
+            c.step.as_deref().unwrap_or("-"),
             weights
         );
     }

@@ -1,0 +1,199 @@
+//! The command line's flags and subcommands (clap): raw arguments in, typed ones out.
+//! Everything here is a definition; what the commands do is in the sibling modules.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::color::Color;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cutover",
+    version,
+    about = "Blue/green cutovers of AWS ALB traffic, judged from CloudWatch"
+)]
+pub struct Cli {
+    /// Where the journal of every cutover lives [default: $XDG_STATE_HOME/cutover or ~/.local/state/cutover]
+    #[arg(long, global = true, env = "CUTOVER_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The live log's format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CUTOVER_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Runs one cutover in the foreground. SIGINT or SIGTERM rolls it back (exit 4).
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// `json` prints the summary as one JSON object on stdout at the end.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Puts all traffic back on the colour that was live when the latest cutover started
+    /// (`--config FILE`), or rolls back a daemon's cutover (`ID --server URL`).
+    Rollback {
+        /// A daemon's cutover id (with --server).
+        #[arg(conflicts_with_all = ["config", "to"], required_unless_present = "config")]
+        id: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Why, for the journal and the log.
+        #[arg(long, default_value = "operator rollback")]
+        reason: String,
+        /// The colour to put traffic on, when this machine has no record of a cutover of the listener.
+        #[arg(long, value_name = "blue|green")]
+        to: Option<Color>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Runs the daemon: cutovers of the plans in --plans, a control API, metrics.
+    /// SIGTERM stops it without rolling anything back; the next start resumes.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+        listen: String,
+        /// Directory of plans: NAME.toml is the plan NAME.
+        #[arg(long, value_name = "DIR")]
+        plans: PathBuf,
+        /// File holding the API token [or CUTOVER_TOKEN]; without a token the daemon refuses to start.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// TLS certificate chain (PEM); with --tls-key, serves HTTPS.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Starts a cutover of plan NAME on the daemon; with --wait, streams its live log and exits with its code.
+    Start {
+        plan: String,
+        /// A plan variable, KEY=VALUE (KEY in A-Z, 0-9, _); reaches hooks as CUTOVER_VAR_KEY.
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = crate::daemon::client::parse_var)]
+        vars: Vec<(String, String)>,
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Lists the daemon's cutovers, newest first.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Streams a daemon cutover's live log until it ends; exits with its outcome's code.
+    Watch {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Holds the bake clock of a daemon cutover (polling and automatic rollback go on).
+    Pause {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Lets the bake clock run again (after drift, re-applies the plan's weights).
+    Resume {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Ends the current bake of a daemon cutover now.
+    Promote {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Current weights and the latest cutover's state.
+    Status {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Checks the plan without calling AWS.
+    Validate {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Replays the plan's criteria over CloudWatch history; writes nothing to the ALB.
+    /// Exit 0: would not have rolled back; 3: would have; 2: usage or plan error.
+    Backtest {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The colour that was new: its target group is judged against the other's.
+        #[arg(long, value_name = "blue|green")]
+        new: Color,
+        /// Start: RFC 3339 (2026-05-01T10:00:00Z) or a duration ago (3h).
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        /// End: RFC 3339 or a duration ago [default: now].
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+    },
+}
+
+/// Where the daemon is, for the client commands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// The daemon's URL.
+    #[arg(
+        long,
+        env = "CUTOVER_SERVER",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:7878"
+    )]
+    pub server: String,
+    /// The API token.
+    #[arg(long, env = "CUTOVER_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// A file holding the API token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    pub fn client(&self) -> anyhow::Result<crate::daemon::client::Client> {
+        let token = read_token(self.token_file.as_deref(), self.token.clone())?;
+        crate::daemon::client::Client::new(&self.server, &token)
+    }
+}
+
+/// The token from a file (trimmed) or the given value.
+pub fn read_token(file: Option<&Path>, value: Option<String>) -> anyhow::Result<String> {
+    match file {
+        Some(f) => Ok(std::fs::read_to_string(f)
+            .with_context(|| format!("reading the token file {}", f.display()))?
+            .trim()
+            .to_string()),
+        None => Ok(value.unwrap_or_default().trim().to_string()),
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum Output {
+    Text,
+    Json,
+}

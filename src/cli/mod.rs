@@ -1,0 +1,287 @@
+//! The command line: the thin edge between a shell and the library.
+//!
+//! It parses flags ([`args`]), loads the plan, opens the store, hands over to the engine,
+//! the daemon or its client, and maps outcomes to the documented exit codes
+//! (0 promoted, 2 plan/usage, 3 rolled back, 4 rolled back by an operator,
+//! 5 not started, 6 unsafe, 1 anything else).
+//!
+//! * [`args`]: the flags and subcommands;
+//! * `run.rs`: `run` and `rollback --config`, the commands that drive a cutover;
+//! * `status.rs`: `status`, and the summaries every command prints.
+
+pub mod args;
+mod run;
+mod status;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Plan};
+use crate::engine;
+use crate::journal::{StateDir, Store};
+use crate::saga::Outcome;
+use args::{Cli, Command, LogFormat, Output, ServerArgs, read_token};
+
+/// Exit code: usage or plan error; nothing was changed.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: any other error.
+pub const EXIT_ERROR: i32 = 1;
+
+/// Parses the arguments, runs the command and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cutover: cannot start the async runtime: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            error!("{e:#}");
+            EXIT_ERROR
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    // The SDK's own logs are noise in a live log unless asked for with CUTOVER_LOG.
+    let filter = EnvFilter::try_from_env("CUTOVER_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(
+            "info,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_elasticloadbalancingv2=warn,aws_sdk_cloudwatch=warn",
+        )
+    });
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.compact().init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let state_dir = cli.state_dir.clone();
+    match cli.command {
+        Command::Validate { config } => Ok(match load_plan(&config) {
+            Ok(plan) => {
+                println!(
+                    "{}: ok: {} steps: {}",
+                    config.display(),
+                    plan.steps.len(),
+                    engine::describe_steps(&plan)
+                );
+                0
+            }
+            Err(code) => code,
+        }),
+        Command::Backtest { config, new, from, to } => crate::backtest::run(&config, new, &from, to.as_deref()).await,
+        Command::Run { config, output } => {
+            let Ok(plan) = load_plan(&config) else {
+                return Ok(EXIT_USAGE);
+            };
+            let store = open_store(state_dir)?;
+            let result = run::run(plan.clone(), store, output).await;
+            if let Err(e) = &result {
+                status::print_bare(&plan, output, Outcome::Error, format!("{e:#}"));
+            }
+            result
+        }
+        Command::Rollback {
+            id,
+            config,
+            server,
+            reason,
+            to,
+            output,
+        } => match (id, config) {
+            (Some(id), _) => {
+                let v = server.client()?.action(&id, "rollback", Some(&reason)).await?;
+                info!("traffic restored: {}; the daemon runs the undo chain", v["weights"]);
+                println!("{v}");
+                Ok(Outcome::RolledBackByOperator.exit_code())
+            }
+            (None, Some(config)) => {
+                let Ok(plan) = load_plan(&config) else {
+                    return Ok(EXIT_USAGE);
+                };
+                let store = open_store(state_dir)?;
+                run::rollback(plan, store, reason, to, output).await
+            }
+            (None, None) => unreachable!("clap requires an id or --config"),
+        },
+        Command::Serve {
+            listen,
+            plans,
+            token_file,
+            tls_cert,
+            tls_key,
+        } => serve(listen, plans, token_file, tls_cert.zip(tls_key), state_dir).await,
+        Command::Start {
+            plan,
+            vars,
+            wait,
+            server,
+        } => {
+            let client = server.client()?;
+            let id = client.start(&plan, &vars).await?;
+            println!("{id}");
+            if !wait {
+                return Ok(0);
+            }
+            Ok(watch_exit(client.watch(&id).await?))
+        }
+        Command::List { server, output } => {
+            let list = server.client()?.list().await?;
+            match output {
+                Output::Json => println!("{}", serde_json::json!({ "cutovers": list })),
+                Output::Text => crate::daemon::client::print_list(&list),
+            }
+            Ok(0)
+        }
+        Command::Watch { id, server } => Ok(watch_exit(server.client()?.watch(&id).await?)),
+        Command::Pause { id, reason, server } => client_action(&server, &id, "pause", reason).await,
+        Command::Resume { id, reason, server } => client_action(&server, &id, "resume", reason).await,
+        Command::Promote { id, reason, server } => client_action(&server, &id, "promote", reason).await,
+        Command::Status { config, output } => {
+            let Ok(plan) = load_plan(&config) else {
+                return Ok(EXIT_USAGE);
+            };
+            let store = open_store(state_dir)?;
+            status::status(plan, store, output).await
+        }
+    }
+}
+
+/// The exit code of a watched cutover: its outcome's, or 1 if the stream ended without one.
+fn watch_exit(outcome: Option<Outcome>) -> i32 {
+    match outcome {
+        Some(o) => o.exit_code(),
+        None => {
+            error!("the event stream ended before the cutover finished (the daemon stopped?)");
+            EXIT_ERROR
+        }
+    }
+}
+
+async fn client_action(server: &ServerArgs, id: &str, action: &str, reason: Option<String>) -> anyhow::Result<i32> {
+    let v = server.client()?.action(id, action, reason.as_deref()).await?;
+    println!("{v}");
+    Ok(0)
+}
+
+async fn serve(
+    listen: String,
+    plans: PathBuf,
+    token_file: Option<PathBuf>,
+    tls: Option<(PathBuf, PathBuf)>,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<i32> {
+    let token = read_token(token_file.as_deref(), std::env::var("CUTOVER_TOKEN").ok())?;
+    if token.len() < 16 {
+        error!(
+            "refusing to start: no API token (or shorter than 16 characters); pass --token-file FILE or set CUTOVER_TOKEN"
+        );
+        return Ok(EXIT_USAGE);
+    }
+    if !plans.is_dir() {
+        error!("--plans {}: not a directory", plans.display());
+        return Ok(EXIT_USAGE);
+    }
+    let plans = std::path::absolute(&plans)?;
+    let store = open_store(state_dir)?;
+    let listener = std::net::TcpListener::bind(&listen).with_context(|| format!("binding {listen}"))?;
+    let tls = match tls {
+        Some((cert, key)) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                    .await
+                    .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?,
+            )
+        }
+        None => None,
+    };
+    let shutdown = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    };
+    crate::daemon::serve(listener, tls, crate::daemon::Options { plans, store, token }, shutdown).await?;
+    Ok(0)
+}
+
+/// Loads a plan; on error prints it (file, key, reason) and gives the exit code.
+fn load_plan(path: &Path) -> Result<Plan, i32> {
+    config::load(path).map_err(|e| {
+        error!("invalid plan: {e}");
+        EXIT_USAGE
+    })
+}
+
+fn default_state_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("cutover");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/state/cutover")
+}
+
+/// The journal store: the state directory (`--state-dir`, or the default).
+fn open_store(flag: Option<PathBuf>) -> anyhow::Result<Arc<dyn Store>> {
+    let dir = flag.unwrap_or_else(default_state_dir);
+    let state = StateDir::open(&dir).with_context(|| format!("opening the state directory {}", dir.display()))?;
+    Ok(Arc::new(state))
+}
+
+/// SIGINT and SIGTERM, as a watch channel the engine can poll at any step.
+fn signals() -> watch::Receiver<Option<String>> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            warn!("cannot install signal handlers: SIGINT/SIGTERM will not roll back");
+            return;
+        };
+        loop {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            if tx.borrow().is_some() {
+                warn!(
+                    "{name} again: already rolling back; traffic is restored first, then the undo chain runs to the end"
+                );
+            } else {
+                warn!("{name}: rolling back");
+                let _ = tx.send(Some(format!("interrupted by {name}")));
+            }
+        }
+    });
+    rx
+}

@@ -1,0 +1,233 @@
+//! `cutover run` and `cutover rollback --config`: the commands that drive a cutover.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info};
+
+use super::args::Output;
+use super::status::{not_started, print_bare, print_summary};
+use super::{EXIT_ERROR, EXIT_USAGE, signals};
+use crate::aws::Clients;
+use crate::color::{Color, Split};
+use crate::config::Plan;
+use crate::engine::start::{self, NotStarted};
+use crate::engine::{self, Clock, Engine};
+use crate::journal::{self, Journal, Store};
+use crate::saga::Outcome;
+use crate::state::summarize;
+use crate::traffic::{self, Alb};
+
+/// How long `cutover rollback` waits for a run that holds the listener's lock to either
+/// finish the undo chain or let go of the lock (then this process finishes it).
+const OWNER_WAIT: Duration = Duration::from_secs(30);
+
+/// How long `cutover rollback` waits for a run that holds the lock to journal its start.
+const START_WAIT: Duration = Duration::from_secs(5);
+
+/// `cutover run`: one cutover in the foreground; the lock is held until it ends.
+pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> anyhow::Result<i32> {
+    let clients = Clients::load().await;
+    let alb = Alb::new(clients.elbv2.clone(), &plan.alb);
+    let started = match start::begin(&store, &plan, &alb, Default::default()).await {
+        Ok(started) => started,
+        Err(NotStarted::Journal(e)) => return Err(e.into()),
+        Err(e) => return Ok(not_started(&plan, output, e.to_string())),
+    };
+    // Held for the whole run: one process drives a listener (or rule) at a time, and
+    // `cutover rollback` knows from it whether this run is still alive.
+    let _lock = started.lock;
+    let (id, live, split) = (started.id, started.live, started.split);
+    let new = live.other();
+    info!(
+        id = %id, service = %plan.service,
+        "cutover {id} of {}: {live} is live ({split}), {new} is new; steps: {}",
+        plan.service, engine::describe_steps(&plan)
+    );
+    let a = start::adapters(&clients, &plan, new);
+    let journal = started.journal;
+    let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal.clone(), Clock::start()).await?;
+    let verify_timeout = engine.plan.alb.verify_timeout;
+    let outcome = match engine.drive(signals()).await {
+        Ok(outcome) => outcome,
+        // The journal failed (disk full, corrupt): cutover cannot go on, but it must not leave
+        // traffic split. Put it back on the live colour and say so.
+        Err(e) => {
+            error!("cannot go on: {e}; putting traffic back on {live}");
+            return Ok(
+                match traffic::set_and_verify(&engine.traffic, Split::all_on(live), verify_timeout).await {
+                    Ok(split) => {
+                        let reason =
+                            format!("{e}; traffic restored to {live} ({split}) without running the undo chain");
+                        error!("{reason}");
+                        print_bare(&engine.plan, output, Outcome::Error, reason);
+                        EXIT_ERROR
+                    }
+                    Err(e2) => {
+                        let reason = format!("{e}; and traffic could not be confirmed back on {live}: {e2}");
+                        error!("UNSAFE: {reason}");
+                        print_bare(&engine.plan, output, Outcome::Unsafe, reason);
+                        Outcome::Unsafe.exit_code()
+                    }
+                },
+            );
+        }
+    };
+    print_summary(&summarize(&journal.read_all().await?), output);
+    Ok(outcome.exit_code())
+}
+
+/// `cutover rollback --config`: traffic back on the live colour of the target's latest
+/// cutover (or `--to`), then the undo chain, by the run that owns it or by this process.
+pub(super) async fn rollback(
+    plan: Plan,
+    store: Arc<dyn Store>,
+    reason: String,
+    to: Option<Color>,
+    output: Output,
+) -> anyhow::Result<i32> {
+    let target = plan.alb.target_arn().to_string();
+    // A run that holds the lock but has not yet journaled its cutover is about to: wait for it,
+    // so that the rollback is about that cutover and not the previous one.
+    let mut latest = store.latest(&target).await?;
+    if store.try_lock(&target).await?.is_none() {
+        let deadline = Instant::now() + START_WAIT;
+        while Instant::now() < deadline {
+            let unfinished = match &latest {
+                Some(id) => !Journal::new(store.clone(), id).is_finished().await,
+                None => false,
+            };
+            if unfinished {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            latest = store.latest(&target).await?;
+        }
+    }
+    // The journal tells which colour was live. If it cannot be read, traffic is still restored
+    // (to the colour its first line names, or --to): the journal must never stand in the way.
+    let recorded = match &latest {
+        Some(id) => {
+            let journal = Journal::new(store.clone(), id);
+            let records = journal.read_all().await;
+            let live = records
+                .as_ref()
+                .ok()
+                .and_then(|r| journal::start_of(r))
+                .map(|s| s.live_color);
+            Some((journal, live, records.err()))
+        }
+        None => None,
+    };
+    let live = match (recorded.as_ref().and_then(|r| r.1), to) {
+        (Some(live), Some(to)) if live != to => {
+            error!(
+                "refusing: the latest cutover ({}) started with {live} live, and --to says {to}; drop --to to restore {live}",
+                latest.unwrap_or_default()
+            );
+            return Ok(EXIT_USAGE);
+        }
+        (Some(live), _) => live,
+        (None, Some(to)) => to,
+        (None, None) => {
+            match &recorded {
+                Some((j, _, Some(e))) => error!("cannot read the journal of {}: {e}; pass --to blue|green", j.id()),
+                _ => error!(
+                    "no cutover of {target} is recorded in the {}: pass --to blue|green",
+                    store.describe()
+                ),
+            }
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let journal = match recorded {
+        Some((j, _, None)) => Some(j),
+        Some((j, _, Some(e))) => {
+            error!(
+                "the journal of {} is unreadable ({e}); restoring traffic without it",
+                j.id()
+            );
+            None
+        }
+        None => None,
+    };
+    let clients = Clients::load().await;
+    let alb = Alb::new(clients.elbv2.clone(), &plan.alb);
+    let started = Instant::now();
+    let by = engine::whoami();
+    let restored = match &journal {
+        Some(j) => engine::operator_rollback(j, &alb, live, plan.alb.verify_timeout, &reason, &by).await,
+        None => traffic::set_and_verify(&alb, Split::all_on(live), plan.alb.verify_timeout)
+            .await
+            .map_err(engine::EngineError::Traffic),
+    };
+    let split = match restored {
+        Ok(split) => split,
+        Err(e) => {
+            error!("UNSAFE: could not confirm traffic back on {live}: {e:#}");
+            print_bare(
+                &plan,
+                output,
+                Outcome::Unsafe,
+                format!("could not confirm traffic back on {live}: {e:#}"),
+            );
+            return Ok(Outcome::Unsafe.exit_code());
+        }
+    };
+    info!(
+        "traffic restored to {live} in {}ms: {split}",
+        started.elapsed().as_millis()
+    );
+    let Some(journal) = journal else {
+        print_bare(
+            &plan,
+            output,
+            Outcome::RolledBackByOperator,
+            format!("{reason} (no journal: traffic only)"),
+        );
+        return Ok(Outcome::RolledBackByOperator.exit_code());
+    };
+    let id = journal.id().to_string();
+
+    // The undo chain: a run that is alive holds the lock and runs it within one poll. Wait for it
+    // to finish or to let go of the lock; if it lets go (or was dead), finish the saga here.
+    let deadline = Instant::now() + OWNER_WAIT;
+    let lock = loop {
+        if let Some(lock) = store.try_lock(&target).await? {
+            break Some(lock);
+        }
+        if journal.is_finished().await || Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let outcome = match lock {
+        None if journal.is_finished().await => Outcome::RolledBackByOperator,
+        None => {
+            info!("the run driving cutover {id} is alive and runs the undo chain; `cutover status` shows its progress");
+            Outcome::RolledBackByOperator
+        }
+        Some(_lock) => {
+            // The undo chain follows the plan the cutover started with.
+            let records = journal.read_all().await?;
+            let plan = match engine::journaled_plan(&journal, &records).await {
+                Ok(p) => p,
+                Err(e) => {
+                    error!("traffic is back on {live}, but the undo chain cannot run: {e}");
+                    return Ok(EXIT_ERROR);
+                }
+            };
+            let a = start::adapters(&clients, &plan, live.other());
+            let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal.clone(), Clock::start()).await?;
+            // Signals are logged and ignored: nothing interrupts a rollback.
+            let outcome = engine.drive(signals()).await?;
+            if outcome == Outcome::Unsafe {
+                outcome
+            } else {
+                Outcome::RolledBackByOperator
+            }
+        }
+    };
+    print_summary(&summarize(&journal.read_all().await?), output);
+    Ok(outcome.exit_code())
+}

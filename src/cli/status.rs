@@ -1,0 +1,130 @@
+//! `cutover status`, and the summaries the commands print: the JSON summary on stdout
+//! (also when a cutover never started, so pipelines always get one) or a line of text.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tracing::error;
+
+use super::args::Output;
+use crate::aws::Clients;
+use crate::color::Color;
+use crate::config::Plan;
+use crate::journal::{self, Journal, Record, Store};
+use crate::saga::Outcome;
+use crate::state::{CutoverState, Summary};
+use crate::traffic::{Alb, Traffic};
+
+/// `cutover status`: the weights now, and the latest cutover of the plan's target.
+pub(super) async fn status(plan: Plan, store: Arc<dyn Store>, output: Output) -> anyhow::Result<i32> {
+    let target = plan.alb.target_arn().to_string();
+    let clients = Clients::load().await;
+    let alb = Alb::new(clients.elbv2, &plan.alb);
+    let split = alb
+        .read()
+        .await
+        .with_context(|| format!("reading the weights of {target}"))?;
+    let latest = match store.latest(&target).await? {
+        Some(id) => Some(Journal::new(store.clone(), &id).read_all().await?),
+        None => None,
+    };
+    let state = latest.as_deref().map(CutoverState::fold);
+    // Not the lock: taking it, even briefly, could make a concurrent `rollback` or `run` think
+    // a live run holds it.
+    let running = match (&state, &latest) {
+        (Some(s), Some(records)) => s.outcome().is_none() && owner_alive(records),
+        _ => false,
+    };
+    let summary = state.map(|s| s.summary);
+    match output {
+        Output::Json => {
+            let v = serde_json::json!({
+                "target_arn": target,
+                "weights": split.percents(),
+                "raw_weights": split,
+                "running": running,
+                "latest": summary,
+            });
+            println!("{v}");
+        }
+        Output::Text => {
+            println!("{target}");
+            println!("weights: {split}");
+            match summary {
+                Some(s) => {
+                    let state = s.outcome.map(Outcome::as_str).unwrap_or(if running {
+                        "running"
+                    } else {
+                        "unfinished (process gone)"
+                    });
+                    println!(
+                        "latest cutover: {} ({} → {}) {state}",
+                        s.id,
+                        color_str(s.live_color),
+                        color_str(s.new_color)
+                    );
+                    if let Some(r) = &s.reason {
+                        println!("reason: {r}");
+                    }
+                    for st in &s.steps {
+                        println!("  {:<12} {:?}", st.label, st.status);
+                    }
+                }
+                None => println!("latest cutover: none recorded in the {}", store.describe()),
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Whether the process that started a cutover is still alive (its pid, from the journal).
+fn owner_alive(records: &[Record]) -> bool {
+    journal::start_of(records).is_some_and(|s| Path::new(&format!("/proc/{}", s.pid)).exists())
+}
+
+/// A cutover that did not start (before it had a journal): logs why, and prints the
+/// summary when asked for JSON so that pipelines always get one.
+pub(super) fn not_started(plan: &Plan, output: Output, reason: String) -> i32 {
+    error!("not started: {reason}");
+    print_bare(plan, output, Outcome::NotStarted, reason);
+    Outcome::NotStarted.exit_code()
+}
+
+/// A summary without a journal (`not_started` before one existed, or `error`).
+pub(super) fn print_bare(plan: &Plan, output: Output, outcome: Outcome, reason: String) {
+    if output == Output::Json {
+        let now = journal::now_rfc3339();
+        let summary = Summary {
+            service: plan.service.clone(),
+            outcome: Some(outcome),
+            reason: Some(reason),
+            started_at: Some(now.clone()),
+            finished_at: Some(now),
+            ..Summary::default()
+        };
+        print_summary(&summary, output);
+    }
+}
+
+fn color_str(c: Option<Color>) -> &'static str {
+    c.map(Color::as_str).unwrap_or("?")
+}
+
+pub(super) fn print_summary(summary: &Summary, output: Output) {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string(summary).expect("summary serializes")),
+        Output::Text => println!(
+            "{} {}: {} — {} (final weights {})",
+            summary.id,
+            summary.outcome.map(Outcome::as_str).unwrap_or("unfinished"),
+            summary.service,
+            summary.reason.as_deref().unwrap_or(""),
+            summary
+                .final_weights
+                .as_ref()
+                .map(|w| serde_json::to_string(w).expect("weights serialize"))
+                .unwrap_or_default()
+        ),
+    }
+}

@@ -1,0 +1,460 @@
+//! The control API: routes, bearer-token authentication, request bodies, and the handlers.
+//! Errors are JSON, `{"error": "…"}`; `api/openapi.json` documents every route.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use tracing::{error, info, warn};
+
+use super::Daemon;
+use crate::color::Color;
+use crate::config::{self, Plan};
+use crate::engine::start::{self, NotStarted};
+use crate::engine::{self};
+use crate::journal::{self, Journal, JournalError, Record};
+use crate::saga::{Event, Saga};
+use crate::state::CutoverState;
+use crate::traffic::Alb;
+
+/// The OpenAPI document of the control API, checked in at `api/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../api/openapi.json");
+
+/// How often an event stream looks for new journal records.
+const EVENT_POLL: Duration = Duration::from_millis(200);
+
+/// An API error: a status and a JSON body `{"error": "…"}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn err(status: StatusCode, msg: impl Into<String>) -> ApiError {
+    ApiError(status, msg.into())
+}
+
+impl From<JournalError> for ApiError {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::NotFound(id) => err(StatusCode::NOT_FOUND, format!("no cutover {id}")),
+            e => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The routes: `/health` and `/metrics` open, everything under `/v1` behind the token.
+pub fn router(daemon: Arc<Daemon>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/cutovers", post(start).get(list))
+        .route("/v1/cutovers/{id}", get(get_one))
+        .route("/v1/cutovers/{id}/events", get(events))
+        .route("/v1/cutovers/{id}/rollback", post(rollback))
+        .route(
+            "/v1/cutovers/{id}/pause",
+            post(|s, p, c, b| control_action(Control::Pause, s, p, c, b)),
+        )
+        .route(
+            "/v1/cutovers/{id}/resume",
+            post(|s, p, c, b| control_action(Control::Resume, s, p, c, b)),
+        )
+        .route(
+            "/v1/cutovers/{id}/promote",
+            post(|s, p, c, b| control_action(Control::Promote, s, p, c, b)),
+        )
+        .route_layer(middleware::from_fn_with_state(daemon.clone(), auth));
+    Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .merge(v1)
+        .fallback(|| async { err(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(daemon)
+}
+
+async fn auth(State(d): State<Arc<Daemon>>, headers: HeaderMap, req: Request, next: Next) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Constant time in the token's content (its length is not a secret worth hiding).
+    if given.len() == d.token.len() && bool::from(given.as_bytes().ct_eq(d.token.as_bytes())) {
+        next.run(req).await
+    } else {
+        err(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response()
+    }
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// `POST /v1/cutovers` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    plan: String,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+}
+
+/// Operator action bodies.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    #[serde(default)]
+    reason: Option<String>,
+    /// Who is asking (a name for the journal); the client's address is always recorded too.
+    #[serde(default)]
+    by: Option<String>,
+}
+
+/// Plan names are file stems in `--plans`: no paths, no dots.
+fn valid_plan_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Variable keys reach hooks as `CUTOVER_VAR_<KEY>`.
+pub fn valid_var_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 64
+        && key
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    b.map(|Json(v)| v).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {}", e.body_text()),
+        )
+    })
+}
+
+fn optional_body(b: Result<Json<ActionBody>, JsonRejection>) -> ApiResult<ActionBody> {
+    match b {
+        Ok(Json(v)) => Ok(v),
+        // An empty body (no content type) is fine for these actions.
+        Err(JsonRejection::MissingJsonContentType(_)) => Ok(ActionBody::default()),
+        Err(e) => Err(err(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {}", e.body_text()),
+        )),
+    }
+}
+
+fn caller(by: Option<String>, addr: SocketAddr) -> String {
+    match by.filter(|b| !b.trim().is_empty()) {
+        Some(by) => format!("{} (API, {addr})", by.chars().take(100).collect::<String>()),
+        None => format!("API client {addr}"),
+    }
+}
+
+impl Daemon {
+    /// The journal of cutover `id`, with its records; 404 when there is none.
+    async fn journal(&self, id: &str) -> ApiResult<(Journal, Vec<Record>)> {
+        if !valid_id(id) {
+            return Err(err(StatusCode::NOT_FOUND, format!("no cutover {id}")));
+        }
+        let journal = Journal::new(self.store.clone(), id);
+        let records = journal.read_all().await?;
+        Ok((journal, records))
+    }
+
+    fn load_plan(&self, name: &str) -> ApiResult<Plan> {
+        if !valid_plan_name(name) {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                format!("invalid plan name {name:?}: letters, digits, - and _"),
+            ));
+        }
+        let path = self.plans.join(format!("{name}.toml"));
+        if !path.exists() {
+            return Err(err(
+                StatusCode::NOT_FOUND,
+                format!("no plan {name} in {}", self.plans.display()),
+            ));
+        }
+        config::load(&path).map_err(|e| err(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid plan: {e}")))
+    }
+
+    /// The live colour and the journaled plan of a cutover.
+    async fn live_and_plan(&self, journal: &Journal, records: &[Record]) -> ApiResult<(Color, Plan)> {
+        let start =
+            journal::start_of(records).ok_or_else(|| err(StatusCode::INTERNAL_SERVER_ERROR, "journal has no start"))?;
+        let plan = engine::journaled_plan(journal, records)
+            .await
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot load the plan: {e}")))?;
+        Ok((start.live_color, plan))
+    }
+
+    async fn state_of(&self, id: &str) -> ApiResult<CutoverState> {
+        if !valid_id(id) {
+            return Err(err(StatusCode::NOT_FOUND, format!("no cutover {id}")));
+        }
+        Ok(self.cache.state(id).await?)
+    }
+}
+
+async fn start(
+    State(d): State<Arc<Daemon>>,
+    b: Result<Json<StartBody>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let b = body(b)?;
+    if let Some(k) = b.vars.keys().find(|k| !valid_var_key(k)) {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            format!("invalid variable name {k:?}: use A-Z, 0-9 and _"),
+        ));
+    }
+    if let Some((k, _)) = b.vars.iter().find(|(_, v)| v.len() > 4096 || v.contains('\0')) {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            format!("variable {k}: value too long or contains NUL"),
+        ));
+    }
+    let plan = d.load_plan(&b.plan)?;
+    let alb = Alb::new(d.aws.elbv2.clone(), &plan.alb);
+    let started = start::begin(&d.store, &plan, &alb, b.vars).await.map_err(|e| match e {
+        NotStarted::Unreadable { .. } => err(StatusCode::BAD_GATEWAY, e.to_string()),
+        NotStarted::Journal(e) => e.into(),
+        e => err(StatusCode::CONFLICT, e.to_string()),
+    })?;
+    let id = started.id.clone();
+    info!(id = %id, "cutover {id} of {} started: {} is live", plan.service, started.live);
+    d.spawn(started.journal, plan, started.lock)
+        .await
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
+}
+
+async fn list(State(d): State<Arc<Daemon>>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "cutovers": d.cache.all().await? })))
+}
+
+async fn get_one(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<CutoverState>> {
+    Ok(Json(d.state_of(&id).await?))
+}
+
+/// Server-sent events: every journal record from the start, then new ones as they come,
+/// until the cutover finishes (or the daemon shuts down).
+async fn events(
+    State(d): State<Arc<Daemon>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>>> {
+    let (journal, _) = d.journal(&id).await?;
+    let reader = journal.reader();
+    let shutdown = d.shutdown.clone();
+    // The stream ends once everything written so far is sent and the saga has finished (as the
+    // saga sees it: a promotion journaled while an operator's rollback runs is not the end).
+    let stream = futures_util::stream::unfold(
+        (
+            reader,
+            std::collections::VecDeque::<Record>::new(),
+            Saga::default(),
+            shutdown,
+            0u64,
+        ),
+        |(mut reader, mut queue, mut saga, shutdown, mut n)| async move {
+            loop {
+                if let Some(r) = queue.pop_front() {
+                    n += 1;
+                    let _ = saga.apply(&r.event);
+                    let data = serde_json::to_string(&r).unwrap_or_default();
+                    let ev = SseEvent::default().event("record").id(n.to_string()).data(data);
+                    return Some((Ok(ev), (reader, queue, saga, shutdown, n)));
+                }
+                if *shutdown.borrow() {
+                    return None;
+                }
+                match reader.read_new().await {
+                    Ok(records) if !records.is_empty() => queue.extend(records),
+                    Ok(_) if saga.outcome().is_some() => return None,
+                    Ok(_) => tokio::time::sleep(EVENT_POLL).await,
+                    Err(e) => {
+                        warn!("event stream: {e}");
+                        return None;
+                    }
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn rollback(
+    State(d): State<Arc<Daemon>>,
+    UrlPath(id): UrlPath<String>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    b: Result<Json<ActionBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let b = optional_body(b)?;
+    let (journal, records) = d.journal(&id).await?;
+    // The undo chain needs the plan the cutover started with; restoring traffic only needs its
+    // ALB section, so a plan that no longer matches the journal still gets traffic back.
+    let (live, plan, undo_blocked) = match d.live_and_plan(&journal, &records).await {
+        Ok((live, plan)) => (live, plan, None),
+        Err(e) => {
+            let live = journal::start_of(&records).map(|s| s.live_color).ok_or(e)?;
+            let plan = engine::started_plan(&journal, &records)
+                .await
+                .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot load the plan: {e}")))?;
+            (
+                live,
+                plan,
+                Some("the plan no longer matches the journal; the undo chain was not run".to_string()),
+            )
+        }
+    };
+    let target = plan.alb.target_arn().to_string();
+    if d.store.latest(&target).await?.as_deref() != Some(id.as_str()) {
+        return Err(err(
+            StatusCode::CONFLICT,
+            format!("{id} is not the latest cutover of {target}"),
+        ));
+    }
+    let alb = Alb::new(d.aws.elbv2.clone(), &plan.alb);
+    let reason = b.reason.unwrap_or_else(|| "operator rollback".into());
+    let by = caller(b.by, addr);
+    // Traffic is back on the live colour, verified, before this response is sent.
+    let split = engine::operator_rollback(&journal, &alb, live, plan.alb.verify_timeout, &reason, &by)
+        .await
+        .map_err(|e| err(StatusCode::BAD_GATEWAY, format!("UNSAFE: {e}")))?;
+    // The undo chain: the cutover's task runs it; if none is running, start one to finish the saga.
+    // (Not when the saga already finished: the task ran the undos before this handler got here.)
+    if undo_blocked.is_none()
+        && !d.drives(&id)
+        && !journal.is_finished().await
+        && let Ok(Some(lock)) = d.store.try_lock(&target).await
+    {
+        d.spawn(journal, plan, lock)
+            .await
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    }
+    if let Some(why) = &undo_blocked {
+        error!(id = %id, "{why}");
+    }
+    Ok(Json(
+        json!({ "id": id, "weights": split.percents(), "traffic_restored": true, "undo_blocked": undo_blocked }),
+    ))
+}
+
+/// The operator actions that only append an event: they share one handler.
+#[derive(Debug, Clone, Copy)]
+enum Control {
+    Pause,
+    Resume,
+    Promote,
+}
+
+async fn control_action(
+    kind: Control,
+    State(d): State<Arc<Daemon>>,
+    UrlPath(id): UrlPath<String>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    b: Result<Json<ActionBody>, JsonRejection>,
+) -> ApiResult<Json<CutoverState>> {
+    let b = optional_body(b)?;
+    let by = caller(b.by, addr);
+    let reason = |default: &str| b.reason.clone().unwrap_or_else(|| default.into());
+    let (journal, records) = d.journal(&id).await?;
+    let saga = Saga::replay(records.iter().map(|r| &r.event))
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if saga.outcome().is_some() {
+        return Err(err(StatusCode::CONFLICT, format!("cutover {id} has finished")));
+    }
+    let event = match kind {
+        Control::Pause => Event::Paused {
+            by,
+            reason: reason("paused by an operator"),
+        },
+        Control::Resume if saga.paused.is_none() => return Err(err(StatusCode::CONFLICT, "not paused")),
+        Control::Resume => Event::Resumed {
+            by,
+            reason: reason("resumed by an operator"),
+        },
+        Control::Promote => {
+            let step = saga
+                .running_step()
+                .filter(|i| saga.bakes.contains_key(i))
+                .ok_or_else(|| err(StatusCode::CONFLICT, "nothing is baking"))?;
+            Event::PromoteRequested {
+                step,
+                by,
+                reason: reason("promoted by an operator"),
+            }
+        }
+    };
+    journal.append(&event).await?;
+    Ok(Json(d.state_of(&id).await?))
+}
+
+async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
+    let states = d.cache.all().await.unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let text = super::prometheus::render(&states, &crate::aws::calls::snapshot(), now);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_names_and_var_keys_are_restricted() {
+        assert!(valid_plan_name("checkout-api_2"));
+        assert!(!valid_plan_name("../etc/passwd"));
+        assert!(!valid_plan_name("a.toml"));
+        assert!(!valid_plan_name(""));
+        assert!(valid_var_key("VERSION_2"));
+        assert!(!valid_var_key("version"));
+        assert!(!valid_var_key("A-B"));
+        assert!(!valid_var_key(""));
+    }
+
+    #[test]
+    fn the_openapi_document_describes_every_route() {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        for path in [
+            "/health",
+            "/metrics",
+            "/v1/openapi.json",
+            "/v1/cutovers",
+            "/v1/cutovers/{id}",
+            "/v1/cutovers/{id}/events",
+            "/v1/cutovers/{id}/rollback",
+            "/v1/cutovers/{id}/pause",
+            "/v1/cutovers/{id}/resume",
+            "/v1/cutovers/{id}/promote",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path} missing from api/openapi.json");
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The daemon: `cutover serve`. Many cutovers at once behind a control API, each
+//! driven by the same [`Engine`] as `cutover run`, and restarts that lose nothing.
+//!
+//! Lifecycle:
+//!
+//! 1. At start, every unfinished cutover in the store whose plan is in `--plans` is
+//!    resumed: its engine replays the journal, reads the weights again, and continues
+//!    (a verified bake goes on with the time already judged; weights that differ from the
+//!    journal pause it for an operator).
+//! 2. `POST /v1/cutovers` starts a cutover cleanly ([`start::begin`]: the target's lock,
+//!    the same one `cutover run` takes; no unfinished predecessor; one colour holding all
+//!    traffic) and spawns one task for it.
+//! 3. Operator actions are journal events: the engine task sees them within a
+//!    second. A rollback puts traffic back before the HTTP response.
+//! 4. On SIGTERM the server stops accepting, and the tasks are dropped without
+//!    rolling anything back: their journals hold everything, and step 1 resumes
+//!    them at the next start.
+//!
+//! **Architecture Invariant:** the daemon owns its plans; an API caller names a
+//! plan and passes variables, never commands.
+//!
+//! * `mod.rs` (this file): [`serve`], the shared [`Daemon`], spawning and resuming engines;
+//! * `api.rs`: the routes, authentication and handlers;
+//! * `cache.rs`: each journal's [`CutoverState`](crate::state::CutoverState), read incrementally;
+//! * `prometheus.rs`: `/metrics`;
+//! * [`client`]: the command-line clients of the API.
+
+mod api;
+mod cache;
+pub mod client;
+mod prometheus;
+
+pub use api::{OPENAPI, router, valid_var_key};
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::aws::Clients;
+use crate::config::Plan;
+use crate::engine::start;
+use crate::engine::{self, Clock, Engine};
+use crate::journal::{self, Journal, JournalError, Lock, Store};
+use crate::saga::Saga;
+
+/// What `serve` needs.
+pub struct Options {
+    pub plans: PathBuf,
+    pub store: Arc<dyn Store>,
+    pub token: String,
+}
+
+/// Shared state of the daemon.
+pub struct Daemon {
+    plans: PathBuf,
+    store: Arc<dyn Store>,
+    token: String,
+    aws: Clients,
+    /// The engine task of each cutover this daemon drives.
+    tasks: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    cache: cache::Cache,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Removes a task from the daemon's table when dropped.
+struct Forget(Arc<Daemon>, String);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        if let Ok(mut tasks) = self.0.tasks.lock() {
+            tasks.remove(&self.1);
+        }
+    }
+}
+
+/// Runs the daemon on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    opts: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let daemon = Arc::new(Daemon {
+        plans: opts.plans,
+        cache: cache::Cache::new(opts.store.clone()),
+        store: opts.store,
+        token: opts.token,
+        aws: Clients::load().await,
+        tasks: Mutex::new(HashMap::new()),
+        shutdown: stop_rx,
+    });
+    daemon.resume_all().await;
+
+    let app = router(daemon.clone());
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        info!("shutting down: cutovers stay journaled and resume at the next start");
+        let _ = stop_tx.send(true);
+        h.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    let addr = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    let make = app.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        Some(tls) => {
+            println!("listening on https://{addr}");
+            axum_server::from_tcp_rustls(listener, tls)?
+                .handle(handle)
+                .serve(make)
+                .await?;
+        }
+        None => {
+            println!("listening on http://{addr}");
+            axum_server::from_tcp(listener)?.handle(handle).serve(make).await?;
+        }
+    }
+    // Dropping the tasks stops them where they are; the journal has the rest.
+    for (_, task) in daemon.tasks.lock().unwrap().drain() {
+        task.abort();
+    }
+    Ok(())
+}
+
+/// Why an engine could not be spawned.
+#[derive(Debug, thiserror::Error)]
+enum SpawnError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
+    #[error("the journal of {0} has no start")]
+    NoStart(String),
+}
+
+impl Daemon {
+    /// Spawns the task that drives a cutover whose journal exists; `lock` is its target's lock.
+    async fn spawn(self: &Arc<Self>, journal: Journal, plan: Plan, lock: Lock) -> Result<(), SpawnError> {
+        let id = journal.id().to_string();
+        let records = journal.read_all().await?;
+        let new = journal::start_of(&records)
+            .map(|s| s.new_color)
+            .ok_or_else(|| SpawnError::NoStart(id.clone()))?;
+        let a = start::adapters(&self.aws, &plan, new);
+        let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal, Clock::start()).await?;
+        let me = self.clone();
+        let task_id = id.clone();
+        // Held across spawn and insert: a task that ends at once cannot be forgotten before it is listed.
+        let mut tasks = self.tasks.lock().unwrap();
+        let handle = tokio::spawn(async move {
+            let _lock = lock;
+            // Forget the task however it ends (a panic included), so a later rollback can drive it.
+            let _forget = Forget(me.clone(), task_id.clone());
+            // No interrupts in the daemon: shutting down never rolls back.
+            let (_tx, rx) = watch::channel(None);
+            match engine.drive(rx).await {
+                Ok(outcome) => info!(id = %task_id, "cutover {task_id}: {}", outcome.as_str()),
+                Err(e) => {
+                    error!(id = %task_id, "cutover {task_id} stopped: {e}; `cutover rollback` or a restart resumes it")
+                }
+            }
+        });
+        tasks.insert(id, handle);
+        Ok(())
+    }
+
+    /// Whether this daemon runs a task for the cutover.
+    fn drives(&self, id: &str) -> bool {
+        self.tasks.lock().unwrap().contains_key(id)
+    }
+
+    /// Resumes every unfinished cutover whose plan is one of ours.
+    async fn resume_all(self: &Arc<Self>) {
+        let ids = match self.store.ids().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                error!("cannot list cutovers to resume: {e}");
+                return;
+            }
+        };
+        for id in ids {
+            let journal = Journal::new(self.store.clone(), &id);
+            let Ok(records) = journal.read_all().await else {
+                continue;
+            };
+            let Ok(saga) = Saga::replay(records.iter().map(|r| &r.event)) else {
+                error!(id = %id, "journal of {id} does not replay; not resuming it");
+                continue;
+            };
+            if saga.outcome().is_some() {
+                continue;
+            }
+            let Some((plan_path, target)) =
+                journal::start_of(&records).map(|s| (PathBuf::from(s.plan), s.target_arn.to_string()))
+            else {
+                continue;
+            };
+            if plan_path.parent() != Some(self.plans.as_path())
+                && plan_path.parent() != std::path::absolute(&self.plans).ok().as_deref()
+            {
+                continue; // A `cutover run` of some other plan: not ours to drive.
+            }
+            let plan = match engine::journaled_plan(&journal, &records).await {
+                Ok(p) => p,
+                Err(e) => {
+                    error!(id = %id, "cannot resume {id}: {e}");
+                    continue;
+                }
+            };
+            let lock = match self.store.try_lock(&target).await {
+                Ok(Some(lock)) => lock,
+                _ => {
+                    warn!(id = %id, "cannot resume {id}: another process holds {target}");
+                    continue;
+                }
+            };
+            info!(id = %id, "resuming cutover {id} of {}", plan.service);
+            if let Err(e) = self.spawn(journal, plan, lock).await {
+                error!(id = %id, "cannot resume {id}: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The drive loop: ask the saga what is next, journal the intent, act, journal the result.
+//!
+//! 1. `Run(i)`: journal `StepStarted` (or note that a step left running by a dead process
+//!    is resumed), then run the step raced against an interrupt and against a rollback
+//!    requested through the journal; whichever comes first ends it (dropping a step's future
+//!    kills its hook process group).
+//! 2. `RestoreTraffic`: put all traffic on the live colour and read it back, or finish as
+//!    `unsafe` when that cannot be confirmed.
+//! 3. `Undo(i)`: run the undo of a completed step, once, uninterruptibly.
+//! 4. `Finish`: journal the outcome, checking that a promotion really left the new colour
+//!    with all traffic.
+
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::{Engine, EngineError, Failure, millis};
+use crate::hooks::Hooks;
+use crate::metrics::Metrics;
+use crate::saga::{Event, Level, Next, Outcome, Phase, StepStatus, Trigger};
+use crate::traffic::Traffic;
+
+impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
+    /// Drives the saga to its end. `interrupt` turns `Some(reason)` on SIGINT/SIGTERM:
+    /// the cutover then rolls back (and cannot be interrupted any more).
+    ///
+    /// The same loop resumes a cutover from its journal: a step left running is run again
+    /// (a shift that was verified continues its bake with the time already judged).
+    pub async fn drive(&mut self, interrupt: watch::Receiver<Option<String>>) -> Result<Outcome, EngineError> {
+        let span =
+            tracing::info_span!("cutover", cutover.id = %self.journal.id(), cutover.service = %self.plan.service);
+        self.drive_loop(interrupt).instrument(span).await
+    }
+
+    async fn drive_loop(&mut self, mut interrupt: watch::Receiver<Option<String>>) -> Result<Outcome, EngineError> {
+        // Whether this process has itself verified traffic on the live colour during this rollback.
+        let mut restored_here = false;
+        loop {
+            self.sync().await?;
+            let saga = self.saga();
+            match saga.next() {
+                Next::Run(i) => {
+                    let step = self.plan.steps[i].clone();
+                    if saga.status[i] == StepStatus::Running {
+                        self.note(
+                            Some(i),
+                            Level::Warn,
+                            format!("resuming step {} after a restart", step.label()),
+                        )
+                        .await?;
+                    } else {
+                        self.emit(Event::StepStarted { step: i }).await?;
+                    }
+                    // A rollback journaled by another process just before this step started wins.
+                    self.sync().await?;
+                    if matches!(self.saga().phase, Phase::RollingBack { .. }) {
+                        self.emit(Event::StepFailed {
+                            step: i,
+                            trigger: Trigger::Operator,
+                            reason: "not run: a rollback was requested".into(),
+                        })
+                        .await?;
+                        continue;
+                    }
+                    let started = tokio::time::Instant::now();
+                    let result = tokio::select! {
+                        r = self.do_step(i, &step) => r,
+                        reason = wait_interrupt(&mut interrupt) => {
+                            self.emit(Event::RollbackRequested {
+                                trigger: Trigger::Interrupt,
+                                reason: reason.clone(),
+                                by: self.who.clone(),
+                            })
+                            .await?;
+                            Err(Failure::Step { trigger: Trigger::Interrupt, reason })
+                        }
+                        f = self.rollback_requested() => Err(f),
+                    };
+                    match result {
+                        Ok(()) => {
+                            self.emit(Event::StepDone {
+                                step: i,
+                                elapsed_ms: millis(started.elapsed()),
+                            })
+                            .await?
+                        }
+                        Err(Failure::Step { trigger, reason }) => {
+                            self.emit(Event::StepFailed {
+                                step: i,
+                                trigger,
+                                reason,
+                            })
+                            .await?
+                        }
+                        Err(Failure::Journal(e)) => return Err(e.into()),
+                    }
+                }
+                Next::RestoreTraffic => self.restore_or_unsafe(&mut restored_here).await?,
+                // Whoever drives the undo chain checks the traffic itself first: another process's
+                // "restored" may predate a write of this one that was still in flight.
+                Next::Undo(_) | Next::Finish { .. }
+                    if !restored_here && matches!(saga.phase, Phase::RollingBack { .. }) =>
+                {
+                    self.restore_or_unsafe(&mut restored_here).await?
+                }
+                Next::Undo(i) => self.undo(i).await?,
+                Next::Finish { outcome, reason } => {
+                    self.finish(outcome, reason, saga.verified).await?;
+                    // An operator's rollback that raced the end of a promotion wins (the saga
+                    // ignores a promotion journaled while rolling back): the loop goes on.
+                }
+                Next::Done => {
+                    let (outcome, _) = saga.outcome().expect("done means finished");
+                    return Ok(outcome);
+                }
+            }
+        }
+    }
+
+    async fn undo(&self, i: usize) -> Result<(), EngineError> {
+        let command = self.plan.steps[i]
+            .undo()
+            .cloned()
+            .expect("saga undoes only steps with an undo");
+        let undo = command.undo.expect("undo present");
+        self.emit(Event::UndoStarted { step: i }).await?;
+        // Undos are not interruptible: a signal now would strand a half-undone step.
+        let result = self
+            .hooks
+            .command(&undo, &self.env(self.plan.steps[i].action(), "undo"), command.timeout)
+            .await;
+        self.hook_event(i, "undo", &undo.join(" "), &result).await?;
+        match result {
+            Ok(_) => self.emit(Event::UndoDone { step: i }).await?,
+            Err(e) => {
+                self.emit(Event::UndoFailed {
+                    step: i,
+                    reason: e.to_string(),
+                })
+                .await?
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        outcome: Outcome,
+        reason: String,
+        verified: Option<crate::color::Split>,
+    ) -> Result<(), EngineError> {
+        let final_split = self.traffic.read().await.ok().or(verified);
+        // Promoted means the new colour holds all traffic, as read back now.
+        let (outcome, reason) = match (outcome, final_split.and_then(|s| s.holder())) {
+            (Outcome::Promoted, Some(holder)) if holder == self.new => (outcome, reason),
+            (Outcome::Promoted, _) => (
+                Outcome::Error,
+                format!(
+                    "every step passed, but {} does not hold all traffic: {}",
+                    self.new,
+                    final_split
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "weights unreadable".into())
+                ),
+            ),
+            _ => (outcome, reason),
+        };
+        self.emit(Event::Finished {
+            outcome,
+            reason,
+            final_split,
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn restore_or_unsafe(&self, restored_here: &mut bool) -> Result<(), EngineError> {
+        match self.restore().await {
+            Ok(split) => {
+                *restored_here = true;
+                self.emit(Event::TrafficRestored { split }).await?;
+            }
+            Err(e) => {
+                let reason = format!("UNSAFE: could not confirm traffic back on {}: {e}", self.live);
+                self.emit(Event::Finished {
+                    outcome: Outcome::Unsafe,
+                    reason,
+                    final_split: None,
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn wait_interrupt(rx: &mut watch::Receiver<Option<String>>) -> String {
+    let reason = rx
+        .wait_for(|v| v.is_some())
+        .await
+        .map(|v| v.clone().unwrap_or_default());
+    match reason {
+        Ok(reason) => reason,
+        // The sender is gone: nobody can interrupt any more.
+        Err(_) => std::future::pending().await,
+    }
+}

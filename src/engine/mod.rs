@@ -1,0 +1,385 @@
+//! The engine: drives one cutover's saga through the adapters.
+//!
+//! The loop is always the same: read the journal (which may hold an operator's
+//! rollback written by another process), ask the saga what is next, journal the
+//! intent, act through [`Traffic`], [`Metrics`] and [`Hooks`], journal the
+//! result. Because the state lives in the journal, the same loop finishes a
+//! cutover that another process started (`cutover rollback` on a dead run).
+//!
+//! **Architecture Invariants:**
+//! * every state change is journaled before it is acted on;
+//! * a bake clock starts only after the weights read back as written, and
+//!   counts only closed, settled CloudWatch periods that began after that;
+//! * a rollback restores traffic to the live colour before any undo runs;
+//! * once rolling back, nothing interrupts it: signals are logged and ignored.
+//!
+//! * `mod.rs` (this file): the [`Engine`], its errors, journaling and the live log;
+//! * [`drive`](Engine::drive): the loop (`drive.rs`), undo and finish;
+//! * `steps.rs`: verify, deploy, migrate, health;
+//! * `bake.rs`: judging settled periods until a bake's judged time has passed;
+//! * `weights.rs`: set and verify, drift, and restoring the live colour;
+//! * [`start`]: the clean start and the adapters, written once for `cutover run` and the daemon.
+
+mod bake;
+mod drive;
+pub mod start;
+mod steps;
+#[cfg(test)]
+mod tests;
+mod weights;
+
+pub use weights::operator_rollback;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use tracing::{error, info, warn};
+
+use crate::color::{Color, Split};
+use crate::config::{Plan, Step, fmt_permille};
+use crate::hooks::{HookError, HookOk, Hooks};
+use crate::journal::{self, Journal, JournalError, Reader, Record};
+use crate::live_log::Renderer;
+use crate::metrics::Metrics;
+use crate::saga::{Event, Level, Phase, Saga, StepInfo, Trigger};
+use crate::traffic::{Traffic, TrafficError};
+
+/// How often, at most, the journal is read for operator actions while a step runs.
+const JOURNAL_POLL: Duration = Duration::from_secs(1);
+
+/// Wall-clock time driven by tokio's clock, so that tests with a paused clock
+/// move CloudWatch windows forward too.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall: SystemTime,
+    mono: tokio::time::Instant,
+}
+
+impl Clock {
+    pub fn start() -> Clock {
+        Clock {
+            wall: SystemTime::now(),
+            mono: tokio::time::Instant::now(),
+        }
+    }
+    /// Starts at a given wall time (tests).
+    pub fn at(wall: SystemTime) -> Clock {
+        Clock {
+            wall,
+            mono: tokio::time::Instant::now(),
+        }
+    }
+    pub fn now(&self) -> SystemTime {
+        self.wall + self.mono.elapsed()
+    }
+}
+
+/// Why a step did not complete.
+#[derive(Debug)]
+enum Failure {
+    /// The step failed, or was stopped by a rollback: the saga turns to rolling back.
+    Step { trigger: Trigger, reason: String },
+    /// The journal failed: the engine cannot go on (and cannot record a step failure either).
+    Journal(JournalError),
+}
+
+impl Failure {
+    /// A failure of the step itself.
+    fn step(reason: impl Into<String>) -> Failure {
+        Failure::Step {
+            trigger: Trigger::Step,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<JournalError> for Failure {
+    fn from(e: JournalError) -> Failure {
+        Failure::Journal(e)
+    }
+}
+
+/// An engine that cannot go on: the journal failed or disagrees with itself.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The journal holds an event that does not fit the saga's state.
+    #[error("journal of {id}: {cause}")]
+    Saga {
+        id: String,
+        cause: crate::saga::IllegalTransition,
+    },
+    /// Traffic could not be put back on the live colour, or not confirmed.
+    #[error("could not confirm traffic back on the live colour: {0}")]
+    Traffic(TrafficError),
+}
+
+/// Drives one cutover.
+pub struct Engine<T, M, H> {
+    pub plan: Plan,
+    pub traffic: T,
+    pub metrics: M,
+    pub hooks: H,
+    journal: Journal,
+    /// The saga as of the last sync; behind a mutex so that a running step can sync too.
+    saga: Mutex<Saga>,
+    /// Where the saga has read the journal up to. Held across a read, so that two syncs
+    /// never fold the same records twice.
+    reader: tokio::sync::Mutex<Reader>,
+    live: Color,
+    new: Color,
+    clock: Clock,
+    /// Who is driving, for operator events: `user@host pid N`.
+    who: String,
+    /// Rendering of events for the live log.
+    renderer: Mutex<Renderer>,
+}
+
+/// The `Started` event of a new cutover.
+pub fn started_event(id: &str, plan: &Plan, live: Color, initial: Split, vars: BTreeMap<String, String>) -> Event {
+    Event::Started {
+        id: id.to_string(),
+        service: plan.service.clone(),
+        plan: plan.path.display().to_string(),
+        target_arn: plan.alb.target_arn().to_string(),
+        live_color: live,
+        new_color: live.other(),
+        initial,
+        steps: plan
+            .steps
+            .iter()
+            .map(|s| StepInfo {
+                label: s.label(),
+                has_effects: s.has_effects(),
+                has_undo: s.undo().is_some(),
+            })
+            .collect(),
+        pid: std::process::id(),
+        vars,
+    }
+}
+
+/// The plan a cutover started with: its saved copy (or, for journals without one, the file),
+/// parsed with the original path so that commands still run in the plan's directory. Refuses a
+/// plan whose steps differ from the journal's: driving one saga with another plan's steps could
+/// run the wrong command at the wrong step.
+pub async fn journaled_plan(journal: &Journal, records: &[Record]) -> Result<Plan, String> {
+    let plan = started_plan(journal, records).await?;
+    let steps = journal::start_of(records).map(|s| s.steps).unwrap_or_default();
+    let labels: Vec<String> = plan.steps.iter().map(|s| s.label()).collect();
+    let journaled: Vec<&str> = steps.iter().map(|s| s.label.as_str()).collect();
+    if labels != journaled {
+        return Err(format!(
+            "the plan of {} no longer matches its journal (steps {} vs {})",
+            journal.id(),
+            labels.join(", "),
+            journaled.join(", ")
+        ));
+    }
+    Ok(plan)
+}
+
+/// The plan a cutover started with, without checking its steps against the journal: enough
+/// to find the traffic (its `[alb]`), not to drive the saga.
+pub async fn started_plan(journal: &Journal, records: &[Record]) -> Result<Plan, String> {
+    let id = journal.id();
+    let start = journal::start_of(records).ok_or_else(|| format!("the journal of {id} has no start"))?;
+    let path = std::path::PathBuf::from(start.plan);
+    let text = match journal.saved_plan().await.map_err(|e| e.to_string())? {
+        Some(text) => text,
+        None => std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+    };
+    crate::config::parse(&path, &text).map_err(|e| e.to_string())
+}
+
+/// `user@host pid N`: who an operator event came from.
+pub fn whoami() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!("{user}@{host} pid {}", std::process::id())
+}
+
+impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
+    /// An engine over an existing journal (new, or left by another process); replays it.
+    pub async fn open(
+        plan: Plan,
+        traffic: T,
+        metrics: M,
+        hooks: H,
+        journal: Journal,
+        clock: Clock,
+    ) -> Result<Self, EngineError> {
+        let mut engine = Engine {
+            saga: Mutex::new(Saga::judging(plan.rollback.criteria.clone())),
+            reader: tokio::sync::Mutex::new(journal.reader()),
+            plan,
+            traffic,
+            metrics,
+            hooks,
+            journal,
+            live: Color::Blue,
+            new: Color::Green,
+            clock,
+            who: whoami(),
+            renderer: Mutex::new(Renderer::new()),
+        };
+        let records = engine.sync().await?;
+        // Render what is already there so the live log's context (colours, labels) is known.
+        {
+            let mut r = engine.renderer.lock().unwrap();
+            for rec in &records {
+                r.render(&rec.event);
+            }
+        }
+        if let Some(live) = engine.saga().live_color {
+            engine.live = live;
+            engine.new = live.other();
+        }
+        Ok(engine)
+    }
+
+    /// A copy of the saga as of the last sync.
+    pub fn saga(&self) -> Saga {
+        self.saga.lock().unwrap().clone()
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Reads what was appended to the journal (by anyone) and folds it into the saga.
+    async fn sync(&self) -> Result<Vec<Record>, EngineError> {
+        let mut reader = self.reader.lock().await;
+        let records = reader.read_new().await?;
+        let mut saga = self.saga.lock().unwrap();
+        for r in &records {
+            saga.apply(&r.event).map_err(|cause| EngineError::Saga {
+                id: self.journal.id().to_string(),
+                cause,
+            })?;
+        }
+        Ok(records)
+    }
+
+    /// Syncs, and stops the running step if a rollback has been requested meanwhile: the one
+    /// way an operator's rollback (from this process or another) reaches a step.
+    async fn sync_forward(&self) -> Result<(), Failure> {
+        self.sync().await.map_err(|e| match e {
+            EngineError::Journal(e) => Failure::Journal(e),
+            other => Failure::step(other.to_string()),
+        })?;
+        match self.saga().phase {
+            Phase::RollingBack {
+                trigger, reason, by, ..
+            } => Err(Failure::Step {
+                trigger,
+                reason: format!("rolled back by {by}: {reason}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Resolves when a rollback has been requested (and journaled) while a step runs.
+    async fn rollback_requested(&self) -> Failure {
+        loop {
+            tokio::time::sleep(JOURNAL_POLL).await;
+            match self.sync_forward().await {
+                Ok(()) => {}
+                Err(Failure::Journal(e)) => warn!("reading the journal for operator actions: {e}"),
+                Err(f) => return f,
+            }
+        }
+    }
+
+    /// Journals an event, then shows it in the live log.
+    async fn emit(&self, event: Event) -> Result<(), JournalError> {
+        self.journal.append(&event).await?;
+        let line = self.renderer.lock().unwrap().render(&event);
+        let step = line.step.unwrap_or_default();
+        match line.level {
+            Level::Info => info!(step = %step, "{}", line.message),
+            Level::Warn => warn!(step = %step, "{}", line.message),
+            Level::Error => error!(step = %step, "{}", line.message),
+        }
+        Ok(())
+    }
+
+    async fn note(&self, step: Option<usize>, level: Level, message: String) -> Result<(), JournalError> {
+        self.emit(Event::Note { step, level, message }).await
+    }
+
+    fn env(&self, step: &str, phase: &str) -> Vec<(String, String)> {
+        let Saga { id, vars, .. } = self.saga();
+        [
+            ("CUTOVER_ID", id),
+            ("CUTOVER_SERVICE", self.plan.service.clone()),
+            ("CUTOVER_STEP", step.to_string()),
+            ("CUTOVER_PHASE", phase.to_string()),
+            ("CUTOVER_LIVE_COLOR", self.live.to_string()),
+            ("CUTOVER_NEW_COLOR", self.new.to_string()),
+            (
+                "CUTOVER_NEW_TARGET_GROUP_ARN",
+                self.plan.alb.target_group(self.new).to_string(),
+            ),
+            (
+                "CUTOVER_LIVE_TARGET_GROUP_ARN",
+                self.plan.alb.target_group(self.live).to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .chain(vars.into_iter().map(|(k, v)| (format!("CUTOVER_VAR_{k}"), v)))
+        .collect()
+    }
+
+    async fn hook_event(
+        &self,
+        step: usize,
+        phase: &str,
+        what: &str,
+        r: &Result<HookOk, HookError>,
+    ) -> Result<(), JournalError> {
+        let (ok, detail, elapsed) = match r {
+            Ok(ok) => (true, ok.detail.clone(), ok.elapsed),
+            Err(e) => (false, e.to_string(), Duration::ZERO),
+        };
+        self.emit(Event::Hook {
+            step,
+            phase: phase.into(),
+            what: what.into(),
+            ok,
+            detail,
+            elapsed_ms: millis(elapsed),
+        })
+        .await
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+/// A one-line description of a plan's step list, for the start of the live log.
+pub fn describe_steps(plan: &Plan) -> String {
+    plan.steps
+        .iter()
+        .map(|s| match s {
+            Step::Shift { permille, bake } => format!(
+                "shift {}% (bake {})",
+                fmt_permille(*permille),
+                humantime::format_duration(*bake)
+            ),
+            Step::Observe { duration } => {
+                format!("observe {}", humantime::format_duration(*duration))
+            }
+            other => other.label(),
+        })
+        .collect::<Vec<_>>()
+        .join(" → ")
+}

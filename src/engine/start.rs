@@ -1,0 +1,151 @@
+//! The start of a cutover and the adapters that drive it, written once for every caller:
+//! `cutover run`, `cutover rollback` (which may drive the undo chain), and the daemon's
+//! start and resume.
+//!
+//! A clean start ([`begin`]), in order:
+//!
+//! 1. take the lock of the listener or rule (the caller holds it for the whole cutover);
+//! 2. refuse when the previous cutover of that target did not finish (traffic may be split);
+//! 3. read the weights: one colour must hold all traffic, and it is the live one;
+//! 4. create the journal with the plan copy, journal `Started`, and record the cutover as
+//!    the target's latest.
+//!
+//! Nothing is written to the ALB before the first step runs, so a refusal changes nothing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::started_event;
+use crate::aws::Clients;
+use crate::color::{Color, Split};
+use crate::config::Plan;
+use crate::hooks::Processes;
+use crate::journal::{Journal, JournalError, Lock, Store};
+use crate::metrics::CloudWatch;
+use crate::traffic::{Alb, Traffic, TrafficError};
+
+/// The real adapters of one cutover of a plan.
+pub struct Adapters {
+    pub alb: Alb,
+    pub cloudwatch: CloudWatch,
+    pub hooks: Processes,
+}
+
+/// The adapters for a cutover of `plan` whose new colour is `new`.
+pub fn adapters(clients: &Clients, plan: &Plan, new: Color) -> Adapters {
+    Adapters {
+        alb: Alb::new(clients.elbv2.clone(), &plan.alb),
+        cloudwatch: cloudwatch(clients, plan, new),
+        hooks: Processes::new(plan_dir(plan)),
+    }
+}
+
+/// The CloudWatch adapter for `plan` with `new` as the new colour, custom metrics included.
+pub fn cloudwatch(clients: &Clients, plan: &Plan, new: Color) -> CloudWatch {
+    CloudWatch::new(
+        clients.cloudwatch.clone(),
+        &plan.metrics,
+        &plan.alb,
+        new,
+        &plan.rollback.alarms,
+    )
+    .with_custom(&plan.rollback.metrics)
+}
+
+/// The directory the plan's commands run in: the plan file's.
+pub fn plan_dir(plan: &Plan) -> PathBuf {
+    match plan.path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Why a cutover did not start. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum NotStarted {
+    /// Another process drives a cutover of the same listener or rule.
+    #[error("another cutover process holds {target} (lock in the {store})")]
+    Busy { target: String, store: String },
+    /// The previous cutover of the target did not finish.
+    #[error(
+        "cutover {id} of {target} did not finish (its process died); traffic may be split. \
+         Run `cutover rollback --config {}` to put traffic back and finish it",
+        plan.display()
+    )]
+    Unfinished { id: String, target: String, plan: PathBuf },
+    /// The weights could not be read.
+    #[error("reading the weights of {target}: {error}")]
+    Unreadable { target: String, error: TrafficError },
+    /// No colour holds all traffic.
+    #[error(
+        "no colour holds all traffic, so there is no clean start: {0}. \
+         Use `cutover rollback --to blue|green` to choose one"
+    )]
+    Split(Split),
+    /// The journal store failed.
+    #[error("{0}")]
+    Journal(JournalError),
+}
+
+impl From<JournalError> for NotStarted {
+    fn from(e: JournalError) -> NotStarted {
+        NotStarted::Journal(e)
+    }
+}
+
+/// A cutover that started cleanly: its journal holds `Started`.
+pub struct Started {
+    pub id: String,
+    pub journal: Journal,
+    pub live: Color,
+    /// The weights found at the start.
+    pub split: Split,
+    /// The target's lock: hold it for as long as the cutover is driven.
+    pub lock: Lock,
+}
+
+/// Starts a cutover of `plan` cleanly, or says why not (see the module doc).
+pub async fn begin<T: Traffic>(
+    store: &Arc<dyn Store>,
+    plan: &Plan,
+    traffic: &T,
+    vars: BTreeMap<String, String>,
+) -> Result<Started, NotStarted> {
+    let target = plan.alb.target_arn().to_string();
+    let Some(lock) = store.try_lock(&target).await? else {
+        return Err(NotStarted::Busy {
+            target,
+            store: store.describe(),
+        });
+    };
+    if let Some(prev) = store.latest(&target).await? {
+        let previous = Journal::new(store.clone(), &prev);
+        // A journal that cannot be read is not a finished one.
+        if !previous.is_finished().await {
+            return Err(NotStarted::Unfinished {
+                id: prev,
+                target,
+                plan: plan.path.clone(),
+            });
+        }
+    }
+    let split = traffic.read().await.map_err(|error| NotStarted::Unreadable {
+        target: target.clone(),
+        error,
+    })?;
+    let Some(live) = split.holder() else {
+        return Err(NotStarted::Split(split));
+    };
+    let id = store.create(&plan.source).await?;
+    let journal = Journal::new(store.clone(), &id);
+    journal.append(&started_event(&id, plan, live, split, vars)).await?;
+    store.set_latest(&target, &id).await?;
+    Ok(Started {
+        id,
+        journal,
+        live,
+        split,
+        lock,
+    })
+}

@@ -1,0 +1,165 @@
+//! The steps: what each action of a plan does (its undo is in the drive loop).
+
+use std::time::Duration;
+
+use super::{Engine, Failure};
+use crate::color::Split;
+use crate::config::{Check, Step};
+use crate::hooks::Hooks;
+use crate::metrics::Metrics;
+use crate::saga::Level;
+use crate::traffic::Traffic;
+
+/// How often target health is polled while waiting for a deploy's targets.
+const HEALTH_POLL: Duration = Duration::from_secs(2);
+
+impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
+    pub(super) async fn do_step(&self, i: usize, step: &Step) -> Result<(), Failure> {
+        match step {
+            Step::Verify { checks } => self.verify(i, checks).await,
+            Step::Deploy {
+                command,
+                healthy_timeout,
+            } => {
+                self.hook_command(i, "deploy", &command.run, command.timeout).await?;
+                self.wait_healthy(i, *healthy_timeout).await
+            }
+            Step::Migrate { command } => self.hook_command(i, "migrate", &command.run, command.timeout).await,
+            Step::Shift { permille, bake } => {
+                let target = Split::with_new(self.new, *permille);
+                let saga = self.saga();
+                // Resumed after a restart with the weights already verified: continue the bake
+                // (bake() checks the weights are still the verified ones).
+                if saga.verified_step != Some(i) {
+                    let current = saga.verified.unwrap_or(Split::all_on(self.live));
+                    if target.weight(self.new) > current.weight(self.new) {
+                        self.require_healthy(i).await?;
+                    }
+                    // Weights someone else set are never overwritten: drift pauses for an operator.
+                    // (Already at the target is no drift: a write that landed before a crash.)
+                    self.check_drift(i, Some(target)).await?;
+                    self.set_weights(i, target).await?;
+                }
+                self.bake(i, *bake).await
+            }
+            Step::Observe { duration } => self.bake(i, *duration).await,
+        }
+    }
+
+    async fn hook_command(&self, i: usize, action: &str, argv: &[String], timeout: Duration) -> Result<(), Failure> {
+        self.note(Some(i), Level::Info, format!("running {}", argv.join(" ")))
+            .await?;
+        let result = self.hooks.command(argv, &self.env(action, "run"), timeout).await;
+        self.hook_event(i, "run", &argv[0], &result).await?;
+        result.map(|_| ()).map_err(|e| Failure::step(e.to_string()))
+    }
+
+    async fn verify(&self, i: usize, checks: &[Check]) -> Result<(), Failure> {
+        // Built in: the weights are what was last verified (nobody moved them under us) …
+        let split = self
+            .traffic
+            .read()
+            .await
+            .map_err(|e| Failure::step(format!("reading weights: {e}")))?;
+        let expected = self.saga().verified.unwrap_or(Split::all_on(self.live));
+        if (split.blue, split.green, split.others) != (expected.blue, expected.green, expected.others) {
+            return Err(Failure::step(format!(
+                "weights changed outside cutover: expected {expected}, found {split}"
+            )));
+        }
+        self.note(Some(i), Level::Info, format!("weights as expected: {split}"))
+            .await?;
+        // … the new colour can take traffic …
+        self.require_healthy(i).await?;
+        // … and no alarm is firing (or misspelt: a missing alarm never fires).
+        let alarms = self
+            .metrics
+            .alarms()
+            .await
+            .map_err(|e| Failure::step(format!("reading alarms: {e}")))?;
+        if !alarms.missing.is_empty() {
+            return Err(Failure::step(format!(
+                "alarms not found in CloudWatch: {}",
+                alarms.missing.join(", ")
+            )));
+        }
+        if !alarms.in_alarm.is_empty() {
+            return Err(Failure::step(format!(
+                "alarms in ALARM: {}",
+                alarms.in_alarm.join(", ")
+            )));
+        }
+        if !self.plan.rollback.alarms.is_empty() {
+            self.note(
+                Some(i),
+                Level::Info,
+                format!("alarms OK: {}", self.plan.rollback.alarms.join(", ")),
+            )
+            .await?;
+        }
+        for check in checks {
+            let (what, result) = match check {
+                Check::Http {
+                    url,
+                    expect_status,
+                    timeout,
+                } => (
+                    format!("GET {url}"),
+                    self.hooks.http(url, *expect_status, *timeout).await,
+                ),
+                Check::Command { argv, timeout } => (
+                    argv.join(" "),
+                    self.hooks.command(argv, &self.env("verify", "run"), *timeout).await,
+                ),
+            };
+            self.hook_event(i, "check", &what, &result).await?;
+            if let Err(e) = result {
+                return Err(Failure::step(format!("check {what}: {e}")));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn require_healthy(&self, i: usize) -> Result<(), Failure> {
+        let min = self.plan.alb.min_healthy_targets;
+        let healthy = self
+            .traffic
+            .healthy_targets(self.new)
+            .await
+            .map_err(|e| Failure::step(format!("reading target health: {e}")))?;
+        if healthy < min {
+            return Err(Failure::step(format!(
+                "{} has {healthy} healthy targets, needs {min}",
+                self.new
+            )));
+        }
+        self.note(
+            Some(i),
+            Level::Info,
+            format!("{} has {healthy} healthy targets (min {min})", self.new),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn wait_healthy(&self, i: usize, timeout: Duration) -> Result<(), Failure> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.require_healthy(i).await {
+                Ok(()) => return Ok(()),
+                Err(Failure::Step { reason, .. }) if tokio::time::Instant::now() + HEALTH_POLL > deadline => {
+                    return Err(Failure::step(format!(
+                        "{reason} after waiting {}",
+                        humantime::format_duration(timeout)
+                    )));
+                }
+                Err(Failure::Step { reason, .. }) => {
+                    self.note(Some(i), Level::Info, format!("waiting for healthy targets: {reason}"))
+                        .await?
+                }
+                Err(f) => return Err(f),
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Weights: every write journaled as an intent and read back before anything goes on;
+//! drift (someone else changed the weights) noticed and paused on; and the restore of
+//! the live colour that every rollback begins with.
+
+use std::time::Duration;
+
+use tracing::error;
+
+use super::{Engine, EngineError, Failure, millis};
+use crate::color::{Color, Split};
+use crate::hooks::Hooks;
+use crate::journal::Journal;
+use crate::metrics::Metrics;
+use crate::saga::{Event, Level, Trigger};
+use crate::traffic::{self, Traffic, TrafficError};
+
+/// ELBv2 reads are eventually consistent: a difference between the weights read and those
+/// last verified counts as drift only if it persists over `DRIFT_CONFIRMATIONS` more reads,
+/// `DRIFT_CONFIRM_DELAY` apart (1.5 s in all: longer than a write takes to show).
+const DRIFT_CONFIRMATIONS: u32 = 3;
+const DRIFT_CONFIRM_DELAY: Duration = Duration::from_millis(500);
+
+/// How a rollback puts traffic back: up to `attempts` rounds of write-then-read-back, each
+/// bounded by the plan's `alb.verify_timeout` and backing off inside with the read-back
+/// policy ([`traffic::READ_BACK`]), so a round already rides out throttling for as long as
+/// the plan allows a write to take. Past the last round the outcome is `unsafe` (exit 6),
+/// never a silent success.
+pub struct RestorePolicy {
+    pub attempts: u32,
+}
+
+/// The restore policy every rollback uses: three rounds (90 s with the default 30 s bound).
+pub const RESTORE: RestorePolicy = RestorePolicy { attempts: 3 };
+
+/// An operator's rollback, from any process: journal the request (a run that is alive sees it
+/// within one poll), put all traffic on the live colour and read it back, journal that.
+/// Returns the verified weights; the undo chain is left to whoever drives the saga.
+pub async fn operator_rollback<T: Traffic>(
+    journal: &Journal,
+    traffic: &T,
+    live: Color,
+    verify_timeout: Duration,
+    reason: &str,
+    by: &str,
+) -> Result<Split, EngineError> {
+    journal
+        .append(&Event::RollbackRequested {
+            trigger: Trigger::Operator,
+            reason: reason.to_string(),
+            by: by.to_string(),
+        })
+        .await?;
+    let split = traffic::set_and_verify(traffic, Split::all_on(live), verify_timeout)
+        .await
+        .map_err(EngineError::Traffic)?;
+    journal.append(&Event::TrafficRestored { split }).await?;
+    Ok(split)
+}
+
+impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
+    /// Journals the intent, writes, reads back, journals the verification.
+    pub(super) async fn set_weights(&self, i: usize, target: Split) -> Result<(), Failure> {
+        self.emit(Event::WeightIntent { step: i, split: target }).await?;
+        let started = tokio::time::Instant::now();
+        let split = traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout)
+            .await
+            .map_err(|e| Failure::step(format!("setting weights: {e}")))?;
+        self.emit(Event::WeightVerified {
+            step: i,
+            split,
+            elapsed_ms: millis(started.elapsed()),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Puts all traffic back on the live colour: one write, then read-back ([`RESTORE`]).
+    pub(super) async fn restore(&self) -> Result<Split, TrafficError> {
+        let target = Split::all_on(self.live);
+        // Nothing was ever written and it reads as all on live: change nothing (a failed first
+        // verify must not touch the listener). Once a write was intended, always write and read
+        // back: a write that was accepted but not yet visible could still land after a read.
+        if !self.saga().wrote_weights
+            && let Ok(split) = self.traffic.read().await
+            && split.holder() == Some(self.live)
+        {
+            return Ok(split);
+        }
+        let mut last = None;
+        for attempt in 1..=RESTORE.attempts {
+            match traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout).await {
+                Ok(split) => return Ok(split),
+                Err(e) => {
+                    error!("restoring traffic, attempt {attempt}/{}: {e}", RESTORE.attempts);
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    /// Waits, reading the journal each second, until an operator resumes (a rollback ends
+    /// the wait with its failure).
+    pub(super) async fn wait_while_paused(&self) -> Result<(), Failure> {
+        loop {
+            self.sync_forward().await?;
+            if self.saga().paused.is_none() {
+                return Ok(());
+            }
+            tokio::time::sleep(super::JOURNAL_POLL).await;
+        }
+    }
+
+    /// Compares the live weights with the last verified ones (or `also`, a split that is not
+    /// drift either). On a difference, records the drift, pauses for an operator, and once
+    /// resumed re-applies the verified weights.
+    pub(super) async fn check_drift(&self, i: usize, also: Option<Split>) -> Result<(), Failure> {
+        let Some(expected) = self.saga().verified else {
+            return Ok(());
+        };
+        let known = |s: Split| {
+            [Some(expected), also]
+                .into_iter()
+                .flatten()
+                .any(|k| (k.blue, k.green) == (s.blue, s.green))
+        };
+        let mut found = expected;
+        for attempt in 0..=DRIFT_CONFIRMATIONS {
+            if attempt > 0 {
+                tokio::time::sleep(DRIFT_CONFIRM_DELAY).await;
+            }
+            found = match self.traffic.read().await {
+                Ok(f) => f,
+                Err(e) if attempt == 0 => {
+                    self.note(Some(i), Level::Warn, format!("reading weights failed: {e}"))
+                        .await?;
+                    return Ok(());
+                }
+                Err(_) => return Ok(()),
+            };
+            if known(found) {
+                return Ok(());
+            }
+        }
+        // An operator's rollback changes the weights right after journaling its request: that is
+        // not drift, and the sync says so.
+        self.sync_forward().await?;
+        self.emit(Event::Drift {
+            step: i,
+            expected,
+            found,
+        })
+        .await?;
+        self.emit(Event::Paused {
+            by: "cutover".into(),
+            reason: format!(
+                "weights changed outside cutover (expected {expected}, found {found}); \
+                 resume re-applies {expected}, rollback rolls back"
+            ),
+        })
+        .await?;
+        self.wait_while_paused().await?;
+        self.set_weights(i, expected).await
+    }
+}

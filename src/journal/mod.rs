@@ -1,0 +1,224 @@
+//! The journal: one append-only intent log per cutover, kept in a [`Store`].
+//!
+//! **Architecture Invariant:** every state change is appended here, and durable, before
+//! it is acted on. A journal is a sequence of [`Record`]s (`at` plus a
+//! [`saga::Event`](crate::saga::Event)); two writers (the process that owns a cutover
+//! and an operator's `cutover rollback`) may append to the same journal, and neither
+//! can tear or interleave the other's record.
+//!
+//! A store keeps, besides the journals: the plan copy each cutover started with, the
+//! latest cutover of each listener or rule (its *target*), and one lock per target,
+//! held by the process driving that target's cutover.
+//!
+//! * `mod.rs` (this file): the records, the [`Store`] trait, and the [`Journal`] and
+//!   [`Reader`] handles the engine and the daemon use;
+//! * [`local`]: the state directory (`--state-dir`), the zero-setup default;
+//! * [`memory`]: a store in memory, for unit tests.
+
+mod local;
+#[cfg(test)]
+pub mod memory;
+
+pub use local::StateDir;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::saga::{Event, Saga, Start};
+
+/// One journal record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// RFC 3339, UTC, milliseconds.
+    pub at: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Why the journal could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Reading or writing the state directory failed.
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: std::io::Error },
+    /// A record is not a journal record (written by something else, or by a newer cutover).
+    #[error("{}: line {line}: {message}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// There is no cutover with this id.
+    #[error("no cutover {0}")]
+    NotFound(String),
+}
+
+/// A position in a journal: how many records were read, and where the next one starts.
+/// Only the store that produced a cursor knows what its `offset` means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// Records read so far (the sequence number of the next record).
+    pub seq: u64,
+    /// The store's own position of the next record (a byte offset in a file).
+    offset: u64,
+}
+
+/// The lock of a target, held until dropped (or until the process dies).
+pub struct Lock(#[allow(dead_code, reason = "held for its Drop")] Box<dyn Send + Sync>);
+
+impl std::fmt::Debug for Lock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lock")
+    }
+}
+
+/// Where journals, plan copies, latest-cutover indexes and target locks are kept.
+///
+/// Every method is asynchronous so that a remote store fits behind the same trait; the
+/// local state directory does its (fsync'd) file IO inline.
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Creates the journal of a new cutover under a fresh id and keeps `plan_text`, the plan it
+    /// starts with (resuming and rolling back follow it, not the file as it reads later).
+    fn create<'a>(&'a self, plan_text: &'a str) -> BoxFuture<'a, Result<String, JournalError>>;
+    /// Appends one event; it is durable when this returns.
+    fn append<'a>(&'a self, id: &'a str, event: &'a Event) -> BoxFuture<'a, Result<Record, JournalError>>;
+    /// The records appended at or after `from`, and the cursor after them. A record still being
+    /// written is left for a later call.
+    fn read<'a>(&'a self, id: &'a str, from: Cursor) -> BoxFuture<'a, Result<(Vec<Record>, Cursor), JournalError>>;
+    /// The plan text a cutover started with, if it was kept.
+    fn saved_plan<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>, JournalError>>;
+    /// The id of the latest cutover of a listener or rule.
+    fn latest<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<Option<String>, JournalError>>;
+    /// Records `id` as the latest cutover of a listener or rule.
+    fn set_latest<'a>(&'a self, target: &'a str, id: &'a str) -> BoxFuture<'a, Result<(), JournalError>>;
+    /// Takes the lock of a listener or rule without waiting: `None` if someone else holds it.
+    fn try_lock<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<Option<Lock>, JournalError>>;
+    /// Every cutover id, oldest first (ids sort by start time).
+    fn ids(&self) -> BoxFuture<'_, Result<Vec<String>, JournalError>>;
+    /// Where the store is, for messages: `state directory /var/lib/cutover`.
+    fn describe(&self) -> String;
+}
+
+/// One cutover's journal in a store: what the engine appends to and reads from.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    store: Arc<dyn Store>,
+    id: String,
+}
+
+impl Journal {
+    /// The journal of cutover `id` (which the store may or may not hold).
+    pub fn new(store: Arc<dyn Store>, id: &str) -> Journal {
+        Journal {
+            store,
+            id: id.to_string(),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Appends one event; it is durable when this returns.
+    pub async fn append(&self, event: &Event) -> Result<Record, JournalError> {
+        self.store.append(&self.id, event).await
+    }
+
+    /// A reader from the first record.
+    pub fn reader(&self) -> Reader {
+        Reader {
+            journal: self.clone(),
+            cursor: Cursor::default(),
+        }
+    }
+
+    /// Every record so far.
+    pub async fn read_all(&self) -> Result<Vec<Record>, JournalError> {
+        self.reader().read_new().await
+    }
+
+    /// The plan text the cutover started with, if it was kept.
+    pub async fn saved_plan(&self) -> Result<Option<String>, JournalError> {
+        self.store.saved_plan(&self.id).await
+    }
+
+    /// Whether the cutover has finished, as its saga sees it (an unreadable journal has not).
+    pub async fn is_finished(&self) -> bool {
+        self.read_all()
+            .await
+            .ok()
+            .and_then(|records| Saga::replay(records.iter().map(|r| &r.event)).ok())
+            .is_some_and(|saga| saga.outcome().is_some())
+    }
+}
+
+/// Reads a journal incrementally: each call returns the records appended since the last one.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    journal: Journal,
+    cursor: Cursor,
+}
+
+impl Reader {
+    /// Records appended since the last call.
+    pub async fn read_new(&mut self) -> Result<Vec<Record>, JournalError> {
+        let (records, cursor) = self.journal.store.read(&self.journal.id, self.cursor).await?;
+        self.cursor = cursor;
+        Ok(records)
+    }
+
+    /// How many records were read so far.
+    pub fn seq(&self) -> u64 {
+        self.cursor.seq
+    }
+}
+
+/// Now, as a journal timestamp.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// A cutover id: its start time and a random suffix, e.g. `20261122T023000Z-3fa2c9d1`.
+/// Ids sort by start time; stores retry in the unlikely case of a clash.
+pub fn new_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now();
+    let stamp: String = humantime::format_rfc3339_seconds(now)
+        .to_string()
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    // RandomState is seeded from the OS per process; mixed with time, pid and a counter.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        now.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("{stamp}-{:08x}", h.finish() as u32)
+}
+
+/// The `Started` record of a journal, if it has one.
+pub fn start_of(records: &[Record]) -> Option<Start<'_>> {
+    records.iter().find_map(|r| r.event.start())
+}
+
+/// A record of `event` made now.
+fn record(event: &Event) -> Record {
+    Record {
+        at: now_rfc3339(),
+        event: event.clone(),
+    }
+}
