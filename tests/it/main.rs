@@ -15,6 +15,9 @@ mod adapters;
 mod backtest;
 mod daemon;
 mod e2e;
+#[path = "../support/fault_proxy.rs"]
+mod fault_proxy;
 mod judge_e2e;
 mod plans;
+mod proxy;
 mod util;
