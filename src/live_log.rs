@@ -152,6 +152,10 @@ impl Renderer {
                 Some(self.label(*step)),
                 format!("weights changed outside cutover: expected {expected}, found {found}"),
             ),
+            Event::HookStarted { step, phase, what } => {
+                let prefix = if phase == "undo" { "undo: " } else { "" };
+                line(Info, Some(self.label(*step)), format!("{prefix}running {what}"))
+            }
             Event::Hook {
                 step,
                 phase,

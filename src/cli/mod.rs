@@ -27,8 +27,13 @@ use crate::journal::{StateDir, Store};
 use crate::saga::Outcome;
 use args::{Cli, Command, LogFormat, Output, ServerArgs, read_token};
 
+/// Exit code of a command that did what it was asked (`rollback`: traffic verified on the live
+/// colour, and the undo chain finished or handed to the process that owns the cutover).
+pub const EXIT_OK: i32 = 0;
 /// Exit code: usage or plan error; nothing was changed.
 pub const EXIT_USAGE: i32 = 2;
+/// Exit code: a rollback could not be confirmed; the traffic split is unknown or mixed.
+pub const EXIT_UNSAFE: i32 = 6;
 /// Exit code: any other error.
 pub const EXIT_ERROR: i32 = 1;
 
@@ -111,12 +116,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             to,
             output,
         } => match (id, config) {
-            (Some(id), _) => {
-                let v = server.client()?.action(&id, "rollback", Some(&reason)).await?;
-                info!("traffic restored: {}; the daemon runs the undo chain", v["weights"]);
-                println!("{v}");
-                Ok(Outcome::RolledBackByOperator.exit_code())
-            }
+            (Some(id), _) => match server.client()?.action(&id, "rollback", Some(&reason)).await {
+                Ok(v) => {
+                    info!("traffic restored: {}; the daemon runs the undo chain", v["weights"]);
+                    println!("{v}");
+                    Ok(EXIT_OK)
+                }
+                Err(e) => match e.downcast_ref::<crate::daemon::client::ApiFailure>() {
+                    Some(f) if f.is_unsafe() => {
+                        error!("{f}");
+                        Ok(EXIT_UNSAFE)
+                    }
+                    _ => Err(e),
+                },
+            },
             (None, Some(config)) => {
                 let Ok(plan) = load_plan(&config) else {
                     return Ok(EXIT_USAGE);

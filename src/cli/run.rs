@@ -7,7 +7,7 @@ use tracing::{error, info};
 
 use super::args::Output;
 use super::status::{not_started, print_bare, print_summary};
-use super::{EXIT_ERROR, EXIT_USAGE, signals};
+use super::{EXIT_ERROR, EXIT_OK, EXIT_UNSAFE, EXIT_USAGE, signals};
 use crate::aws::Clients;
 use crate::color::{Color, Split};
 use crate::config::Plan;
@@ -94,7 +94,7 @@ pub(super) async fn rollback(
         let deadline = Instant::now() + START_WAIT;
         while Instant::now() < deadline {
             let unfinished = match &latest {
-                Some(id) => !Journal::new(store.clone(), id).is_finished().await,
+                Some(id) => Journal::new(store.clone(), id).is_open().await.unwrap_or(true),
                 None => false,
             };
             if unfinished {
@@ -132,6 +132,11 @@ pub(super) async fn rollback(
         (None, None) => {
             match &recorded {
                 Some((j, _, Some(e))) => error!("cannot read the journal of {}: {e}; pass --to blue|green", j.id()),
+                Some((j, None, None)) => error!(
+                    "the latest cutover of {target}, {}, never started (its process died before journaling \
+                     its start): there is nothing to undo, and no record of the live colour; pass --to blue|green",
+                    j.id()
+                ),
                 _ => error!(
                     "no cutover of {target} is recorded in the {}: pass --to blue|green",
                     store.describe()
@@ -141,6 +146,8 @@ pub(super) async fn rollback(
         }
     };
     let journal = match recorded {
+        // A journal without a start is a cutover that never began: traffic only.
+        Some((_, None, None)) => None,
         Some((j, _, None)) => Some(j),
         Some((j, _, Some(e))) => {
             error!(
@@ -171,7 +178,7 @@ pub(super) async fn rollback(
                 Outcome::Unsafe,
                 format!("could not confirm traffic back on {live}: {e:#}"),
             );
-            return Ok(Outcome::Unsafe.exit_code());
+            return Ok(EXIT_UNSAFE);
         }
     };
     info!(
@@ -185,7 +192,7 @@ pub(super) async fn rollback(
             Outcome::RolledBackByOperator,
             format!("{reason} (no journal: traffic only)"),
         );
-        return Ok(Outcome::RolledBackByOperator.exit_code());
+        return Ok(EXIT_OK);
     };
     let id = journal.id().to_string();
 
@@ -220,14 +227,15 @@ pub(super) async fn rollback(
             let a = start::adapters(&clients, &plan, live.other());
             let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal.clone(), Clock::start()).await?;
             // Signals are logged and ignored: nothing interrupts a rollback.
-            let outcome = engine.drive(signals()).await?;
-            if outcome == Outcome::Unsafe {
-                outcome
-            } else {
-                Outcome::RolledBackByOperator
-            }
+            engine.drive(signals()).await?
         }
     };
     print_summary(&summarize(&journal.read_all().await?), output);
-    Ok(outcome.exit_code())
+    // This command did its job unless traffic could not be confirmed back on the live colour;
+    // the run that was rolled back exits with the outcome's code (4).
+    Ok(if outcome == Outcome::Unsafe {
+        EXIT_UNSAFE
+    } else {
+        EXIT_OK
+    })
 }

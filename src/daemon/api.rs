@@ -347,7 +347,7 @@ async fn rollback(
     // (Not when the saga already finished: the task ran the undos before this handler got here.)
     if undo_blocked.is_none()
         && !d.drives(&id)
-        && !journal.is_finished().await
+        && journal.is_open().await.unwrap_or(false)
         && let Ok(Some(lock)) = d.store.try_lock(&target).await
     {
         d.spawn(journal, plan, lock)

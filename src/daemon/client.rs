@@ -12,6 +12,22 @@ use crate::live_log::Renderer;
 use crate::saga::{Outcome, Saga};
 use crate::state::CutoverState;
 
+/// The daemon answered with an error status.
+#[derive(Debug, thiserror::Error)]
+#[error("{request}: HTTP {status}: {message}")]
+pub struct ApiFailure {
+    pub request: String,
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiFailure {
+    /// Whether the daemon could not confirm traffic back on the live colour (`UNSAFE`).
+    pub fn is_unsafe(&self) -> bool {
+        self.status == 502 && self.message.starts_with("UNSAFE")
+    }
+}
+
 /// A client of one daemon.
 pub struct Client {
     base: String,
@@ -52,8 +68,13 @@ impl Client {
         let text = resp.text().await.unwrap_or_default();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
         if !status.is_success() {
-            let msg = v.get("error").and_then(Value::as_str).unwrap_or(&text);
-            bail!("{method} {path}: HTTP {}: {msg}", status.as_u16());
+            let message = v.get("error").and_then(Value::as_str).unwrap_or(&text).to_string();
+            return Err(ApiFailure {
+                request: format!("{method} {path}"),
+                status: status.as_u16(),
+                message,
+            }
+            .into());
         }
         Ok(v)
     }

@@ -16,7 +16,7 @@ use tracing::Instrument;
 use super::{Engine, EngineError, Failure, millis};
 use crate::hooks::Hooks;
 use crate::metrics::Metrics;
-use crate::saga::{Event, Level, Next, Outcome, Phase, StepStatus, Trigger};
+use crate::saga::{Event, Level, Next, Outcome, Phase, RunState, StepStatus, Trigger};
 use crate::traffic::Traffic;
 
 impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
@@ -116,13 +116,47 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         }
     }
 
+    /// Runs the undo of step `i`, once: an undo whose success is already journaled (the process
+    /// died before `UndoDone`) is not run again.
     async fn undo(&self, i: usize) -> Result<(), EngineError> {
         let command = self.plan.steps[i]
             .undo()
             .cloned()
             .expect("saga undoes only steps with an undo");
         let undo = command.undo.expect("undo present");
+        let saga = self.saga();
+        let label = self.plan.steps[i].label();
+        if saga.undo_succeeded.contains(&i) {
+            self.note(
+                Some(i),
+                Level::Info,
+                format!("the undo of {label} already succeeded (journaled before a restart): not running it again"),
+            )
+            .await?;
+            self.emit(Event::UndoDone { step: i }).await?;
+            return Ok(());
+        }
+        // Say why a step that did not complete is undone.
+        let why = match (saga.status[i], saga.runs.get(&i)) {
+            (StepStatus::Done | StepStatus::Undoing, _) => None,
+            (_, Some(RunState::Succeeded)) => Some("its run succeeded before the step failed"),
+            (_, _) => Some("its run was started and its result is unknown (killed mid-command); undos are idempotent"),
+        };
+        if let Some(why) = why {
+            self.note(
+                Some(i),
+                Level::Warn,
+                format!("undoing {label} although it did not complete: {why}"),
+            )
+            .await?;
+        }
         self.emit(Event::UndoStarted { step: i }).await?;
+        self.emit(Event::HookStarted {
+            step: i,
+            phase: "undo".into(),
+            what: undo.join(" "),
+        })
+        .await?;
         // Undos are not interruptible: a signal now would strand a half-undone step.
         let result = self
             .hooks

@@ -7,8 +7,8 @@
 //! 1. take the lock of the listener or rule (the caller holds it for the whole cutover);
 //! 2. refuse when the previous cutover of that target did not finish (traffic may be split);
 //! 3. read the weights: one colour must hold all traffic, and it is the live one;
-//! 4. create the journal with the plan copy, journal `Started`, and record the cutover as
-//!    the target's latest.
+//! 4. create the journal with the plan copy, record it as the target's latest, and journal
+//!    `Started` (in that order: the index never points behind a started cutover).
 //!
 //! Nothing is written to the ALB before the first step runs, so a refusal changes nothing.
 
@@ -120,9 +120,7 @@ pub async fn begin<T: Traffic>(
         });
     };
     if let Some(prev) = store.latest(&target).await? {
-        let previous = Journal::new(store.clone(), &prev);
-        // A journal that cannot be read is not a finished one.
-        if !previous.is_finished().await {
+        if Journal::new(store.clone(), &prev).is_open().await? {
             return Err(NotStarted::Unfinished {
                 id: prev,
                 target,
@@ -139,8 +137,11 @@ pub async fn begin<T: Traffic>(
     };
     let id = store.create(&plan.source).await?;
     let journal = Journal::new(store.clone(), &id);
-    journal.append(&started_event(&id, plan, live, split, vars)).await?;
+    // The index first: it must never point behind a started cutover, or a rollback would act on
+    // the previous one. Killed between the two, it points at a journal with no start: a cutover
+    // that never began, which blocks nothing and is never rolled back.
     store.set_latest(&target, &id).await?;
+    journal.append(&started_event(&id, plan, live, split, vars)).await?;
     Ok(Started {
         id,
         journal,

@@ -7,7 +7,7 @@ use crate::color::Split;
 use crate::config::{Check, Step};
 use crate::hooks::Hooks;
 use crate::metrics::Metrics;
-use crate::saga::Level;
+use crate::saga::{Event, Level};
 use crate::traffic::Traffic;
 
 /// How often target health is polled while waiting for a deploy's targets.
@@ -47,8 +47,12 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     }
 
     async fn hook_command(&self, i: usize, action: &str, argv: &[String], timeout: Duration) -> Result<(), Failure> {
-        self.note(Some(i), Level::Info, format!("running {}", argv.join(" ")))
-            .await?;
+        self.emit(Event::HookStarted {
+            step: i,
+            phase: "run".into(),
+            what: argv.join(" "),
+        })
+        .await?;
         let result = self.hooks.command(argv, &self.env(action, "run"), timeout).await;
         self.hook_event(i, "run", &argv[0], &result).await?;
         result.map(|_| ()).map_err(|e| Failure::step(e.to_string()))

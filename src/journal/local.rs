@@ -29,6 +29,22 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
     }
 }
 
+/// A test hook for crash testing: with `CUTOVER_TEST_CRASH_AFTER=TEXT`, the process aborts
+/// (as abruptly as SIGKILL: no destructor, no signal handler) right after it durably wrote a
+/// journal line containing `TEXT` (or, for `latest ID`, after updating a latest-cutover index).
+/// It lets the integration tests kill a run at an exact point of its journal, which a signal
+/// sent from outside cannot do.
+fn crash_point(written: &[u8]) {
+    static AFTER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let after = AFTER.get_or_init(|| std::env::var("CUTOVER_TEST_CRASH_AFTER").ok().filter(|s| !s.is_empty()));
+    if let Some(pattern) = after
+        && String::from_utf8_lossy(written).contains(pattern.as_str())
+    {
+        eprintln!("CUTOVER_TEST_CRASH_AFTER: crashing after {pattern:?}");
+        std::process::abort();
+    }
+}
+
 /// The state directory.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -126,6 +142,7 @@ impl StateDir {
         // One write call per line: with O_APPEND, concurrent writers never interleave within it.
         (&file).write_all(&line).map_err(io_err(&path))?;
         file.sync_data().map_err(io_err(&path))?;
+        crash_point(&line);
         Ok(record)
     }
 
@@ -179,7 +196,9 @@ impl StateDir {
             .and_then(|_| f.sync_all())
             .map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))?;
+        crash_point(format!("latest {id}").as_bytes());
+        Ok(())
     }
 
     fn try_lock_now(&self, target_arn: &str) -> Result<Option<Lock>, JournalError> {

@@ -150,6 +150,19 @@ impl Journal {
         self.store.saved_plan(&self.id).await
     }
 
+    /// Whether the cutover started (its `Started` record is journaled) and has not finished:
+    /// someone must drive it to its end. A journal without a start holds a cutover that never
+    /// began (nothing acts before `Started` is durable), so it is not open.
+    pub async fn is_open(&self) -> Result<bool, JournalError> {
+        let records = self.read_all().await?;
+        let saga = Saga::replay(records.iter().map(|r| &r.event));
+        Ok(match saga {
+            Ok(saga) => saga.live_color.is_some() && saga.outcome().is_none(),
+            // A journal the saga cannot replay is not known to be finished.
+            Err(_) => true,
+        })
+    }
+
     /// Whether the cutover has finished, as its saga sees it (an unreadable journal has not).
     pub async fn is_finished(&self) -> bool {
         self.read_all()

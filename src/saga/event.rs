@@ -139,6 +139,15 @@ pub enum Event {
         expected: Split,
         found: Split,
     },
+    /// About to run a hook command (`run` or `undo` of a step): from here until its `Hook`
+    /// result, what the command did is unknown.
+    HookStarted {
+        step: usize,
+        /// `run` or `undo`.
+        phase: String,
+        /// The command line.
+        what: String,
+    },
     /// A hook (command or HTTP check) finished.
     Hook {
         step: usize,

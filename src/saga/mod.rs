@@ -108,6 +108,17 @@ pub struct Bake {
     pub evidence_pending: bool,
 }
 
+/// What is known of a step's `run` command, from its `HookStarted` and `Hook` records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Started, and no result journaled: it may have done anything (killed mid-command).
+    Started,
+    /// Exited 0.
+    Succeeded,
+    /// Failed, with its result known (a non-zero exit, a timeout that killed it).
+    Failed,
+}
+
 /// The state of one cutover.
 #[derive(Debug, Clone)]
 pub struct Saga {
@@ -128,6 +139,11 @@ pub struct Saga {
     pub promoted: Option<usize>,
     /// Each step's bake, as far as it went.
     pub bakes: BTreeMap<usize, Bake>,
+    /// What is known of each step's `run` command.
+    pub runs: BTreeMap<usize, RunState>,
+    /// Steps whose undo command succeeded in the current undo attempt (`Hook` ok, no `UndoDone`
+    /// yet: the process died between the two): not run again.
+    pub undo_succeeded: std::collections::BTreeSet<usize>,
     pub vars: BTreeMap<String, String>,
     /// With [`Saga::judging`]: the judge, fed every journaled window, so that a resumed bake
     /// goes on with the judge's state (streak, growing window) as it was.
@@ -149,6 +165,8 @@ impl Default for Saga {
             paused: None,
             promoted: None,
             bakes: BTreeMap::new(),
+            runs: BTreeMap::new(),
+            undo_succeeded: Default::default(),
             vars: BTreeMap::new(),
             judge: None,
             criteria: None,
@@ -266,7 +284,26 @@ impl Saga {
                     judge.judge(&verdict.window);
                 }
             }
-            (_, Event::Drift { step, .. } | Event::Hook { step, .. }) if step_ok(self, *step) => {}
+            (_, Event::HookStarted { step, phase, .. }) if step_ok(self, *step) => match phase.as_str() {
+                "run" => {
+                    self.runs.insert(*step, RunState::Started);
+                }
+                "undo" => {
+                    self.undo_succeeded.remove(step);
+                }
+                _ => {}
+            },
+            (_, Event::Hook { step, phase, ok, .. }) if step_ok(self, *step) => match phase.as_str() {
+                "run" => {
+                    let state = if *ok { RunState::Succeeded } else { RunState::Failed };
+                    self.runs.insert(*step, state);
+                }
+                "undo" if *ok && self.status[*step] == StepStatus::Undoing => {
+                    self.undo_succeeded.insert(*step);
+                }
+                _ => {}
+            },
+            (_, Event::Drift { step, .. }) if step_ok(self, *step) => {}
             (_, Event::Note { step, .. }) if step.is_none_or(|i| step_ok(self, i)) => {}
             (_, Event::Paused { reason, .. }) => self.paused = Some(reason.clone()),
             (_, Event::Resumed { .. }) => self.paused = None,
@@ -354,6 +391,11 @@ impl Saga {
                 },
             ) => {}
             (_, Event::Finished { outcome, reason, .. }) => {
+                // A step the process was running when the cutover ended (a crash, an unsafe
+                // restore) did not complete: it is not shown as running for ever.
+                for s in self.status.iter_mut().filter(|s| **s == StepStatus::Running) {
+                    *s = StepStatus::Failed;
+                }
                 self.phase = Phase::Finished {
                     outcome: *outcome,
                     reason: reason.clone(),
@@ -375,7 +417,22 @@ impl Saga {
     fn next_undo(&self) -> Option<usize> {
         (0..self.status.len())
             .rev()
-            .find(|&i| self.steps[i].has_undo && matches!(self.status[i], StepStatus::Done | StepStatus::Undoing))
+            .find(|&i| self.steps[i].has_undo && self.needs_undo(i))
+    }
+
+    /// Whether step `i` must be undone when rolling back: it completed; or its `run` command
+    /// succeeded before the step failed (a deploy whose targets never turned healthy); or its
+    /// `run` started and its result is unknown (the process died, or the command was killed,
+    /// mid-command: undos are idempotent by contract). A `run` known to have failed is not
+    /// undone (it must clean up after itself), and neither is one that never started.
+    pub fn needs_undo(&self, i: usize) -> bool {
+        match self.status[i] {
+            StepStatus::Done | StepStatus::Undoing => true,
+            StepStatus::Running | StepStatus::Failed => {
+                matches!(self.runs.get(&i), Some(RunState::Started | RunState::Succeeded))
+            }
+            StepStatus::Pending | StepStatus::Undone | StepStatus::UndoFailed => false,
+        }
     }
 
     /// What the engine must do next.

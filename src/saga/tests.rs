@@ -344,3 +344,174 @@ fn illegal_transitions_are_rejected() {
         "events before Started"
     );
 }
+
+fn hook_started(step: usize, phase: &str) -> Event {
+    HookStarted {
+        step,
+        phase: phase.into(),
+        what: "cmd".into(),
+    }
+}
+
+fn hook(step: usize, phase: &str, ok: bool) -> Event {
+    Hook {
+        step,
+        phase: phase.into(),
+        what: "cmd".into(),
+        ok,
+        detail: String::new(),
+        elapsed_ms: 0,
+    }
+}
+
+fn operator_rollback() -> Event {
+    RollbackRequested {
+        trigger: Trigger::Operator,
+        reason: "pager".into(),
+        by: "me".into(),
+    }
+}
+
+fn restored() -> Event {
+    TrafficRestored {
+        split: Split::all_on(Color::Blue),
+    }
+}
+
+/// Regression (issue 8): a forward command killed after its successful `hook` record and before
+/// `step_done` was never undone: the schema stayed migrated with traffic back on blue.
+#[test]
+fn a_step_whose_run_succeeded_is_undone_though_it_never_completed() {
+    let ev = [
+        StepStarted { step: 0 },
+        StepDone { step: 0, elapsed_ms: 0 },
+        StepStarted { step: 1 },
+        hook_started(1, "run"),
+        hook(1, "run", true),
+        // The process died here; on-call rolls back.
+        operator_rollback(),
+        restored(),
+    ];
+    check(&ev, Next::Undo(1));
+}
+
+/// A deploy whose command succeeded but whose targets never turned healthy is undone too.
+#[test]
+fn a_step_that_failed_after_its_run_succeeded_is_undone() {
+    let ev = [
+        StepStarted { step: 0 },
+        StepDone { step: 0, elapsed_ms: 0 },
+        StepStarted { step: 1 },
+        hook_started(1, "run"),
+        hook(1, "run", true),
+        StepFailed {
+            step: 1,
+            trigger: Trigger::Step,
+            reason: "green has 0 healthy targets".into(),
+        },
+        restored(),
+    ];
+    check(&ev, Next::Undo(1));
+}
+
+/// Killed mid-command: the result is unknown, so the step is undone (undos are idempotent).
+#[test]
+fn a_step_killed_mid_command_is_undone() {
+    let ev = [
+        StepStarted { step: 0 },
+        StepDone { step: 0, elapsed_ms: 0 },
+        StepStarted { step: 1 },
+        StepDone { step: 1, elapsed_ms: 0 },
+        StepStarted { step: 2 },
+        hook_started(2, "run"),
+        operator_rollback(),
+        restored(),
+    ];
+    check(&ev, Next::Undo(2));
+}
+
+/// A run that failed with a known result, or never started, is not undone (steno semantics).
+#[test]
+fn a_run_that_failed_or_never_started_is_not_undone() {
+    let failed = [
+        StepStarted { step: 0 },
+        StepDone { step: 0, elapsed_ms: 0 },
+        StepStarted { step: 1 },
+        hook_started(1, "run"),
+        hook(1, "run", false),
+        StepFailed {
+            step: 1,
+            trigger: Trigger::Step,
+            reason: "exit 1".into(),
+        },
+        restored(),
+    ];
+    check(
+        &failed,
+        Next::Finish {
+            outcome: Outcome::RolledBack,
+            reason: "exit 1".into(),
+        },
+    );
+    let never = [
+        StepStarted { step: 0 },
+        StepDone { step: 0, elapsed_ms: 0 },
+        StepStarted { step: 1 },
+        operator_rollback(),
+        restored(),
+    ];
+    check(
+        &never,
+        Next::Finish {
+            outcome: Outcome::RolledBackByOperator,
+            reason: "pager".into(),
+        },
+    );
+}
+
+/// Regression (issue 8): an undo killed after its successful `hook` record and before
+/// `undo_done` ran again on the next rollback. The saga now knows it succeeded.
+#[test]
+fn a_journaled_successful_undo_is_known() {
+    let mut all = vec![started()];
+    all.extend([
+        StepStarted { step: 0 },
+        StepDone { step: 0, elapsed_ms: 0 },
+        StepStarted { step: 1 },
+        StepDone { step: 1, elapsed_ms: 0 },
+        operator_rollback(),
+        restored(),
+        UndoStarted { step: 1 },
+        hook_started(1, "undo"),
+        hook(1, "undo", true),
+    ]);
+    let saga = Saga::replay(&all).unwrap();
+    assert_eq!(saga.next(), Next::Undo(1), "UndoDone is still to be journaled");
+    assert!(saga.undo_succeeded.contains(&1));
+    // A new attempt (the undo started again) forgets the old success.
+    all.push(hook_started(1, "undo"));
+    assert!(!Saga::replay(&all).unwrap().undo_succeeded.contains(&1));
+}
+
+/// Regression (issue 8): the summary showed a finished cutover with a step still `running`.
+#[test]
+fn a_finished_cutover_has_no_step_running() {
+    let mut all = vec![started()];
+    all.extend([
+        StepStarted { step: 0 },
+        StepDone { step: 0, elapsed_ms: 0 },
+        StepStarted { step: 1 },
+        StepDone { step: 1, elapsed_ms: 0 },
+        StepStarted { step: 2 },
+        StepDone { step: 2, elapsed_ms: 0 },
+        StepStarted { step: 3 },
+        operator_rollback(),
+        Finished {
+            outcome: Outcome::Unsafe,
+            reason: "UNSAFE".into(),
+            final_split: None,
+        },
+    ]);
+    let saga = Saga::replay(&all).unwrap();
+    assert_eq!(saga.status[3], StepStatus::Failed);
+}

@@ -193,7 +193,9 @@ async fn an_operator_rollback_while_baking_unwinds_the_live_run() {
             "pager fired",
         ],
     ));
-    assert_eq!(out.status.code(), Some(4));
+    // Regression (issue 8): a successful rollback exited 4, so `cutover rollback … && echo ok`
+    // reported a failure. The command did its job: 0. The run it rolled back exits 4.
+    assert_eq!(out.status.code(), Some(0));
     // Traffic is back before the rollback command returns.
     assert_eq!(weights(&world).await, Split::all_on(Color::Blue));
 
@@ -231,7 +233,7 @@ async fn a_rollback_after_the_run_died_finishes_the_cutover() {
         &world.endpoint,
         &["rollback", "--config", plan.to_str().unwrap(), "--output", "json"],
     ));
-    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(out.status.code(), Some(0));
     assert_eq!(json(&out)["outcome"], "rolled_back_by_operator");
     assert_eq!(weights(&world).await, Split::all_on(Color::Blue));
     assert_eq!(hooks_log(&wd), ["deploy green", "undeploy green"]);
