@@ -119,14 +119,14 @@ pub async fn begin<T: Traffic>(
             store: store.describe(),
         });
     };
-    if let Some(prev) = store.latest(&target).await? {
-        if Journal::new(store.clone(), &prev).is_open().await? {
-            return Err(NotStarted::Unfinished {
-                id: prev,
-                target,
-                plan: plan.path.clone(),
-            });
-        }
+    if let Some(prev) = store.latest(&target).await?
+        && Journal::new(store.clone(), &prev).is_open().await?
+    {
+        return Err(NotStarted::Unfinished {
+            id: prev,
+            target,
+            plan: plan.path.clone(),
+        });
     }
     let split = traffic.read().await.map_err(|error| NotStarted::Unreadable {
         target: target.clone(),
