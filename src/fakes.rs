@@ -13,12 +13,17 @@ use crate::judge::{Sample, Window};
 use crate::metrics::{Alarms, Metrics, MetricsError};
 use crate::traffic::{Traffic, TrafficError};
 
-/// A load balancer in memory. Every write lands; `healthy` is per colour.
+/// A load balancer in memory. Every write lands; `healthy` is per colour. The next
+/// `failing_reads` reads (weights and health, and the read of a read-then-write) fail with a
+/// retryable throttling error, as a throttled Describe does.
 #[derive(Debug, Clone)]
 pub struct FakeTraffic {
     pub split: Arc<Mutex<Split>>,
     pub healthy: Arc<Mutex<(u32, u32)>>,
     pub writes: Arc<Mutex<Vec<Split>>>,
+    pub failing_reads: Arc<std::sync::atomic::AtomicU32>,
+    /// Writes that went out without a read first (`write_known`).
+    pub blind_writes: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl FakeTraffic {
@@ -27,7 +32,24 @@ impl FakeTraffic {
             split: Arc::new(Mutex::new(split)),
             healthy: Arc::new(Mutex::new((2, 2))),
             writes: Arc::new(Mutex::new(vec![])),
+            failing_reads: Default::default(),
+            blind_writes: Default::default(),
         }
+    }
+    /// A read: fails while `failing_reads` is above zero.
+    fn describe(&self) -> Result<(), TrafficError> {
+        use std::sync::atomic::Ordering;
+        let left = self.failing_reads.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failing_reads.store(left - 1, Ordering::SeqCst);
+            return Err(TrafficError::Aws(crate::aws::AwsError {
+                operation: "DescribeListeners",
+                code: Some("Throttling".into()),
+                message: "Rate exceeded".into(),
+                retryable: true,
+            }));
+        }
+        Ok(())
     }
     pub fn current(&self) -> Split {
         *self.split.lock().unwrap()
@@ -36,14 +58,30 @@ impl FakeTraffic {
 
 impl Traffic for FakeTraffic {
     async fn read(&self) -> Result<Split, TrafficError> {
+        self.describe()?;
         Ok(self.current())
     }
     async fn write(&self, split: Split) -> Result<(), TrafficError> {
+        self.describe()?;
         self.writes.lock().unwrap().push(split);
         *self.split.lock().unwrap() = split;
         Ok(())
     }
+    async fn write_known(
+        &self,
+        split: Split,
+        _known: Option<&crate::traffic::ActionSnapshot>,
+    ) -> Result<(), TrafficError> {
+        self.blind_writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.writes.lock().unwrap().push(split);
+        *self.split.lock().unwrap() = split;
+        Ok(())
+    }
+    fn snapshot(&self) -> Option<crate::traffic::ActionSnapshot> {
+        None
+    }
     async fn healthy_targets(&self, color: Color) -> Result<u32, TrafficError> {
+        self.describe()?;
         let h = *self.healthy.lock().unwrap();
         Ok(match color {
             Color::Blue => h.0,

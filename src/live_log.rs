@@ -106,6 +106,7 @@ impl Renderer {
                 step,
                 split,
                 elapsed_ms,
+                ..
             } => line(
                 Info,
                 Some(self.label(*step)),

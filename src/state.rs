@@ -244,6 +244,7 @@ mod tests {
                 live_color: Color::Blue,
                 new_color: Color::Green,
                 initial: Split::all_on(Color::Blue),
+                action: None,
                 steps: vec![StepInfo {
                     label: "shift 50%".into(),
                     has_effects: true,
@@ -257,6 +258,7 @@ mod tests {
                 step: 0,
                 split: Split::with_new(Color::Green, 500),
                 elapsed_ms: 3,
+                action: None,
             }),
         ];
         let mut state = CutoverState::fold(&records);

@@ -16,7 +16,7 @@ use crate::engine::{self, Clock, Engine};
 use crate::journal::{self, Journal, Store};
 use crate::saga::Outcome;
 use crate::state::summarize;
-use crate::traffic::{self, Alb};
+use crate::traffic::{self, Alb, Writing};
 
 /// How long `cutover rollback` waits for a run that holds the listener's lock to either
 /// finish the undo chain or let go of the lock (then this process finishes it).
@@ -54,8 +54,10 @@ pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> an
         // traffic split. Put it back on the live colour and say so.
         Err(e) => {
             error!("cannot go on: {e}; putting traffic back on {live}");
+            let known = engine.saga().action;
+            let writing = Writing::FromKnown(known.as_ref());
             return Ok(
-                match traffic::set_and_verify(&engine.traffic, Split::all_on(live), verify_timeout).await {
+                match traffic::set_and_verify(&engine.traffic, Split::all_on(live), verify_timeout, writing).await {
                     Ok(split) => {
                         let reason =
                             format!("{e}; traffic restored to {live} ({split}) without running the undo chain");
@@ -164,7 +166,7 @@ pub(super) async fn rollback(
     let by = engine::whoami();
     let restored = match &journal {
         Some(j) => engine::operator_rollback(j, &alb, live, plan.alb.verify_timeout, &reason, &by).await,
-        None => traffic::set_and_verify(&alb, Split::all_on(live), plan.alb.verify_timeout)
+        None => traffic::set_and_verify(&alb, Split::all_on(live), plan.alb.verify_timeout, Writing::AfterRead)
             .await
             .map_err(engine::EngineError::Traffic),
     };

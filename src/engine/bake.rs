@@ -1,5 +1,5 @@
-//! The bake: judge every settled period from the bake's start until enough judged time
-//! has passed.
+//! Judging: every settled period, until a bake's judged time has passed (or, held before a
+//! shift, until an operator resumes).
 //!
 //! 1. A new bake journals `BakeStarted { from }`, `from` being the first period boundary
 //!    after the weights read back; a resumed one takes its progress (judged time, how far
@@ -7,15 +7,23 @@
 //! 2. Every `poll_interval`: alarms first (ALARM rolls back at once), then every settled
 //!    period since the last one judged, each journaled as a `Verdict` (counted toward the
 //!    bake clock unless paused, held, or the alarms could not be read), then a drift check.
-//! 3. Between polls, once a second: the journal (pause, resume, promote, rollback).
-//! 4. The bake ends after `duration` of judged time, never on a failing streak, and not
-//!    while a growing window is still gathering evidence (up to twice its length).
+//! 3. Drift (someone else changed the weights) pauses the bake clock, and only the clock:
+//!    metrics and alarms are judged on, and a failing verdict still rolls back. When an
+//!    operator resumes, the verified weights are written again and the bake goes on.
+//! 4. Between polls, once a second: the journal (pause, resume, promote, rollback).
+//! 5. Judging nothing for `rollback.stall_timeout` (metrics unreadable, or no data at all,
+//!    outside an operator's pause) rolls back with trigger `stalled`, saying what could not be
+//!    read; an error that retrying cannot fix (access denied, a refused statistic) does so at once.
+//! 6. A bake ends after `duration` of judged time, never on a failing streak, not while a
+//!    growing window is still gathering evidence (up to twice its length), and not while
+//!    paused for drift.
 
 use std::time::Duration;
 
 use super::{Engine, Failure, JOURNAL_POLL};
+use crate::config::target_group_dimension;
 use crate::hooks::Hooks;
-use crate::judge::{Judge, Mode};
+use crate::judge::{Judge, Mode, Outcome as VerdictOutcome};
 use crate::metrics::{self, Metrics};
 use crate::saga::{Event, Level, Trigger};
 use crate::traffic::Traffic;
@@ -23,11 +31,53 @@ use crate::traffic::Traffic;
 /// The most periods judged in one poll; more are caught up on the following loop turns.
 const CATCH_UP_PERIODS: u64 = 100;
 
+/// What a judging loop is for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Judging {
+    /// A bake of this much judged time (a shift's bake, or an observe step).
+    Bake(Duration),
+    /// Weights changed outside cutover before a shift: judge until an operator resumes (and the
+    /// verified weights are back) or rolls back.
+    UntilResumed,
+}
+
 impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Judges every settled period from the bake's start until `duration` of judged time has
     /// passed. Periods without data hold the clock (unless `on_no_data` says otherwise), and
-    /// so does an operator's pause; an operator's promote ends the bake.
+    /// so does a pause; an operator's promote ends the bake.
     pub(super) async fn bake(&self, i: usize, duration: Duration) -> Result<(), Failure> {
+        self.judge_while(i, Judging::Bake(duration)).await
+    }
+
+    /// Records a drift found at step `i` and pauses for an operator, unless the journal already
+    /// has it (a restart during the pause).
+    pub(super) async fn pause_for_drift(
+        &self,
+        i: usize,
+        expected: crate::color::Split,
+        found: crate::color::Split,
+    ) -> Result<(), Failure> {
+        if self.saga().drifted.is_some() {
+            return Ok(());
+        }
+        self.emit(Event::Drift {
+            step: i,
+            expected,
+            found,
+        })
+        .await?;
+        self.emit(Event::Paused {
+            by: "cutover".into(),
+            reason: format!(
+                "weights changed outside cutover (expected {expected}, found {found}); \
+                 judging goes on; resume re-applies {expected}, rollback rolls back"
+            ),
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn judge_while(&self, i: usize, judging: Judging) -> Result<(), Failure> {
         let m = &self.plan.metrics;
         let period = m.period.as_secs().max(1);
         let criteria = &self.plan.rollback.criteria;
@@ -35,14 +85,13 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         let advisory = criteria.mode == Mode::Advise;
         let saga = self.saga();
         let fresh = || Judge::new(criteria.clone()).named(self.live);
-        let (mut judge, mut from, mut baked, mut streak, mut pending) = match saga.bakes.get(&i) {
+        let (mut judge, mut from, mut baked, mut streak, mut pending) = match (judging, saga.bakes.get(&i)) {
             // Resumed: the saga folded this bake's verdicts, and its judge has seen their windows.
-            Some(b) => {
-                self.check_drift(i, None).await?;
+            (Judging::Bake(_), Some(b)) => {
                 let judge = saga.judge.clone().unwrap_or_else(fresh);
                 (judge, b.judged_to, b.baked_secs, b.failures, b.evidence_pending)
             }
-            None => {
+            (Judging::Bake(duration), None) => {
                 let from = metrics::next_boundary(self.clock.now(), m.period);
                 self.emit(Event::BakeStarted {
                     step: i,
@@ -52,15 +101,38 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 .await?;
                 (fresh(), from, 0, 0, false)
             }
+            // Held before a shift: the judge goes on from where the last bake left it.
+            (Judging::UntilResumed, _) => {
+                let judge = saga.judge.clone().unwrap_or_else(fresh);
+                (judge, metrics::next_boundary(self.clock.now(), m.period), 0, 0, false)
+            }
         };
+        // The weights to re-apply when an operator resumes after a drift.
+        let mut drifted = saga.drifted;
+        // When judging last made progress (a verdict with data), and why it did not since.
+        let mut progress = tokio::time::Instant::now();
+        let mut unreadable: Option<String> = None;
         let mut next_poll = tokio::time::Instant::now();
         loop {
             self.sync_forward().await?;
             let saga = self.saga();
-            if saga.promoted == Some(i) {
+            if matches!(judging, Judging::Bake(_)) && saga.promoted == Some(i) {
                 return Ok(());
             }
             let paused = saga.paused.is_some();
+            if paused {
+                // An operator (or a drift) holds the cutover: it is in someone's hands, not stalled.
+                progress = tokio::time::Instant::now();
+            }
+            if let Some(expected) = drifted
+                && !paused
+            {
+                self.set_weights(i, expected).await?;
+                drifted = None;
+                if judging == Judging::UntilResumed {
+                    return Ok(());
+                }
+            }
             if tokio::time::Instant::now() >= next_poll {
                 // From now, not from the last deadline: a long pause must not be followed by a burst of polls.
                 next_poll = tokio::time::Instant::now() + m.poll_interval;
@@ -80,6 +152,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                         }
                         true
                     }
+                    Err(e) if !e.retryable() => return Err(self.cannot_read("alarms", &e)),
                     Err(e) => {
                         self.note(
                             Some(i),
@@ -87,6 +160,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                             format!("reading alarms failed, holding the bake clock: {e}"),
                         )
                         .await?;
+                        unreadable = Some(format!("alarms: {e}"));
                         false
                     }
                 };
@@ -105,6 +179,10 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                                 let counted = v.counts_toward_bake && !paused && alarms_read;
                                 if counted {
                                     baked += period;
+                                }
+                                if v.outcome != VerdictOutcome::NoData {
+                                    progress = tokio::time::Instant::now();
+                                    unreadable = None;
                                 }
                                 let (rollback, reason) = (v.rollback, v.reason.clone());
                                 streak = v.failures;
@@ -125,28 +203,75 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                             }
                             from = end;
                         }
+                        Err(e) if !e.retryable() => return Err(self.cannot_read("metrics", &e)),
                         Err(e) => {
                             self.note(
                                 Some(i),
                                 Level::Warn,
                                 format!("reading metrics failed, holding the bake clock: {e}"),
                             )
-                            .await?
+                            .await?;
+                            unreadable = Some(format!("metrics: {e}"));
                         }
                     }
                 }
-                self.check_drift(i, None).await?;
+                if drifted.is_none()
+                    && let Some((expected, found)) = self.detect_drift(i, None).await?
+                {
+                    self.pause_for_drift(i, expected, found).await?;
+                    drifted = Some(expected);
+                }
+                if let Some(limit) = self.stall_timeout()
+                    && progress.elapsed() >= limit
+                {
+                    return Err(self.stalled(limit, unreadable.as_deref()));
+                }
             }
-            // A bake never ends on a failing streak (it waits for a pass, or the rollback), nor with
-            // evidence still gathering in a growing window.
-            // Gathering evidence may extend a bake up to twice its length; past that the bake
-            // ends on what was judged (a service too quiet to ever reach min_requests).
-            let gathering = pending && Duration::from_secs(baked) < duration * 2;
-            if !paused && Duration::from_secs(baked) >= duration && (advisory || (streak == 0 && !gathering)) {
-                return Ok(());
+            if let Judging::Bake(duration) = judging {
+                // A bake never ends on a failing streak (it waits for a pass, or the rollback), nor with
+                // evidence still gathering in a growing window, nor paused for drift.
+                // Gathering evidence may extend a bake up to twice its length; past that the bake
+                // ends on what was judged (a service too quiet to ever reach min_requests).
+                let gathering = pending && Duration::from_secs(baked) < duration * 2;
+                if !paused
+                    && drifted.is_none()
+                    && Duration::from_secs(baked) >= duration
+                    && (advisory || (streak == 0 && !gathering))
+                {
+                    return Ok(());
+                }
             }
             let now = tokio::time::Instant::now();
             tokio::time::sleep(JOURNAL_POLL.min(next_poll.saturating_duration_since(now))).await;
+        }
+    }
+
+    /// A read that retrying cannot fix: judging is blind, so the cutover rolls back now.
+    fn cannot_read(&self, what: &str, e: &crate::metrics::MetricsError) -> Failure {
+        Failure::Step {
+            trigger: Trigger::Stalled,
+            reason: format!("cannot read {what}, and retrying cannot fix it: {e}"),
+        }
+    }
+
+    /// Judging made no progress for `limit`: roll back, saying what could not be read.
+    fn stalled(&self, limit: Duration, unreadable: Option<&str>) -> Failure {
+        let limit = humantime::format_duration(limit);
+        let m = &self.plan.metrics;
+        let reason = match unreadable {
+            Some(what) => format!("judged nothing for {limit}: could not read {what}"),
+            None => format!(
+                "judged nothing for {limit}: no requests of {} in {} (LoadBalancer={}, TargetGroup={}); \
+                 check metrics.namespace and the dimensions",
+                self.new,
+                m.namespace,
+                self.plan.alb.load_balancer_dimension(),
+                target_group_dimension(self.plan.alb.target_group(self.new)),
+            ),
+        };
+        Failure::Step {
+            trigger: Trigger::Stalled,
+            reason,
         }
     }
 }

@@ -182,7 +182,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         reason: String,
         verified: Option<crate::color::Split>,
     ) -> Result<(), EngineError> {
-        let final_split = self.traffic.read().await.ok().or(verified);
+        let final_split = self.read_weights().await.ok().or(verified);
         // Promoted means the new colour holds all traffic, as read back now.
         let (outcome, reason) = match (outcome, final_split.and_then(|s| s.holder())) {
             (Outcome::Promoted, Some(holder)) if holder == self.new => (outcome, reason),

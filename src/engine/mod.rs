@@ -43,10 +43,38 @@ use crate::journal::{self, Journal, JournalError, Reader, Record};
 use crate::live_log::Renderer;
 use crate::metrics::Metrics;
 use crate::saga::{Event, Level, Phase, Saga, StepInfo, Trigger};
-use crate::traffic::{Traffic, TrafficError};
+use crate::traffic::{ActionSnapshot, Traffic, TrafficError};
 
 /// How often, at most, the journal is read for operator actions while a step runs.
 const JOURNAL_POLL: Duration = Duration::from_secs(1);
+
+/// The read policy: a read the engine acts on (the weights at verify and before a shift, target
+/// health, alarms at verify, the drift check, the weights at the end) that fails with a
+/// retryable error (throttling, 5xx, a reset, a timeout) is tried again after 250 ms, doubling
+/// to 4 s, with jitter, for up to 60 s in all, on top of the SDK's own attempts. A throttled or
+/// briefly unreachable API is not evidence against a release: with 30 % of calls throttled and
+/// 10 % failing, the SDK alone loses one read in forty; with this policy, none in practice.
+/// Errors that retrying cannot fix (access denied, validation) are not retried.
+pub const READ_RETRY: backon::ExponentialBuilder = backon::ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(250))
+    .with_max_delay(Duration::from_secs(4))
+    .with_jitter()
+    .with_total_delay(Some(Duration::from_secs(60)))
+    .without_max_times();
+
+/// Runs `read` under [`READ_RETRY`], retrying the errors `retryable` says may pass.
+async fn retrying<T, E, Fut>(what: &str, retryable: impl Fn(&E) -> bool, read: impl FnMut() -> Fut) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    use backon::Retryable;
+    read.retry(READ_RETRY)
+        .sleep(tokio::time::sleep)
+        .when(|e| retryable(e))
+        .notify(|e, after| warn!("{what}: {e}; trying again in {}ms", after.as_millis()))
+        .await
+}
 
 /// Wall-clock time driven by tokio's clock, so that tests with a paused clock
 /// move CloudWatch windows forward too.
@@ -137,8 +165,15 @@ pub struct Engine<T, M, H> {
     renderer: Mutex<Renderer>,
 }
 
-/// The `Started` event of a new cutover.
-pub fn started_event(id: &str, plan: &Plan, live: Color, initial: Split, vars: BTreeMap<String, String>) -> Event {
+/// The `Started` event of a new cutover; `action` is the forward action as read at the start.
+pub fn started_event(
+    id: &str,
+    plan: &Plan,
+    live: Color,
+    initial: Split,
+    action: Option<ActionSnapshot>,
+    vars: BTreeMap<String, String>,
+) -> Event {
     Event::Started {
         id: id.to_string(),
         service: plan.service.clone(),
@@ -147,6 +182,7 @@ pub fn started_event(id: &str, plan: &Plan, live: Color, initial: Split, vars: B
         live_color: live,
         new_color: live.other(),
         initial,
+        action,
         steps: plan
             .steps
             .iter()
@@ -206,6 +242,24 @@ pub fn whoami() -> String {
 }
 
 impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
+    /// The weights, read under [`READ_RETRY`].
+    async fn read_weights(&self) -> Result<Split, TrafficError> {
+        retrying("reading the weights", TrafficError::retryable, || self.traffic.read()).await
+    }
+
+    /// The new colour's healthy targets, read under [`READ_RETRY`].
+    async fn read_health(&self) -> Result<u32, TrafficError> {
+        retrying("reading target health", TrafficError::retryable, || {
+            self.traffic.healthy_targets(self.new)
+        })
+        .await
+    }
+
+    /// How long a bake may judge nothing before it rolls back as stalled (`None`: never).
+    fn stall_timeout(&self) -> Option<Duration> {
+        Some(Duration::from_secs(600))
+    }
+
     /// An engine over an existing journal (new, or left by another process); replays it.
     pub async fn open(
         plan: Plan,

@@ -128,10 +128,12 @@ pub async fn begin<T: Traffic>(
             plan: plan.path.clone(),
         });
     }
-    let split = traffic.read().await.map_err(|error| NotStarted::Unreadable {
-        target: target.clone(),
-        error,
-    })?;
+    let split = super::retrying("reading the weights", TrafficError::retryable, || traffic.read())
+        .await
+        .map_err(|error| NotStarted::Unreadable {
+            target: target.clone(),
+            error,
+        })?;
     let Some(live) = split.holder() else {
         return Err(NotStarted::Split(split));
     };
@@ -141,7 +143,9 @@ pub async fn begin<T: Traffic>(
     // the previous one. Killed between the two, it points at a journal with no start: a cutover
     // that never began, which blocks nothing and is never rolled back.
     store.set_latest(&target, &id).await?;
-    journal.append(&started_event(&id, plan, live, split, vars)).await?;
+    journal
+        .append(&started_event(&id, plan, live, split, traffic.snapshot(), vars))
+        .await?;
     Ok(Started {
         id,
         journal,

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
+use super::bake::Judging;
 use super::{Engine, Failure};
 use crate::color::Split;
 use crate::config::{Check, Step};
 use crate::hooks::Hooks;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsError};
 use crate::saga::{Event, Level};
 use crate::traffic::Traffic;
 
@@ -35,9 +36,21 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                     if target.weight(self.new) > current.weight(self.new) {
                         self.require_healthy(i).await?;
                     }
-                    // Weights someone else set are never overwritten: drift pauses for an operator.
-                    // (Already at the target is no drift: a write that landed before a crash.)
-                    self.check_drift(i, Some(target)).await?;
+                    // Weights someone else set are never overwritten: drift pauses for an operator,
+                    // and judging goes on meanwhile. (Already at the target is no drift: a write
+                    // that landed before a crash.)
+                    // (A restart during that pause finds the drift in the saga.)
+                    let drifted = saga.drifted.is_some()
+                        || match self.detect_drift(i, Some(target)).await? {
+                            Some((expected, found)) => {
+                                self.pause_for_drift(i, expected, found).await?;
+                                true
+                            }
+                            None => false,
+                        };
+                    if drifted {
+                        self.judge_while(i, Judging::UntilResumed).await?;
+                    }
                     self.set_weights(i, target).await?;
                 }
                 self.bake(i, *bake).await
@@ -61,8 +74,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     async fn verify(&self, i: usize, checks: &[Check]) -> Result<(), Failure> {
         // Built in: the weights are what was last verified (nobody moved them under us) …
         let split = self
-            .traffic
-            .read()
+            .read_weights()
             .await
             .map_err(|e| Failure::step(format!("reading weights: {e}")))?;
         let expected = self.saga().verified.unwrap_or(Split::all_on(self.live));
@@ -76,9 +88,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         // … the new colour can take traffic …
         self.require_healthy(i).await?;
         // … and no alarm is firing (or misspelt: a missing alarm never fires).
-        let alarms = self
-            .metrics
-            .alarms()
+        let alarms = super::retrying("reading alarms", MetricsError::retryable, || self.metrics.alarms())
             .await
             .map_err(|e| Failure::step(format!("reading alarms: {e}")))?;
         if !alarms.missing.is_empty() {
@@ -126,11 +136,14 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
 
     pub(super) async fn require_healthy(&self, i: usize) -> Result<(), Failure> {
         let min = self.plan.alb.min_healthy_targets;
-        let healthy = self
-            .traffic
-            .healthy_targets(self.new)
-            .await
-            .map_err(|e| Failure::step(format!("reading target health: {e}")))?;
+        // An unreadable health check is no evidence against the release: it is retried under
+        // READ_RETRY, and only a read that still fails after that fails the step, saying so.
+        let healthy = self.read_health().await.map_err(|e| {
+            Failure::step(format!(
+                "could not read the target health of {} (AWS, after retrying for a minute): {e}",
+                self.new
+            ))
+        })?;
         if healthy < min {
             return Err(Failure::step(format!(
                 "{} has {healthy} healthy targets, needs {min}",

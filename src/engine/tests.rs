@@ -71,7 +71,14 @@ async fn harness(hooks: FakeHooks, metrics: FakeMetrics) -> Harness {
     let store: Arc<dyn Store> = Arc::new(memory);
     let journal = Journal::new(store.clone(), &id);
     journal
-        .append(&started_event(&id, &plan, Color::Blue, initial, Default::default()))
+        .append(&started_event(
+            &id,
+            &plan,
+            Color::Blue,
+            initial,
+            None,
+            Default::default(),
+        ))
         .await
         .unwrap();
     let clock = Clock::at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
@@ -109,6 +116,7 @@ async fn the_journaled_plan_is_used_and_an_edited_plan_refused() {
             &plan,
             Color::Blue,
             Split::all_on(Color::Blue),
+            None,
             Default::default(),
         ))
         .await
@@ -276,11 +284,186 @@ async fn no_data_holds_the_bake_clock() {
     h.engine.metrics.set(Sample::default());
     let (_tx, rx) = no_interrupt();
     let drive = h.engine.drive(rx);
-    // Ten minutes without traffic: still baking the first shift, nothing decided.
-    let r = tokio::time::timeout(Duration::from_secs(600), drive).await;
+    // Nine minutes without traffic (inside the stall timeout): still baking the first shift,
+    // nothing decided.
+    let r = tokio::time::timeout(Duration::from_secs(540), drive).await;
     assert!(r.is_err(), "the cutover ended without any data");
     let split = *h.engine.traffic.split.lock().unwrap();
     assert_eq!(split, Split::with_new(Color::Green, 500));
+}
+
+/// Regression (issue 8): a bake that could judge nothing (no data, or metrics unreadable) held
+/// traffic split at 50/50 for ever. Past `rollback.stall_timeout` it rolls back as `stalled`,
+/// saying what could not be read.
+#[tokio::test(start_paused = true)]
+async fn a_blind_bake_rolls_back_as_stalled() {
+    let mut h = harness(FakeHooks::default(), FakeMetrics::healthy(10)).await;
+    h.engine.metrics.set(Sample::default());
+    let (_tx, rx) = no_interrupt();
+    assert_eq!(h.engine.drive(rx).await.unwrap(), Outcome::RolledBack);
+    assert_eq!(h.engine.traffic.current(), Split::all_on(Color::Blue));
+    let records = h.engine.journal().read_all().await.unwrap();
+    let failed = records.iter().find_map(|r| match &r.event {
+        Event::StepFailed { trigger, reason, .. } => Some((*trigger, reason.clone())),
+        _ => None,
+    });
+    let (trigger, reason) = failed.expect("a failed step");
+    assert_eq!(trigger, Trigger::Stalled);
+    assert!(
+        reason.contains("judged nothing for 10m") && reason.contains("TargetGroup=targetgroup/g/2"),
+        "{reason}"
+    );
+}
+
+/// Regression (issue 8): weights changed by hand mid-bake paused the cutover and stopped the
+/// judging: green then failed with nobody watching. The drift pause holds the bake clock, and
+/// only that: a failing verdict still rolls back, and traffic goes back to the live colour.
+#[tokio::test(start_paused = true)]
+async fn drift_holds_the_clock_but_not_the_judge() {
+    let mut h = harness(FakeHooks::default(), FakeMetrics::healthy(10)).await;
+    let traffic = h.engine.traffic.clone();
+    let metrics = h.engine.metrics.clone();
+    let journal = h.engine.journal().clone();
+    let (_tx, rx) = no_interrupt();
+    let human = async {
+        // Wait for the 50 % bake, then move the weights by hand, then let green fail.
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let records = journal.read_all().await.unwrap();
+            if records.iter().any(|r| matches!(r.event, Event::BakeStarted { .. })) {
+                break;
+            }
+        }
+        *traffic.split.lock().unwrap() = Split::with_new(Color::Green, 700);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let records = journal.read_all().await.unwrap();
+            if records.iter().any(|r| matches!(r.event, Event::Drift { .. })) {
+                break;
+            }
+        }
+        metrics.set(Sample {
+            requests: 1000.0,
+            errors: 500.0,
+            latency: None,
+        });
+    };
+    // Before the fix the judging stopped at the drift and this never ended: an hour is a failure.
+    let (outcome, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(3600), h.engine.drive(rx)),
+        human
+    );
+    assert_eq!(
+        outcome.expect("still paused after an hour").unwrap(),
+        Outcome::RolledBack
+    );
+    assert_eq!(h.engine.traffic.current(), Split::all_on(Color::Blue));
+    let records = h.engine.journal().read_all().await.unwrap();
+    let drift_at = records
+        .iter()
+        .position(|r| matches!(r.event, Event::Drift { .. }))
+        .expect("drift recorded");
+    // Verdicts went on after the drift, not counted toward the bake, and the last one rolled back.
+    let after: Vec<_> = records[drift_at..]
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Verdict { verdict, counted, .. } => Some((verdict.rollback, *counted)),
+            _ => None,
+        })
+        .collect();
+    assert!(after.len() >= 2, "{after:?}");
+    assert!(after.iter().all(|(_, counted)| !counted), "{after:?}");
+    assert!(after.last().unwrap().0, "{after:?}");
+    // The human's weights were never overwritten while paused: no write before the restore.
+    let writes = h.engine.traffic.writes.lock().unwrap().clone();
+    assert_eq!(writes.last(), Some(&Split::all_on(Color::Blue)), "{writes:?}");
+    assert!(!writes.contains(&Split::with_new(Color::Green, 1000)), "{writes:?}");
+}
+
+/// A drift pause ends with an operator's resume: the verified weights are written again and
+/// the cutover goes on to promote.
+#[tokio::test(start_paused = true)]
+async fn a_resume_after_drift_reapplies_the_verified_weights() {
+    let mut h = harness(FakeHooks::default(), FakeMetrics::healthy(10)).await;
+    let traffic = h.engine.traffic.clone();
+    let journal = h.engine.journal().clone();
+    let (_tx, rx) = no_interrupt();
+    let human = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let records = journal.read_all().await.unwrap();
+            if records.iter().any(|r| matches!(r.event, Event::BakeStarted { .. })) {
+                break;
+            }
+        }
+        *traffic.split.lock().unwrap() = Split::with_new(Color::Green, 700);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let records = journal.read_all().await.unwrap();
+            if records.iter().any(|r| matches!(r.event, Event::Drift { .. })) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        journal
+            .append(&Event::Resumed {
+                by: "oncall".into(),
+                reason: "checked".into(),
+            })
+            .await
+            .unwrap();
+    };
+    let (outcome, ()) = tokio::join!(h.engine.drive(rx), human);
+    assert_eq!(outcome.unwrap(), Outcome::Promoted);
+    let writes = h.engine.traffic.writes.lock().unwrap().clone();
+    // 50 %, the re-applied 50 % after the resume, then 100 %.
+    assert_eq!(
+        writes,
+        [
+            Split::with_new(Color::Green, 500),
+            Split::with_new(Color::Green, 500),
+            Split::all_on(Color::Green)
+        ]
+    );
+}
+
+/// Regression (issue 8): with DescribeListeners throttled, a rollback read the listener before
+/// its Modify and traffic came back 18.6 s after the judge decided. The restore writes from
+/// the action it knows, without reading first, and reads back afterwards.
+#[tokio::test(start_paused = true)]
+async fn a_restore_writes_without_reading_while_describe_is_throttled() {
+    let mut h = harness(FakeHooks::default(), FakeMetrics::healthy(10)).await;
+    let traffic = h.engine.traffic.clone();
+    let metrics = h.engine.metrics.clone();
+    let journal = h.engine.journal().clone();
+    let (_tx, rx) = no_interrupt();
+    let bad = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let records = journal.read_all().await.unwrap();
+            if records.iter().any(|r| matches!(r.event, Event::BakeStarted { .. })) {
+                break;
+            }
+        }
+        metrics.set(Sample {
+            requests: 1000.0,
+            errors: 500.0,
+            latency: None,
+        });
+        // From the judge's decision on, Describe is throttled for a while.
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let records = journal.read_all().await.unwrap();
+            if records.iter().any(|r| matches!(r.event, Event::StepFailed { .. })) {
+                traffic.failing_reads.store(20, std::sync::atomic::Ordering::SeqCst);
+                break;
+            }
+        }
+    };
+    let (outcome, ()) = tokio::join!(h.engine.drive(rx), bad);
+    assert_eq!(outcome.unwrap(), Outcome::RolledBack);
+    assert_eq!(h.engine.traffic.current(), Split::all_on(Color::Blue));
+    assert!(h.engine.traffic.blind_writes.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -458,7 +641,14 @@ async fn crash_everywhere(failing: &[&str]) {
         let store: Arc<dyn Store> = Arc::new(memory);
         let journal = Journal::new(store, "c1");
         journal
-            .append(&started_event("c1", &plan, Color::Blue, initial, Default::default()))
+            .append(&started_event(
+                "c1",
+                &plan,
+                Color::Blue,
+                initial,
+                None,
+                Default::default(),
+            ))
             .await
             .unwrap();
         let mut e = Engine::open(
@@ -480,7 +670,14 @@ async fn crash_everywhere(failing: &[&str]) {
         memory.create_with_id("c1");
         let store: Arc<dyn Store> = Arc::new(memory.clone());
         Journal::new(store.clone(), "c1")
-            .append(&started_event("c1", &plan, Color::Blue, initial, Default::default()))
+            .append(&started_event(
+                "c1",
+                &plan,
+                Color::Blue,
+                initial,
+                None,
+                Default::default(),
+            ))
             .await
             .unwrap();
         let dying: Arc<dyn Store> = Arc::new(DyingStore {

@@ -12,7 +12,7 @@ use crate::hooks::Hooks;
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::saga::{Event, Level, Trigger};
-use crate::traffic::{self, Traffic, TrafficError};
+use crate::traffic::{self, Traffic, TrafficError, Writing};
 
 /// ELBv2 reads are eventually consistent: a difference between the weights read and those
 /// last verified counts as drift only if it persists over `DRIFT_CONFIRMATIONS` more reads,
@@ -33,7 +33,8 @@ pub struct RestorePolicy {
 pub const RESTORE: RestorePolicy = RestorePolicy { attempts: 3 };
 
 /// An operator's rollback, from any process: journal the request (a run that is alive sees it
-/// within one poll), put all traffic on the live colour and read it back, journal that.
+/// within one poll), put all traffic on the live colour and read it back, journal that. The
+/// write goes out from the forward action the journal knows, without reading first.
 /// Returns the verified weights; the undo chain is left to whoever drives the saga.
 pub async fn operator_rollback<T: Traffic>(
     journal: &Journal,
@@ -50,9 +51,20 @@ pub async fn operator_rollback<T: Traffic>(
             by: by.to_string(),
         })
         .await?;
-    let split = traffic::set_and_verify(traffic, Split::all_on(live), verify_timeout)
-        .await
-        .map_err(EngineError::Traffic)?;
+    let records = journal.read_all().await?;
+    // A saga that does not replay still has its action: the last one journaled.
+    let known = records.iter().rev().find_map(|r| match &r.event {
+        Event::WeightVerified { action, .. } | Event::Started { action, .. } => action.clone(),
+        _ => None,
+    });
+    let split = traffic::set_and_verify(
+        traffic,
+        Split::all_on(live),
+        verify_timeout,
+        Writing::FromKnown(known.as_ref()),
+    )
+    .await
+    .map_err(EngineError::Traffic)?;
     journal.append(&Event::TrafficRestored { split }).await?;
     Ok(split)
 }
@@ -62,19 +74,22 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     pub(super) async fn set_weights(&self, i: usize, target: Split) -> Result<(), Failure> {
         self.emit(Event::WeightIntent { step: i, split: target }).await?;
         let started = tokio::time::Instant::now();
-        let split = traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout)
+        let split = traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout, Writing::AfterRead)
             .await
             .map_err(|e| Failure::step(format!("setting weights: {e}")))?;
         self.emit(Event::WeightVerified {
             step: i,
             split,
             elapsed_ms: millis(started.elapsed()),
+            action: self.traffic.snapshot(),
         })
         .await?;
         Ok(())
     }
 
-    /// Puts all traffic back on the live colour: one write, then read-back ([`RESTORE`]).
+    /// Puts all traffic back on the live colour: one write from the action as last known (no
+    /// read first: a throttled Describe must not hold traffic on the new colour), then a
+    /// read-back of the whole action ([`RESTORE`]).
     pub(super) async fn restore(&self) -> Result<Split, TrafficError> {
         let target = Split::all_on(self.live);
         // Nothing was ever written and it reads as all on live: change nothing (a failed first
@@ -86,9 +101,11 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         {
             return Ok(split);
         }
+        let known = self.saga().action;
         let mut last = None;
         for attempt in 1..=RESTORE.attempts {
-            match traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout).await {
+            let writing = Writing::FromKnown(known.as_ref());
+            match traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout, writing).await {
                 Ok(split) => return Ok(split),
                 Err(e) => {
                     error!("restoring traffic, attempt {attempt}/{}: {e}", RESTORE.attempts);
@@ -99,30 +116,19 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         Err(last.expect("at least one attempt"))
     }
 
-    /// Waits, reading the journal each second, until an operator resumes (a rollback ends
-    /// the wait with its failure).
-    pub(super) async fn wait_while_paused(&self) -> Result<(), Failure> {
-        loop {
-            self.sync_forward().await?;
-            if self.saga().paused.is_none() {
-                return Ok(());
-            }
-            tokio::time::sleep(super::JOURNAL_POLL).await;
-        }
-    }
-
     /// Compares the live weights with the last verified ones (or `also`, a split that is not
-    /// drift either). On a difference, records the drift, pauses for an operator, and once
-    /// resumed re-applies the verified weights.
-    pub(super) async fn check_drift(&self, i: usize, also: Option<Split>) -> Result<(), Failure> {
+    /// drift either): `Some((expected, found))` when a difference persists over
+    /// `DRIFT_CONFIRMATIONS` more reads. A read that fails is no evidence of drift.
+    pub(super) async fn detect_drift(&self, i: usize, also: Option<Split>) -> Result<Option<(Split, Split)>, Failure> {
         let Some(expected) = self.saga().verified else {
-            return Ok(());
+            return Ok(None);
         };
+        // The whole action: another target group given weight is drift too.
         let known = |s: Split| {
             [Some(expected), also]
                 .into_iter()
                 .flatten()
-                .any(|k| (k.blue, k.green) == (s.blue, s.green))
+                .any(|k| (k.blue, k.green, k.others) == (s.blue, s.green, s.others))
         };
         let mut found = expected;
         for attempt in 0..=DRIFT_CONFIRMATIONS {
@@ -134,32 +140,17 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 Err(e) if attempt == 0 => {
                     self.note(Some(i), Level::Warn, format!("reading weights failed: {e}"))
                         .await?;
-                    return Ok(());
+                    return Ok(None);
                 }
-                Err(_) => return Ok(()),
+                Err(_) => return Ok(None),
             };
             if known(found) {
-                return Ok(());
+                return Ok(None);
             }
         }
         // An operator's rollback changes the weights right after journaling its request: that is
         // not drift, and the sync says so.
         self.sync_forward().await?;
-        self.emit(Event::Drift {
-            step: i,
-            expected,
-            found,
-        })
-        .await?;
-        self.emit(Event::Paused {
-            by: "cutover".into(),
-            reason: format!(
-                "weights changed outside cutover (expected {expected}, found {found}); \
-                 resume re-applies {expected}, rollback rolls back"
-            ),
-        })
-        .await?;
-        self.wait_while_paused().await?;
-        self.set_weights(i, expected).await
+        Ok(Some((expected, found)))
     }
 }

@@ -38,6 +38,14 @@ pub enum MetricsError {
     Query { id: String, message: String },
 }
 
+impl MetricsError {
+    /// Whether trying again may succeed (throttling, 5xx, network), as opposed to an error
+    /// that retrying cannot fix (access denied, a statistic CloudWatch refuses).
+    pub fn retryable(&self) -> bool {
+        matches!(self, MetricsError::Aws(e) if e.retryable)
+    }
+}
+
 /// The plan's alarms, by state.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Alarms {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::color::{Color, Split};
 use crate::judge::Verdict;
+use crate::traffic::ActionSnapshot;
 
 /// What a step of the journal is, as far as the saga cares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,8 @@ pub enum Trigger {
     Operator,
     /// SIGINT or SIGTERM on `cutover run`.
     Interrupt,
+    /// A bake judged nothing for `rollback.stall_timeout` (metrics unreadable, or no data).
+    Stalled,
 }
 
 impl Trigger {
@@ -40,6 +43,7 @@ impl Trigger {
             Trigger::Step => "step",
             Trigger::Operator => "operator",
             Trigger::Interrupt => "interrupt",
+            Trigger::Stalled => "stalled",
         }
     }
 }
@@ -96,6 +100,9 @@ pub enum Event {
         live_color: Color,
         new_color: Color,
         initial: Split,
+        /// The forward action as read at the start (what a restore can write from).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<ActionSnapshot>,
         steps: Vec<StepInfo>,
         pid: u32,
         /// Plan variables (daemon): reach hooks as `CUTOVER_VAR_<KEY>`.
@@ -116,6 +123,9 @@ pub enum Event {
         split: Split,
         #[serde(default)]
         elapsed_ms: u64,
+        /// The forward action as read back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<ActionSnapshot>,
     },
     /// A bake (or observe) judges periods from `from` (Unix seconds) on, for `duration_secs` of judged time.
     BakeStarted {

@@ -129,8 +129,13 @@ pub struct Saga {
     pub phase: Phase,
     /// The weights last verified by read-back (or found at the start).
     pub verified: Option<Split>,
+    /// The forward action as last read back (or found at the start): what a restore writes from.
+    pub action: Option<crate::traffic::ActionSnapshot>,
     /// The step whose weights were verified last.
     pub verified_step: Option<usize>,
+    /// The weights to re-apply once an operator resumes, after a drift (someone else changed
+    /// them); cleared when weights are verified again.
+    pub drifted: Option<Split>,
     /// Whether any weight write was ever intended (then a rollback always writes).
     pub wrote_weights: bool,
     /// Why the bake clock is held, while it is.
@@ -160,7 +165,9 @@ impl Default for Saga {
             status: vec![],
             phase: Phase::New,
             verified: None,
+            action: None,
             verified_step: None,
+            drifted: None,
             wrote_weights: false,
             paused: None,
             promoted: None,
@@ -209,9 +216,11 @@ impl Saga {
                     steps,
                     initial,
                     vars,
+                    action,
                     ..
                 },
             ) => {
+                self.action = action.clone();
                 self.id = id.clone();
                 self.vars = vars.clone();
                 self.live_color = Some(*live_color);
@@ -239,8 +248,17 @@ impl Saga {
                 self.wrote_weights = true;
                 self.unrestore();
             }
-            (_, Event::WeightVerified { step, split, .. }) if step_ok(self, *step) => {
+            (
+                _,
+                Event::WeightVerified {
+                    step, split, action, ..
+                },
+            ) if step_ok(self, *step) => {
                 self.verified = Some(*split);
+                self.drifted = None;
+                if action.is_some() {
+                    self.action = action.clone();
+                }
                 self.verified_step = Some(*step);
                 self.unrestore();
             }
@@ -275,11 +293,13 @@ impl Saga {
                     ..
                 },
             ) if step_ok(self, *step) => {
-                let bake = self.bakes.entry(*step).or_default();
-                bake.baked_secs = bake.baked_secs.max(*baked_secs);
-                bake.judged_to = bake.judged_to.max(verdict.window.end);
-                bake.failures = verdict.failures;
-                bake.evidence_pending = verdict.evidence_pending;
+                // A verdict outside a bake (judging while held before a shift) advances no bake.
+                if let Some(bake) = self.bakes.get_mut(step) {
+                    bake.baked_secs = bake.baked_secs.max(*baked_secs);
+                    bake.judged_to = bake.judged_to.max(verdict.window.end);
+                    bake.failures = verdict.failures;
+                    bake.evidence_pending = verdict.evidence_pending;
+                }
                 if let Some(judge) = &mut self.judge {
                     judge.judge(&verdict.window);
                 }
@@ -303,7 +323,7 @@ impl Saga {
                 }
                 _ => {}
             },
-            (_, Event::Drift { step, .. }) if step_ok(self, *step) => {}
+            (_, Event::Drift { step, expected, .. }) if step_ok(self, *step) => self.drifted = Some(*expected),
             (_, Event::Note { step, .. }) if step.is_none_or(|i| step_ok(self, i)) => {}
             (_, Event::Paused { reason, .. }) => self.paused = Some(reason.clone()),
             (_, Event::Resumed { .. }) => self.paused = None,
@@ -475,7 +495,7 @@ impl Saga {
                 let outcome = match trigger {
                     Trigger::Operator | Trigger::Interrupt => Outcome::RolledBackByOperator,
                     Trigger::Step if !changed => Outcome::NotStarted,
-                    Trigger::Judge | Trigger::Step => Outcome::RolledBack,
+                    Trigger::Judge | Trigger::Step | Trigger::Stalled => Outcome::RolledBack,
                 };
                 let failed_undos: Vec<&str> = self
                     .status

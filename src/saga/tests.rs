@@ -23,6 +23,7 @@ fn started() -> Event {
             green: 0,
             others: 0,
         },
+        action: None,
         steps: vec![
             info("verify", false, false),
             info("deploy", true, true),
@@ -251,6 +252,7 @@ fn a_write_after_a_restore_requires_another_restore() {
             step: 3,
             split,
             elapsed_ms: 0,
+            action: None,
         },
         StepFailed {
             step: 3,

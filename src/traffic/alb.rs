@@ -6,7 +6,11 @@ use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple, TargetHealthStateEnum,
 };
 
-use super::{MAX_TARGET_GROUPS, Traffic, TrafficError, validate};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_elasticloadbalancingv2::types::TargetGroupStickinessConfig;
+
+use super::{ActionSnapshot, MAX_TARGET_GROUPS, Traffic, TrafficError, validate};
 use crate::aws::classify;
 use crate::color::{Color, Split};
 use crate::config;
@@ -19,6 +23,8 @@ pub struct Alb {
     rule_arn: Option<String>,
     blue: String,
     green: String,
+    /// The actions as last read (by any clone): what a write without reading first rewrites.
+    last: Arc<Mutex<Option<Vec<Action>>>>,
 }
 
 impl Alb {
@@ -29,6 +35,7 @@ impl Alb {
             rule_arn: alb.rule_arn.clone(),
             blue: alb.blue_target_group_arn.clone(),
             green: alb.green_target_group_arn.clone(),
+            last: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -39,8 +46,14 @@ impl Alb {
         }
     }
 
-    /// The listener's default actions or the rule's actions.
+    /// The listener's default actions or the rule's actions, remembered for [`Traffic::write_known`].
     async fn actions(&self) -> Result<Vec<Action>, TrafficError> {
+        let actions = self.describe().await?;
+        *self.last.lock().unwrap() = Some(actions.clone());
+        Ok(actions)
+    }
+
+    async fn describe(&self) -> Result<Vec<Action>, TrafficError> {
         match &self.rule_arn {
             Some(rule) => {
                 let out = self
@@ -137,13 +150,93 @@ impl Traffic for Alb {
 
     async fn write(&self, split: Split) -> Result<(), TrafficError> {
         validate(split)?;
-        let mut actions = self.actions().await?;
+        let actions = self.actions().await?;
+        self.modify(split, actions).await
+    }
+
+    async fn write_known(&self, split: Split, known: Option<&ActionSnapshot>) -> Result<(), TrafficError> {
+        validate(split)?;
+        let remembered = self.last.lock().unwrap().clone();
+        let actions = match (remembered, known) {
+            (Some(actions), _) => actions,
+            (None, Some(k)) if k.alone => vec![Self::action_of(k)],
+            // Nothing known that can be written blind: read first.
+            (None, _) => self.actions().await?,
+        };
+        self.modify(split, actions).await
+    }
+
+    fn snapshot(&self) -> Option<ActionSnapshot> {
+        let actions = self.last.lock().unwrap().clone()?;
+        let i = self.forward_index(&actions).ok()?;
+        let forward = &actions[i];
+        let stickiness = forward
+            .forward_config()
+            .and_then(|f| f.target_group_stickiness_config())
+            .map(|s| (s.enabled().unwrap_or(false), s.duration_seconds()));
+        Some(ActionSnapshot {
+            target_groups: Self::tuples(forward),
+            stickiness,
+            order: forward.order(),
+            alone: actions.len() == 1,
+        })
+    }
+
+    async fn healthy_targets(&self, color: Color) -> Result<u32, TrafficError> {
+        let arn = match color {
+            Color::Blue => &self.blue,
+            Color::Green => &self.green,
+        };
+        let out = self
+            .client
+            .describe_target_health()
+            .target_group_arn(arn)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTargetHealth", e))?;
+        let healthy = out
+            .target_health_descriptions()
+            .iter()
+            .filter(|d| d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy))
+            .count();
+        Ok(healthy as u32)
+    }
+}
+
+impl Alb {
+    /// A forward action rebuilt from a snapshot.
+    fn action_of(k: &ActionSnapshot) -> Action {
+        let config = ForwardActionConfig::builder()
+            .set_target_groups(Some(
+                k.target_groups
+                    .iter()
+                    .map(|(arn, w)| TargetGroupTuple::builder().target_group_arn(arn).weight(*w).build())
+                    .collect(),
+            ))
+            .set_target_group_stickiness_config(k.stickiness.map(|(enabled, duration)| {
+                TargetGroupStickinessConfig::builder()
+                    .enabled(enabled)
+                    .set_duration_seconds(duration)
+                    .build()
+            }))
+            .build();
+        Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .set_order(k.order)
+            .forward_config(config)
+            .build()
+    }
+
+    /// Rewrites the forward action of `actions` with `split` and sends one Modify call.
+    async fn modify(&self, split: Split, mut actions: Vec<Action>) -> Result<(), TrafficError> {
         let i = self.forward_index(&actions)?;
         let forward = &actions[i];
-        // Keep other target groups and their weights; set blue and green.
+        // Other target groups stay in the action; with `others == 0` they get weight 0 (a restore
+        // puts all of the action's traffic on the live colour), otherwise they keep theirs.
         let mut tuples: Vec<(String, i32)> = Self::tuples(forward)
             .into_iter()
             .filter(|(arn, _)| *arn != self.blue && *arn != self.green)
+            .map(|(arn, w)| (arn, if split.others == 0 { 0 } else { w }))
             .collect();
         tuples.push((self.blue.clone(), split.blue));
         tuples.push((self.green.clone(), split.green));
@@ -192,25 +285,5 @@ impl Traffic for Alb {
             }
         }
         Ok(())
-    }
-
-    async fn healthy_targets(&self, color: Color) -> Result<u32, TrafficError> {
-        let arn = match color {
-            Color::Blue => &self.blue,
-            Color::Green => &self.green,
-        };
-        let out = self
-            .client
-            .describe_target_health()
-            .target_group_arn(arn)
-            .send()
-            .await
-            .map_err(|e| classify("DescribeTargetHealth", e))?;
-        let healthy = out
-            .target_health_descriptions()
-            .iter()
-            .filter(|d| d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy))
-            .count();
-        Ok(healthy as u32)
     }
 }

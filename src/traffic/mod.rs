@@ -2,13 +2,19 @@
 //!
 //! **Architecture Invariant:** this is the only module that talks to ELBv2.
 //! Weights are written as one ModifyListener (or ModifyRule) that keeps the rest
-//! of the action as it was (stickiness, other target groups, other actions), and
-//! every write is followed by a read-back ([`set_and_verify`]): callers start a
-//! bake clock only after it returns.
+//! of the action as it was (stickiness, other actions), and every write is followed
+//! by a read-back of the whole forward action ([`set_and_verify`]): callers start a
+//! bake clock only after it returns. A split whose `others` is 0 sets every other
+//! target group of the forward action to weight 0 (keeping it in the action): a
+//! restore puts all of the action's traffic on the live colour, not just more of it.
+//!
+//! A rollback must not wait for a read: [`set_and_verify`] given a known action (an
+//! [`ActionSnapshot`], journaled after every read-back) writes from it with one Modify
+//! and reads back afterwards, so a throttled or failing Describe delays only the
+//! confirmation, not the traffic.
 //!
 //! The [`Traffic`] trait is what the engine uses; [`Alb`] implements it over
 //! the SDK and the unit tests implement it in memory.
-
 //!
 //! * `mod.rs` (this file): the trait, the errors, and [`set_and_verify`];
 //! * [`alb`]: the SDK implementation over a listener's default action or a rule.
@@ -21,6 +27,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use serde::{Deserialize, Serialize};
 
 use crate::aws::AwsError;
 use crate::color::{Color, MAX_WEIGHT, Split};
@@ -52,12 +59,41 @@ impl TrafficError {
     }
 }
 
+/// A forward action as it was last read: enough to write weights without reading first.
+/// Journaled (`Started`, `WeightVerified`), so another process can use it too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionSnapshot {
+    /// The forward action's target groups, in order, with their weights.
+    pub target_groups: Vec<(String, i32)>,
+    /// Target group stickiness: enabled, and its duration in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stickiness: Option<(bool, Option<i32>)>,
+    /// The action's `Order`, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<i32>,
+    /// Whether the forward action is the listener's (rule's) only action: only then can the
+    /// actions be rebuilt from this snapshot alone, in a process that never read them.
+    pub alone: bool,
+}
+
 /// What the engine needs from the load balancer.
 pub trait Traffic: Send + Sync {
     /// The current weights of the forward action.
     fn read(&self) -> impl Future<Output = Result<Split, TrafficError>> + Send;
-    /// Writes the weights of blue and green with one Modify call, keeping everything else.
+    /// Writes the weights of blue and green with one Modify call after reading the actions,
+    /// keeping everything else; with `split.others == 0`, every other target group of the
+    /// forward action gets weight 0.
     fn write(&self, split: Split) -> impl Future<Output = Result<(), TrafficError>> + Send;
+    /// Writes like [`Traffic::write`] without reading first: from the actions this adapter read
+    /// last, or else from `known` (when it is the only action). Falls back to a read-then-write
+    /// when neither is there.
+    fn write_known(
+        &self,
+        split: Split,
+        known: Option<&ActionSnapshot>,
+    ) -> impl Future<Output = Result<(), TrafficError>> + Send;
+    /// The forward action as this adapter last read it (to journal after a read-back).
+    fn snapshot(&self) -> Option<ActionSnapshot>;
     /// How many targets of a colour's target group are healthy.
     fn healthy_targets(&self, color: Color) -> impl Future<Output = Result<u32, TrafficError>> + Send;
 }
@@ -74,23 +110,43 @@ pub const READ_BACK: ExponentialBuilder = ExponentialBuilder::new()
     .with_jitter()
     .without_max_times();
 
-/// Writes `split` and reads it back until it matches, for at most `bound`, backing off
-/// with [`READ_BACK`]; retryable AWS errors are retried the same way until the bound.
-pub async fn set_and_verify<T: Traffic>(traffic: &T, split: Split, bound: Duration) -> Result<Split, TrafficError> {
+/// How a write finds the actions it rewrites.
+#[derive(Debug, Clone, Copy)]
+pub enum Writing<'a> {
+    /// Read the actions, then write (every forward shift: never overwrite what is there).
+    AfterRead,
+    /// Write from what is known without reading first (a restore: traffic must not wait).
+    FromKnown(Option<&'a ActionSnapshot>),
+}
+
+/// Writes `split` and reads the whole forward action back until it matches (blue, green and
+/// the other target groups), for at most `bound`, backing off with [`READ_BACK`]; retryable
+/// AWS errors are retried the same way until the bound.
+pub async fn set_and_verify<T: Traffic>(
+    traffic: &T,
+    split: Split,
+    bound: Duration,
+    writing: Writing<'_>,
+) -> Result<Split, TrafficError> {
     validate(split)?;
     let deadline = tokio::time::Instant::now() + bound;
     let backoff = READ_BACK;
     let before_deadline = |e: &TrafficError| {
         tokio::time::Instant::now() < deadline && (e.retryable() || matches!(e, TrafficError::NotVerified { .. }))
     };
-    (|| traffic.write(split))
-        .retry(backoff)
-        .sleep(tokio::time::sleep)
-        .when(before_deadline)
-        .await?;
+    (|| async {
+        match writing {
+            Writing::AfterRead => traffic.write(split).await,
+            Writing::FromKnown(known) => traffic.write_known(split, known).await,
+        }
+    })
+    .retry(backoff)
+    .sleep(tokio::time::sleep)
+    .when(before_deadline)
+    .await?;
     (|| async {
         let read = traffic.read().await?;
-        if read.blue == split.blue && read.green == split.green {
+        if (read.blue, read.green, read.others) == (split.blue, split.green, split.others) {
             Ok(read)
         } else {
             Err(TrafficError::NotVerified {

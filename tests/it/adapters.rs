@@ -30,9 +30,10 @@ async fn the_plain_target_group_shape_reads_as_all_on_blue_and_writes_as_forward
     let split = alb.read().await.unwrap();
     assert_eq!(split.holder(), Some(Color::Blue));
     let half = Split::with_new(Color::Green, 500);
-    let read = cutover::traffic::set_and_verify(&alb, half, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let read =
+        cutover::traffic::set_and_verify(&alb, half, Duration::from_secs(5), cutover::traffic::Writing::AfterRead)
+            .await
+            .unwrap();
     assert_eq!(read, half);
 }
 
@@ -53,9 +54,14 @@ async fn a_write_keeps_stickiness_and_the_target_group_order() {
     };
     let before = describe().await;
     let alb = alb(&world).await;
-    cutover::traffic::set_and_verify(&alb, Split::with_new(Color::Green, 250), Duration::from_secs(5))
-        .await
-        .unwrap();
+    cutover::traffic::set_and_verify(
+        &alb,
+        Split::with_new(Color::Green, 250),
+        Duration::from_secs(5),
+        cutover::traffic::Writing::AfterRead,
+    )
+    .await
+    .unwrap();
     let after = describe().await;
     let fc = after.forward_config().unwrap();
     assert_eq!(
@@ -78,9 +84,14 @@ async fn a_rule_is_read_and_written_instead_of_the_default_action() {
     assert_eq!(alb.read().await.unwrap().holder(), Some(Color::Blue));
     let all_green = Split::all_on(Color::Green);
     assert_eq!(
-        cutover::traffic::set_and_verify(&alb, all_green, Duration::from_secs(5))
-            .await
-            .unwrap(),
+        cutover::traffic::set_and_verify(
+            &alb,
+            all_green,
+            Duration::from_secs(5),
+            cutover::traffic::Writing::AfterRead
+        )
+        .await
+        .unwrap(),
         all_green
     );
     // Without the rule, the listener's default action (a fixed response) has no forward action.

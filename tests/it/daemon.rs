@@ -447,9 +447,14 @@ async fn drift_while_the_daemon_was_down_pauses_for_an_operator() {
     let conf = sdk(&moto.endpoint).await;
     let alb = cutover::traffic::Alb::new(aws_sdk_elasticloadbalancingv2::Client::new(&conf), &alb_config(&world));
     let manual = Split::with_new(Color::Green, 200);
-    cutover::traffic::set_and_verify(&alb, manual, Duration::from_secs(5))
-        .await
-        .unwrap();
+    cutover::traffic::set_and_verify(
+        &alb,
+        manual,
+        Duration::from_secs(5),
+        cutover::traffic::Writing::AfterRead,
+    )
+    .await
+    .unwrap();
 
     let s = Serve::start(&wd, &moto.endpoint, &dir);
     let v = wait_until(&s, &id, Duration::from_secs(20), "paused", |v| v["paused"].is_string()).await;

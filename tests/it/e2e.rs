@@ -366,9 +366,14 @@ async fn a_split_start_is_not_started_and_changes_nothing() {
     let conf = sdk(&world.endpoint).await;
     let alb = cutover::traffic::Alb::new(aws_sdk_elasticloadbalancingv2::Client::new(&conf), &alb_config(&world));
     let split = Split::with_new(Color::Green, 300);
-    cutover::traffic::set_and_verify(&alb, split, Duration::from_secs(5))
-        .await
-        .unwrap();
+    cutover::traffic::set_and_verify(
+        &alb,
+        split,
+        Duration::from_secs(5),
+        cutover::traffic::Writing::AfterRead,
+    )
+    .await
+    .unwrap();
     let plan = wd.write_plan(&plan(&world, "", QUICK_STEPS));
     let out = run(wd.cutover(
         &world.endpoint,
