@@ -81,16 +81,24 @@ pub fn classify<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> A
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let message = format!("{}", DisplayErrorContext(&err));
-    let (code, retryable) = match &err {
+    // The whole error, raw response included, only for whoever asked for debug logs: a log
+    // line or a journaled reason gets the service's code and message, or the transport's chain.
+    tracing::debug!("{operation}: {}", DisplayErrorContext(&err));
+    let (code, retryable, message) = match &err {
         SdkError::ServiceError(se) => {
             let code = se.err().code().map(str::to_string);
-            let retryable =
-                code.as_deref().is_some_and(|c| RETRYABLE_CODES.contains(&c)) || se.raw().status().is_server_error();
-            (code, retryable)
+            let status = se.raw().status();
+            let retryable = code.as_deref().is_some_and(|c| RETRYABLE_CODES.contains(&c)) || status.is_server_error();
+            let message = match (se.err().code(), se.err().message()) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.to_string(),
+                (None, _) => format!("HTTP {}", status.as_u16()),
+            };
+            (code, retryable, message)
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (None, true),
-        _ => (None, false),
+        SdkError::TimeoutError(_) => (None, true, "timed out".to_string()),
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (None, true, chain(&err)),
+        _ => (None, false, chain(&err)),
     };
     AwsError {
         operation,
@@ -98,6 +106,20 @@ where
         message,
         retryable,
     }
+}
+
+/// An error and its causes on one line, each cause once.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![];
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// Every AWS call and every failed one, by operation, since the process started (for `/metrics`).

@@ -96,30 +96,13 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Holds the bake clock of a daemon cutover (polling and automatic rollback go on).
-    Pause {
-        id: String,
-        #[arg(long)]
-        reason: Option<String>,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-    /// Lets the bake clock run again (after drift, re-applies the plan's weights).
-    Resume {
-        id: String,
-        #[arg(long)]
-        reason: Option<String>,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
-    /// Ends the current bake of a daemon cutover now.
-    Promote {
-        id: String,
-        #[arg(long)]
-        reason: Option<String>,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
+    /// Holds the bake clock (judging and automatic rollback go on): of the latest cutover of the
+    /// plan's listener (`--config FILE`, through the journal) or of a daemon's (`ID --server URL`).
+    Pause(ControlArgs),
+    /// Lets the bake clock run again (after drift, re-applies the plan's weights first).
+    Resume(ControlArgs),
+    /// Ends the current bake now.
+    Promote(ControlArgs),
     /// Current weights and the latest cutover's state.
     Status {
         #[arg(long, value_name = "FILE")]
@@ -147,6 +130,22 @@ pub enum Command {
         #[arg(long, value_name = "TIME")]
         to: Option<String>,
     },
+}
+
+/// Which cutover an operator action is for, and why.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ControlArgs {
+    /// A daemon's cutover id (with --server).
+    #[arg(conflicts_with = "config", required_unless_present = "config")]
+    pub id: Option<String>,
+    /// The plan: acts on the latest cutover of its listener (or rule), in the store.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Why, for the journal and the log.
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// Where the daemon is, for the client commands.

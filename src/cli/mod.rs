@@ -23,9 +23,10 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, Plan};
 use crate::engine;
+use crate::engine::operator::{self, Control};
 use crate::journal::{StateDir, Store};
 use crate::saga::Outcome;
-use args::{Cli, Command, LogFormat, Output, ServerArgs, read_token};
+use args::{Cli, Command, ControlArgs, LogFormat, Output, read_token};
 
 /// Exit code of a command that did what it was asked (`rollback`: traffic verified on the live
 /// colour, and the undo chain finished or handed to the process that owns the cutover).
@@ -169,9 +170,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Watch { id, server } => Ok(watch_exit(server.client()?.watch(&id).await?)),
-        Command::Pause { id, reason, server } => client_action(&server, &id, "pause", reason).await,
-        Command::Resume { id, reason, server } => client_action(&server, &id, "resume", reason).await,
-        Command::Promote { id, reason, server } => client_action(&server, &id, "promote", reason).await,
+        Command::Pause(a) => control(a, Control::Pause, state_dir).await,
+        Command::Resume(a) => control(a, Control::Resume, state_dir).await,
+        Command::Promote(a) => control(a, Control::Promote, state_dir).await,
         Command::Status { config, output } => {
             let Ok(plan) = load_plan(&config) else {
                 return Ok(EXIT_USAGE);
@@ -193,10 +194,43 @@ fn watch_exit(outcome: Option<Outcome>) -> i32 {
     }
 }
 
-async fn client_action(server: &ServerArgs, id: &str, action: &str, reason: Option<String>) -> anyhow::Result<i32> {
-    let v = server.client()?.action(id, action, reason.as_deref()).await?;
-    println!("{v}");
-    Ok(0)
+/// `pause`, `resume` or `promote`: through the daemon (`ID`), or through the journal of the
+/// latest cutover of the plan's target (`--config`), which the process that owns it acts on
+/// within a second.
+async fn control(a: ControlArgs, kind: Control, state_dir: Option<PathBuf>) -> anyhow::Result<i32> {
+    let Some(config) = a.config else {
+        let id = a.id.expect("clap requires an id or --config");
+        let v = a
+            .server
+            .client()?
+            .action(&id, kind.as_str(), a.reason.as_deref())
+            .await?;
+        println!("{v}");
+        return Ok(EXIT_OK);
+    };
+    let Ok(plan) = load_plan(&config) else {
+        return Ok(EXIT_USAGE);
+    };
+    let store = open_store(state_dir)?;
+    let target = plan.alb.target_arn().to_string();
+    let Some(id) = store.latest(&target).await? else {
+        error!("no cutover of {target} is recorded in the {}", store.describe());
+        return Ok(EXIT_ERROR);
+    };
+    let journal = crate::journal::Journal::new(store, &id);
+    match operator::control(&journal, kind, &engine::whoami(), a.reason.as_deref()).await {
+        Ok(_) => {
+            info!(
+                "{} of cutover {id} journaled; the process that drives it acts on it within a second",
+                kind.as_str()
+            );
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            error!("{e}");
+            Ok(EXIT_ERROR)
+        }
+    }
 }
 
 async fn serve(

@@ -184,7 +184,7 @@ pub(super) async fn rollback(
         }
     };
     info!(
-        "traffic restored to {live} in {}ms: {split}",
+        "traffic back on {live}, confirmed by read-back {}ms after the request: {split}",
         started.elapsed().as_millis()
     );
     let Some(journal) = journal else {

@@ -22,10 +22,11 @@ use tracing::{error, info, warn};
 use super::Daemon;
 use crate::color::Color;
 use crate::config::{self, Plan};
+use crate::engine::operator::{self, Control, ControlError};
 use crate::engine::start::{self, NotStarted};
 use crate::engine::{self};
 use crate::journal::{self, Journal, JournalError, Record};
-use crate::saga::{Event, Saga};
+use crate::saga::Saga;
 use crate::state::CutoverState;
 use crate::traffic::Alb;
 
@@ -362,14 +363,6 @@ async fn rollback(
     ))
 }
 
-/// The operator actions that only append an event: they share one handler.
-#[derive(Debug, Clone, Copy)]
-enum Control {
-    Pause,
-    Resume,
-    Promote,
-}
-
 async fn control_action(
     kind: Control,
     State(d): State<Arc<Daemon>>,
@@ -379,36 +372,14 @@ async fn control_action(
 ) -> ApiResult<Json<CutoverState>> {
     let b = optional_body(b)?;
     let by = caller(b.by, addr);
-    let reason = |default: &str| b.reason.clone().unwrap_or_else(|| default.into());
-    let (journal, records) = d.journal(&id).await?;
-    let saga = Saga::replay(records.iter().map(|r| &r.event))
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    if saga.outcome().is_some() {
-        return Err(err(StatusCode::CONFLICT, format!("cutover {id} has finished")));
-    }
-    let event = match kind {
-        Control::Pause => Event::Paused {
-            by,
-            reason: reason("paused by an operator"),
-        },
-        Control::Resume if saga.paused.is_none() => return Err(err(StatusCode::CONFLICT, "not paused")),
-        Control::Resume => Event::Resumed {
-            by,
-            reason: reason("resumed by an operator"),
-        },
-        Control::Promote => {
-            let step = saga
-                .running_step()
-                .filter(|i| saga.bakes.contains_key(i))
-                .ok_or_else(|| err(StatusCode::CONFLICT, "nothing is baking"))?;
-            Event::PromoteRequested {
-                step,
-                by,
-                reason: reason("promoted by an operator"),
-            }
-        }
-    };
-    journal.append(&event).await?;
+    let (journal, _) = d.journal(&id).await?;
+    operator::control(&journal, kind, &by, b.reason.as_deref())
+        .await
+        .map_err(|e| match e {
+            ControlError::Journal(e) => e.into(),
+            ControlError::Corrupt { .. } => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            e => err(StatusCode::CONFLICT, e.to_string()),
+        })?;
     Ok(Json(d.state_of(&id).await?))
 }
 

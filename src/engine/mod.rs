@@ -18,17 +18,19 @@
 //! * `steps.rs`: verify, deploy, migrate, health;
 //! * `bake.rs`: judging settled periods until a bake's judged time has passed;
 //! * `weights.rs`: set and verify, drift, and restoring the live colour;
+//! * [`operator`]: operator actions from any process (rollback, pause, resume, promote);
 //! * [`start`]: the clean start and the adapters, written once for `cutover run` and the daemon.
 
 mod bake;
 mod drive;
+pub mod operator;
 pub mod start;
 mod steps;
 #[cfg(test)]
 mod tests;
 mod weights;
 
-pub use weights::operator_rollback;
+pub use operator::operator_rollback;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -13,6 +13,8 @@ use crate::traffic::Traffic;
 
 /// How often target health is polled while waiting for a deploy's targets.
 const HEALTH_POLL: Duration = Duration::from_secs(2);
+/// How many periods of the live colour's history verify reads before anything changes.
+const PREFLIGHT_PERIODS: u64 = 15;
 
 impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     pub(super) async fn do_step(&self, i: usize, step: &Step) -> Result<(), Failure> {
@@ -111,6 +113,10 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             )
             .await?;
         }
+        // … and the judged metrics can be read: exactly the queries every bake sends, over the
+        // live colour's recent history. A query CloudWatch refuses (access, a statistic, a
+        // dimension) would leave every bake blind: better not to start.
+        self.preflight_metrics(i).await?;
         for check in checks {
             let (what, result) = match check {
                 Check::Http {
@@ -130,6 +136,35 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             if let Err(e) = result {
                 return Err(Failure::step(format!("check {what}: {e}")));
             }
+        }
+        Ok(())
+    }
+
+    async fn preflight_metrics(&self, i: usize) -> Result<(), Failure> {
+        let m = &self.plan.metrics;
+        let period = m.period.as_secs().max(1);
+        let end = crate::metrics::settled_end(self.clock.now(), m.settle, m.period);
+        let from = end.saturating_sub(PREFLIGHT_PERIODS * period);
+        let windows = super::retrying("reading metrics", MetricsError::retryable, || {
+            self.metrics.windows(from, end)
+        })
+        .await
+        .map_err(|e| Failure::step(format!("cannot read the judged metrics: {e}")))?;
+        if !windows.iter().any(|w| w.live.requests > 0.0) {
+            self.note(
+                Some(i),
+                Level::Warn,
+                format!(
+                    "{} serves all traffic, but {} has no request count for it in the last {PREFLIGHT_PERIODS} periods \
+                     (LoadBalancer={}, TargetGroup={}): check metrics.namespace and the dimensions, or the judge \
+                     will see no traffic",
+                    self.live,
+                    m.namespace,
+                    self.plan.alb.load_balancer_dimension(),
+                    crate::config::target_group_dimension(self.plan.alb.target_group(self.live)),
+                ),
+            )
+            .await?;
         }
         Ok(())
     }

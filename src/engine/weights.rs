@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use tracing::error;
 
-use super::{Engine, EngineError, Failure, millis};
-use crate::color::{Color, Split};
+use super::{Engine, Failure, millis};
+use crate::color::Split;
 use crate::hooks::Hooks;
-use crate::journal::Journal;
 use crate::metrics::Metrics;
-use crate::saga::{Event, Level, Trigger};
+use crate::saga::{Event, Level};
 use crate::traffic::{self, Traffic, TrafficError, Writing};
 
 /// ELBv2 reads are eventually consistent: a difference between the weights read and those
@@ -31,43 +30,6 @@ pub struct RestorePolicy {
 
 /// The restore policy every rollback uses: three rounds (90 s with the default 30 s bound).
 pub const RESTORE: RestorePolicy = RestorePolicy { attempts: 3 };
-
-/// An operator's rollback, from any process: journal the request (a run that is alive sees it
-/// within one poll), put all traffic on the live colour and read it back, journal that. The
-/// write goes out from the forward action the journal knows, without reading first.
-/// Returns the verified weights; the undo chain is left to whoever drives the saga.
-pub async fn operator_rollback<T: Traffic>(
-    journal: &Journal,
-    traffic: &T,
-    live: Color,
-    verify_timeout: Duration,
-    reason: &str,
-    by: &str,
-) -> Result<Split, EngineError> {
-    journal
-        .append(&Event::RollbackRequested {
-            trigger: Trigger::Operator,
-            reason: reason.to_string(),
-            by: by.to_string(),
-        })
-        .await?;
-    let records = journal.read_all().await?;
-    // A saga that does not replay still has its action: the last one journaled.
-    let known = records.iter().rev().find_map(|r| match &r.event {
-        Event::WeightVerified { action, .. } | Event::Started { action, .. } => action.clone(),
-        _ => None,
-    });
-    let split = traffic::set_and_verify(
-        traffic,
-        Split::all_on(live),
-        verify_timeout,
-        Writing::FromKnown(known.as_ref()),
-    )
-    .await
-    .map_err(EngineError::Traffic)?;
-    journal.append(&Event::TrafficRestored { split }).await?;
-    Ok(split)
-}
 
 impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Journals the intent, writes, reads back, journals the verification.

@@ -11,16 +11,16 @@ use serde_json::{Value, json};
 
 use crate::util::*;
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// A running `cutover serve`, killed (SIGKILL) on drop.
-struct Serve {
+pub struct Serve {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Serve {
-    fn start(wd: &Workdir, endpoint: &str, plans: &Path) -> Serve {
+    pub fn start(wd: &Workdir, endpoint: &str, plans: &Path) -> Serve {
         Serve::start_on(wd, endpoint, plans, "127.0.0.1:0")
     }
 
@@ -81,7 +81,7 @@ async fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>)
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-async fn api(s: &Serve, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+pub async fn api(s: &Serve, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     call(method, &format!("{}{path}", s.url), Some(TOKEN), body).await
 }
 

@@ -10,19 +10,19 @@ use serde_json::{Value, json};
 
 use crate::util::*;
 
-fn profile(green_error_rate: f64, green_latency: f64) -> Value {
+pub fn profile(green_error_rate: f64, green_latency: f64) -> Value {
     json!({"rps": 200, "blue_error_rate": 0.0, "green_error_rate": green_error_rate,
            "blue_latency": 0.05, "green_latency": green_latency})
 }
 
 /// A `cutover run` in the background, its live log in a file.
-struct Background {
-    child: Child,
-    log: std::path::PathBuf,
+pub struct Background {
+    pub child: Child,
+    pub log: std::path::PathBuf,
 }
 
 impl Background {
-    fn start(wd: &Workdir, endpoint: &str, plan: &Path) -> Background {
+    pub fn start(wd: &Workdir, endpoint: &str, plan: &Path) -> Background {
         let log = wd.path().join("run.log");
         let mut cmd = wd.cutover(
             endpoint,
@@ -35,7 +35,7 @@ impl Background {
         }
     }
 
-    fn wait(self, bound: Duration) -> (i32, Value) {
+    pub fn wait(self, bound: Duration) -> (i32, Value) {
         let start = Instant::now();
         let mut child = self.child;
         loop {
@@ -61,7 +61,7 @@ impl Background {
 }
 
 /// Waits until the journal of the (only) cutover in `state` holds an event of `kind`.
-fn wait_for_event(state: &Path, kind: &str, bound: Duration) {
+pub fn wait_for_event(state: &Path, kind: &str, bound: Duration) {
     let start = Instant::now();
     while start.elapsed() < bound {
         if let Ok(entries) = std::fs::read_dir(state.join("cutovers")) {
@@ -77,7 +77,7 @@ fn wait_for_event(state: &Path, kind: &str, bound: Duration) {
     panic!("no {kind} event within {bound:?}");
 }
 
-fn journal_text(state: &Path) -> String {
+pub fn journal_text(state: &Path) -> String {
     let mut all = String::new();
     for e in std::fs::read_dir(state.join("cutovers")).unwrap().flatten() {
         all.push_str(&std::fs::read_to_string(e.path().join("journal.jsonl")).unwrap());
@@ -85,7 +85,7 @@ fn journal_text(state: &Path) -> String {
     all
 }
 
-fn steps_with_deploy(extra: &str) -> String {
+pub fn steps_with_deploy(extra: &str) -> String {
     format!(
         r#"
 [[steps]]
@@ -98,7 +98,7 @@ timeout = "10s"
     )
 }
 
-fn hooks_log(wd: &Workdir) -> Vec<String> {
+pub fn hooks_log(wd: &Workdir) -> Vec<String> {
     std::fs::read_to_string(wd.path().join("hooks.log"))
         .unwrap_or_default()
         .lines()

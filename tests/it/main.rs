@@ -20,4 +20,5 @@ mod fault_proxy;
 mod judge_e2e;
 mod plans;
 mod proxy;
+mod safety;
 mod util;

@@ -159,6 +159,15 @@ pub struct ServerError {
     pub rule: Rule,
 }
 
+/// Any AWS error, by status and code (`AccessDenied` 403, `ValidationError` 400…): errors
+/// that retrying cannot fix. The message says the proxy injected it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CodedError {
+    pub status: u16,
+    pub code: String,
+    pub rule: Rule,
+}
+
 /// A pause before the request goes on (to moto, or to another fault).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Delay {
@@ -197,6 +206,8 @@ pub struct Faults {
     pub throttle: Vec<Rule>,
     /// HTTP 5xx errors.
     pub server_error: Vec<ServerError>,
+    /// Errors with a given status and code (tried before throttling).
+    pub error: Vec<CodedError>,
     /// TCP resets before any response byte.
     pub reset: Vec<Rule>,
     /// Added latency; the first delay rule that fires applies.
@@ -221,6 +232,16 @@ impl Faults {
 
     pub fn server_error(mut self, status: u16, rule: Rule) -> Faults {
         self.server_error.push(ServerError { status, rule });
+        self
+    }
+
+    /// An error with `status` and `code`, as the service would send it.
+    pub fn error(mut self, status: u16, code: &str, rule: Rule) -> Faults {
+        self.error.push(CodedError {
+            status,
+            code: code.to_string(),
+            rule,
+        });
         self
     }
 
@@ -250,6 +271,7 @@ impl Faults {
             .iter()
             .chain(self.reset.iter())
             .chain(self.server_error.iter().map(|s| &s.rule))
+            .chain(self.error.iter().map(|e| &e.rule))
             .chain(self.delay.iter().map(|d| &d.rule));
         for rule in rules {
             assert!(
@@ -697,6 +719,12 @@ impl Shared {
             .find(|s| applies(&s.rule) && self.fires(s.rule.probability))
         {
             Some(Fault::ServerError(s.status))
+        } else if let Some(e) = faults
+            .error
+            .iter()
+            .find(|e| applies(&e.rule) && self.fires(e.rule.probability))
+        {
+            Some(Fault::Coded(e.status, e.code.clone()))
         } else if faults.throttle.iter().any(|r| applies(r) && self.fires(r.probability)) {
             Some(Fault::Throttle)
         } else {
@@ -727,6 +755,7 @@ struct Decision {
 enum Fault {
     Reset,
     ServerError(u16),
+    Coded(u16, String),
     Throttle,
 }
 
@@ -859,6 +888,10 @@ async fn handle(
         Some(Fault::Throttle) => {
             shared.count(key, |s| s.throttled += 1);
             return Ok(error_response(&shared, &call, ErrorKind::Throttle));
+        }
+        Some(Fault::Coded(status, code)) => {
+            shared.count(key, |s| s.server_errors += 1);
+            return Ok(error_response(&shared, &call, ErrorKind::Coded(status, code)));
         }
         None => {}
     }
@@ -1038,6 +1071,7 @@ fn form_decode(v: &[u8]) -> String {
 enum ErrorKind {
     Throttle,
     Server(u16),
+    Coded(u16, String),
 }
 
 /// The XML namespace real Query services put on `<ErrorResponse>`, by API version.
@@ -1061,19 +1095,21 @@ fn json_namespace(prefix: &str) -> Option<&'static str> {
 
 fn error_response(shared: &Shared, call: &Call, kind: ErrorKind) -> Response<ProxyBody> {
     let request_id = shared.request_id();
-    let (status, fault) = match kind {
+    let (status, fault) = match &kind {
         ErrorKind::Throttle => (400, "throttle"),
-        ErrorKind::Server(status) => (status, "server-error"),
+        ErrorKind::Server(status) => (*status, "server-error"),
+        ErrorKind::Coded(status, _) => (*status, "error"),
     };
     let (content_type, body, error_type) = match &call.protocol {
         Protocol::Json { prefix, content_type } => {
-            let (code, message) = match kind {
+            let (code, message) = match &kind {
                 ErrorKind::Throttle => (
                     "ThrottlingException",
                     "Rate of requests exceeds the allowed throughput.",
                 ),
                 ErrorKind::Server(503) => ("ServiceUnavailable", "The service is unavailable. Please try again."),
                 ErrorKind::Server(_) => ("InternalServerError", "Internal server error"),
+                ErrorKind::Coded(_, code) => (code.as_str(), "injected by the fault proxy"),
             };
             let typ = match json_namespace(prefix) {
                 Some(ns) => format!("{ns}#{code}"),
@@ -1087,8 +1123,13 @@ fn error_response(shared: &Shared, call: &Call, kind: ErrorKind) -> Response<Pro
                 Protocol::Query { version } => version.as_deref(),
                 _ => None,
             };
-            let (typ, code, message) = match kind {
+            let (typ, code, message) = match &kind {
                 ErrorKind::Throttle => ("Sender", "Throttling", "Rate exceeded"),
+                ErrorKind::Coded(status, code) => (
+                    if *status >= 500 { "Receiver" } else { "Sender" },
+                    code.as_str(),
+                    "injected by the fault proxy",
+                ),
                 ErrorKind::Server(503) => (
                     "Receiver",
                     "ServiceUnavailable",
