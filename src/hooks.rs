@@ -80,6 +80,41 @@ pub struct Processes {
     /// The working directory of every command: the plan file's directory.
     pub dir: PathBuf,
     http: reqwest::Client,
+    /// What commands get of cutover's own environment.
+    env: HookEnv,
+}
+
+/// What a command inherits from cutover's environment.
+///
+/// By default everything, because deploy and migrate commands in CI usually need the job's
+/// AWS credentials and tools, except the daemon's API token: `CUTOVER_TOKEN` and any
+/// variable holding the token's value are removed, whatever the token's source. With a
+/// clean environment, only `PATH`, `HOME`, `LANG`, `TZ`, `USER`, `LOGNAME` and the names in
+/// `pass` are kept (the `CUTOVER_*` variables of the cutover are always set).
+#[derive(Debug, Clone, Default)]
+pub struct HookEnv {
+    pub clean: bool,
+    pub pass: Vec<String>,
+    /// Values no command may see (the daemon's API token).
+    pub secrets: Vec<String>,
+}
+
+/// What a clean environment keeps, besides the plan's pass list.
+pub const CLEAN_ENV_KEEPS: &[&str] = &["PATH", "HOME", "LANG", "TZ", "USER", "LOGNAME"];
+
+impl HookEnv {
+    /// The variables of cutover's own environment a command starts with.
+    fn inherited(&self) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+        std::env::vars_os()
+            .filter(|(k, v)| {
+                let name = k.to_string_lossy();
+                if name == "CUTOVER_TOKEN" || self.secrets.iter().any(|s| !s.is_empty() && v.to_string_lossy() == *s) {
+                    return false;
+                }
+                !self.clean || CLEAN_ENV_KEEPS.contains(&name.as_ref()) || self.pass.iter().any(|p| *p == name)
+            })
+            .collect()
+    }
 }
 
 impl Processes {
@@ -90,7 +125,14 @@ impl Processes {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("http client"),
+            env: HookEnv::default(),
         }
+    }
+
+    /// Commands get `env` of cutover's own environment (see [`HookEnv`]).
+    pub fn with_env(mut self, env: HookEnv) -> Processes {
+        self.env = env;
+        self
     }
 }
 
@@ -119,6 +161,8 @@ impl Hooks for Processes {
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
             .current_dir(&self.dir)
+            .env_clear()
+            .envs(self.env.inherited())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -262,6 +306,42 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, HookError::Spawn { .. }), "{e}");
+    }
+
+    /// Regression (issue 8): hooks inherited the whole environment, the daemon's API token
+    /// included. A value marked secret never reaches a command, and a clean environment keeps
+    /// only the basics and the plan's pass list (plus what cutover sets).
+    #[tokio::test]
+    async fn commands_never_see_secrets_and_can_get_a_clean_environment() {
+        // cargo sets CARGO_MANIFEST_DIR for the test process: a stand-in for a job's variable.
+        let value = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+        let probe = sh("test -z \"$CARGO_MANIFEST_DIR\" && test -n \"$PATH\" && test \"$CUTOVER_ID\" = c1");
+        let cutover_env = vec![("CUTOVER_ID".to_string(), "c1".to_string())];
+        let t = Duration::from_secs(10);
+        let inherit = Processes::new(std::env::temp_dir());
+        assert!(
+            inherit.command(&probe, &cutover_env, t).await.is_err(),
+            "inherits by default"
+        );
+        let scrubbed = Processes::new(std::env::temp_dir()).with_env(HookEnv {
+            secrets: vec![value],
+            ..HookEnv::default()
+        });
+        scrubbed.command(&probe, &cutover_env, t).await.unwrap();
+        let clean = Processes::new(std::env::temp_dir()).with_env(HookEnv {
+            clean: true,
+            ..HookEnv::default()
+        });
+        clean.command(&probe, &cutover_env, t).await.unwrap();
+        let passed = Processes::new(std::env::temp_dir()).with_env(HookEnv {
+            clean: true,
+            pass: vec!["CARGO_MANIFEST_DIR".into()],
+            ..HookEnv::default()
+        });
+        assert!(
+            passed.command(&probe, &cutover_env, t).await.is_err(),
+            "the pass list passes"
+        );
     }
 
     /// Regression (review): a script that leaves a background process holding its stdout

@@ -185,6 +185,26 @@ pub fn read_token(file: Option<&Path>, value: Option<String>) -> anyhow::Result<
     }
 }
 
+/// Refuses a token file that group or others may read, as ssh refuses such keys: whoever can
+/// read it can roll back or start any cutover.
+pub fn check_token_file(file: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(file)
+        .with_context(|| format!("reading the token file {}", file.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "permissions {:04o} for the token file {} are too open: it must be readable by its owner only \
+             (chmod 600 {})",
+            mode & 0o7777,
+            file.display(),
+            file.display()
+        );
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 pub enum LogFormat {
     Text,

@@ -240,6 +240,12 @@ async fn serve(
     tls: Option<(PathBuf, PathBuf)>,
     state_dir: Option<PathBuf>,
 ) -> anyhow::Result<i32> {
+    if let Some(file) = &token_file
+        && let Err(e) = args::check_token_file(file)
+    {
+        error!("refusing to start: {e:#}");
+        return Ok(EXIT_USAGE);
+    }
     let token = read_token(token_file.as_deref(), std::env::var("CUTOVER_TOKEN").ok())?;
     if token.len() < 16 {
         error!(

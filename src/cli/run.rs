@@ -44,7 +44,7 @@ pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> an
         "cutover {id} of {}: {live} is live ({split}), {new} is new; steps: {}",
         plan.service, engine::describe_steps(&plan)
     );
-    let a = start::adapters(&clients, &plan, new);
+    let a = start::adapters(&clients, &plan, new, &[]);
     let journal = started.journal;
     let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal.clone(), Clock::start()).await?;
     let verify_timeout = engine.plan.alb.verify_timeout;
@@ -226,7 +226,7 @@ pub(super) async fn rollback(
                     return Ok(EXIT_ERROR);
                 }
             };
-            let a = start::adapters(&clients, &plan, live.other());
+            let a = start::adapters(&clients, &plan, live.other(), &[]);
             let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal.clone(), Clock::start()).await?;
             // Signals are logged and ignored: nothing interrupts a rollback.
             engine.drive(signals()).await?

@@ -149,7 +149,7 @@ impl Daemon {
         let new = journal::start_of(&records)
             .map(|s| s.new_color)
             .ok_or_else(|| SpawnError::NoStart(id.clone()))?;
-        let a = start::adapters(&self.aws, &plan, new);
+        let a = start::adapters(&self.aws, &plan, new, std::slice::from_ref(&self.token));
         let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal, Clock::start()).await?;
         let me = self.clone();
         let task_id = id.clone();

@@ -20,7 +20,7 @@ use super::started_event;
 use crate::aws::Clients;
 use crate::color::{Color, Split};
 use crate::config::Plan;
-use crate::hooks::Processes;
+use crate::hooks::{HookEnv, Processes};
 use crate::journal::{Journal, JournalError, Lock, Store};
 use crate::metrics::CloudWatch;
 use crate::traffic::{Alb, Traffic, TrafficError};
@@ -32,12 +32,17 @@ pub struct Adapters {
     pub hooks: Processes,
 }
 
-/// The adapters for a cutover of `plan` whose new colour is `new`.
-pub fn adapters(clients: &Clients, plan: &Plan, new: Color) -> Adapters {
+/// The adapters for a cutover of `plan` whose new colour is `new`. `secrets` are values no
+/// command of the plan may see in its environment (the daemon's API token).
+pub fn adapters(clients: &Clients, plan: &Plan, new: Color, secrets: &[String]) -> Adapters {
+    let env = HookEnv {
+        secrets: secrets.to_vec(),
+        ..HookEnv::default()
+    };
     Adapters {
         alb: Alb::new(clients.elbv2.clone(), &plan.alb),
         cloudwatch: cloudwatch(clients, plan, new),
-        hooks: Processes::new(plan_dir(plan)),
+        hooks: Processes::new(plan_dir(plan)).with_env(env),
     }
 }
 

@@ -15,6 +15,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use futures_util::future::BoxFuture;
@@ -45,6 +46,26 @@ fn crash_point(written: &[u8]) {
     }
 }
 
+/// Creates a directory (and its parents) readable by its owner only.
+fn private_dir(path: &Path) -> Result<(), JournalError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(io_err(path))
+}
+
+/// Creates (truncating) a file readable by its owner only.
+fn private_file(path: &Path) -> Result<File, JournalError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path))
+}
+
 /// The state directory.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -52,11 +73,12 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// Opens (creating) a state directory.
+    /// Opens (creating) a state directory. What it creates is its owner's only (directories
+    /// 0700, files 0600): journals hold the variables of every cutover.
     pub fn open(root: &Path) -> Result<StateDir, JournalError> {
         for sub in ["cutovers", "targets"] {
             let p = root.join(sub);
-            std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+            private_dir(&p)?;
         }
         Ok(StateDir {
             root: root.to_path_buf(),
@@ -93,11 +115,12 @@ impl StateDir {
     /// Creates the (empty) journal of a new cutover with the given id.
     pub fn create_with_id(&self, id: &str) -> Result<(), JournalError> {
         let dir = self.root.join("cutovers").join(id);
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        private_dir(&dir)?;
         let path = self.journal_path(id);
         OpenOptions::new()
             .create_new(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .map_err(io_err(&path))?;
         File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))
@@ -105,7 +128,7 @@ impl StateDir {
 
     fn save_plan(&self, id: &str, text: &str) -> Result<(), JournalError> {
         let path = self.plan_path(id);
-        let mut f = File::create(&path).map_err(io_err(&path))?;
+        let mut f = private_file(&path)?;
         f.write_all(text.as_bytes())
             .and_then(|_| f.sync_all())
             .map_err(io_err(&path))
@@ -191,7 +214,7 @@ impl StateDir {
         let dir = self.root.join("targets");
         let path = self.target_file(target_arn, "latest");
         let tmp = self.target_file(target_arn, "latest.tmp");
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut f = private_file(&tmp)?;
         f.write_all(id.as_bytes())
             .and_then(|_| f.sync_all())
             .map_err(io_err(&tmp))?;
@@ -207,6 +230,7 @@ impl StateDir {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&path)
             .map_err(io_err(&path))?;
         match file.try_lock() {
@@ -348,6 +372,36 @@ mod tests {
         assert_eq!(state.latest(arn).await.unwrap(), None);
         state.set_latest(arn, "c2").await.unwrap();
         assert_eq!(state.latest(arn).await.unwrap().as_deref(), Some("c2"));
+    }
+
+    /// Regression (issue 8): journals hold the variables of every cutover; the state directory
+    /// was created with the umask's modes. Directories are 0700 and files 0600.
+    #[tokio::test]
+    async fn the_state_directory_is_its_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("state");
+        let state = StateDir::open(&root).unwrap();
+        let id = state.create("plan text").await.unwrap();
+        state.set_latest("arn:t", &id).await.unwrap();
+        let _lock = state.try_lock("arn:t").await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for d in [
+            root.clone(),
+            root.join("cutovers"),
+            root.join("targets"),
+            root.join("cutovers").join(&id),
+        ] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
+        for f in [
+            state.journal_path(&id),
+            state.plan_path(&id),
+            state.target_file("arn:t", "latest"),
+            state.target_file("arn:t", "lock"),
+        ] {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
     }
 
     #[tokio::test]
