@@ -48,6 +48,7 @@ impl Validator<'_> {
         PlanError {
             file: self.file.to_path_buf(),
             key: key.into(),
+            line: None,
             reason: reason.into(),
         }
     }
