@@ -8,9 +8,12 @@
 //!
 //! * `mod.rs` (this file): the validated types the rest of the program uses;
 //! * [`raw`]: the file's shape, as serde reads it;
-//! * [`validate`]: every value checked, defaults filled in (they live there and only there);
+//! * [`validate`]: every value checked, defaults filled in (they live there and only there;
+//!   `validate/steps.rs` for `[[steps]]`);
+//! * [`bounds`]: the allowed range of every numeric and duration key, and why;
 //! * [`position`]: the line and the dotted key of a byte offset in the text.
 
+mod bounds;
 mod position;
 mod raw;
 #[cfg(test)]

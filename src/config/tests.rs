@@ -1,6 +1,8 @@
 //! Unit tests of plan validation: one case per error, each naming its key.
-//! `positions.rs` checks the line and key of errors toml finds in the text.
+//! `bounds.rs` checks both ends of every range, `positions.rs` the line and key of errors
+//! toml finds in the text.
 
+mod bounds;
 mod positions;
 
 use super::*;
@@ -73,13 +75,13 @@ fn plan_errors_name_the_key() {
         "max_error_rate = 0.001",
         "max_error_rate = 1.5",
         "rollback.max_error_rate",
-        "outside [0, 1]",
+        "1.5 is above the maximum 1 (allowed 0–1)",
     );
     check_err(
         "max_error_rate = 0.001",
         "max_error_rate = -0.1",
         "rollback.max_error_rate",
-        "outside [0, 1]",
+        "-0.1 is below the minimum 0 (allowed 0–1)",
     );
     check_err(
         "max_error_rate = 0.001",
@@ -93,8 +95,18 @@ fn plan_errors_name_the_key() {
         "rollback",
         "missing field `max_error_rate`",
     );
-    check_err("weight = 50", "weight = 0", "steps[0].weight", "outside (0, 100]");
-    check_err("weight = 50", "weight = 150", "steps[0].weight", "outside (0, 100]");
+    check_err(
+        "weight = 50",
+        "weight = 0",
+        "steps[0].weight",
+        "0 is below the minimum 0.1 (allowed 0.1–100)",
+    );
+    check_err(
+        "weight = 50",
+        "weight = 150",
+        "steps[0].weight",
+        "150 is above the maximum 100 (allowed 0.1–100)",
+    );
     check_err("weight = 50", "weight = 12.34", "steps[0].weight", "multiple of 0.1");
     check_err(
         "weight = 50",
@@ -102,7 +114,12 @@ fn plan_errors_name_the_key() {
         "steps[0].wieght",
         "unknown field `wieght`",
     );
-    check_err("bake = \"10m\"", "bake = \"0s\"", "steps[0].bake", "greater than zero");
+    check_err(
+        "bake = \"10m\"",
+        "bake = \"0s\"",
+        "steps[0].bake",
+        "\"0s\" is below the minimum 1s (allowed 1s–7d)",
+    );
     check_err(
         "bake = \"10m\"",
         "bake = \"ten minutes\"",
@@ -152,13 +169,13 @@ fn plan_errors_name_the_key() {
         "[rollback]",
         "[metrics]\nsettle = \"0s\"\n\n[rollback]",
         "metrics.settle",
-        "greater than zero",
+        "\"0s\" is below the minimum 1s (allowed 1s–1h)",
     );
     check_err(
         "max_error_rate = 0.001",
         "max_error_rate = 0.001\nfailures_to_rollback = 0",
         "rollback.failures_to_rollback",
-        "at least 1",
+        "0 is below the minimum 1 (allowed 1–100)",
     );
     check_err(
         "max_error_rate = 0.001",
@@ -185,17 +202,25 @@ fn rollback_errors_name_the_key() {
         )
     };
     let cases: Vec<(String, &str, &str)> = vec![
-        ("confidence = 0.3".into(), "rollback.confidence", "outside [0.5, 1)"),
-        ("confidence = 1.0".into(), "rollback.confidence", "outside [0.5, 1)"),
+        (
+            "confidence = 0.3".into(),
+            "rollback.confidence",
+            "0.3 is below the minimum 0.5 (allowed 0.5–0.9999)",
+        ),
+        (
+            "confidence = 1.0".into(),
+            "rollback.confidence",
+            "1 is above the maximum 0.9999 (allowed 0.5–0.9999)",
+        ),
         (
             "max_error_rate_increase = 2".into(),
             "rollback.max_error_rate_increase",
-            "outside [0, 1]",
+            "2 is above the maximum 1 (allowed 0–1)",
         ),
         (
             "max_latency_ratio = 0.5".into(),
             "rollback.max_latency_ratio",
-            "at least 1",
+            "0.5 is below the minimum 1 (allowed 1–100)",
         ),
         (
             "critical_error_rate = 0.0005".into(),
@@ -205,7 +230,7 @@ fn rollback_errors_name_the_key() {
         (
             "critical_min_requests = 500".into(),
             "rollback.critical_min_requests",
-            "between 1 and min_requests",
+            "500 is above the maximum 100 (allowed 1–100): at most rollback.min_requests",
         ),
         (
             "on_shared_failure = \"ignore\"".into(),
@@ -348,7 +373,7 @@ fn step_errors_name_the_key() {
         (
             "[[steps]]\naction = \"verify\"\nchecks = [{ http = \"http://x\", expect_status = 999 }]",
             "steps[0].checks[0].expect_status",
-            "not an HTTP status",
+            "999 is above the maximum 599 (allowed 100–599): an HTTP status",
         ),
         (
             "[[steps]]\naction = \"verify\"\nweight = 3",

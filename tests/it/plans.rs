@@ -20,7 +20,26 @@ fn validate_accepts_the_examples_and_names_the_key_of_an_error() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("plan.toml: rollback.max_error_rate: 1.5 is outside [0, 1]"),
+        err.contains(
+            "plan.toml: rollback.max_error_rate: 1.5 is above the maximum 1 (allowed 0–1): a fraction, 0.001 means 0.1 %"
+        ),
+        "{err}"
+    );
+}
+
+/// Issue 8: `poll_interval = "1ns"` validated, and then sent 165 DescribeListeners a second.
+#[test]
+fn validate_refuses_a_value_outside_its_range_and_names_the_range() {
+    let wd = Workdir::new();
+    let text = std::fs::read_to_string(root().join("config/example.toml"))
+        .unwrap()
+        .replace("poll_interval = \"15s\"", "poll_interval = \"1ns\"");
+    let plan = wd.write_plan(&text);
+    let out = run(wd.cutover("http://127.0.0.1:9", &["validate", "--config", plan.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"plan.toml: metrics.poll_interval: "1ns" is below the minimum 1s (allowed 1s–10m)"#),
         "{err}"
     );
 }
@@ -61,6 +80,12 @@ async fn bad_plans_exit_2_and_change_nothing() {
         ),
         ("[service]", "[service]\ncolor = \"blue\"", "service.color", true),
         ("period = \"1s\"", "period = \"soon\"", "metrics.period", false),
+        (
+            "poll_interval = \"1s\"",
+            "poll_interval = \"1ns\"",
+            "metrics.poll_interval",
+            false,
+        ),
     ];
     for (from, to, key, has_line) in bad {
         let wd = Workdir::new();

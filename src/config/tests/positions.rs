@@ -176,5 +176,8 @@ fn a_missing_table_names_no_line() {
 #[test]
 fn a_validation_error_names_the_key_only() {
     let e = error_with(18, "weight = 150");
-    assert_eq!(e, "plan.toml: steps[1].weight: 150 is outside (0, 100]");
+    assert_eq!(
+        e,
+        "plan.toml: steps[1].weight: 150 is above the maximum 100 (allowed 0.1–100): percent of traffic on the new colour"
+    );
 }
