@@ -144,6 +144,7 @@ fn short(d: Duration) -> String {
 
 const MS: Duration = Duration::from_millis(1);
 const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -220,6 +221,22 @@ pub(super) const FAILURES_TO_ROLLBACK: Range<i64> = Range::new(1, 100);
 /// than a verdict, never more (the upper end is the plan's `min_requests`).
 pub(super) const fn critical_min_requests(min_requests: i64) -> Range<i64> {
     Range::new(1, min_requests).note(": at most rollback.min_requests")
+}
+
+/// `rollback.stall_timeout`, 1m–24h in whole seconds, or "off". ALB publishes a minute at a
+/// time and only while requests flow, so a bake can judge nothing for a minute and be healthy;
+/// a bake that has judged nothing for a day is stuck, not patient. It must also be longer than
+/// the first verdict can take (`stall_floor`), or every bake would stall.
+pub(super) const STALL_TIMEOUT: Durations = Durations::new(MINUTE, DAY, Precision::Seconds);
+
+/// `rollback.stall_timeout` when the plan does not set it.
+pub(super) const STALL_TIMEOUT_DEFAULT: Duration = Duration::from_secs(600);
+
+/// The longest a healthy bake can take to judge its first period: up to one period until the
+/// first whole period after the read-back starts, one for it to end, `settle` for it to be
+/// judged, and one poll to notice. A shorter stall timeout would roll back every bake.
+pub(super) fn stall_floor(period: Duration, settle: Duration, poll_interval: Duration) -> Duration {
+    2 * period + settle + poll_interval
 }
 
 /// `rollback.metrics[].max_ratio`, 1–1000. Below 1 a new colour as good as the live one fails;

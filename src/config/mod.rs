@@ -67,6 +67,8 @@ pub struct Plan {
     pub metrics: MetricsConfig,
     pub rollback: Rollback,
     pub steps: Vec<Step>,
+    /// The environment of every command the plan runs (`[environment]`).
+    pub environment: Environment,
     /// The text it was parsed from (kept with each cutover's journal).
     pub source: String,
 }
@@ -130,6 +132,25 @@ pub struct Rollback {
     pub alarms: Vec<String>,
     /// The query half of `[[rollback.metrics]]` (the thresholds are in `criteria.metrics`, same order).
     pub metrics: Vec<CustomMetric>,
+    /// A bake that has judged nothing for this long (metrics unreadable, or no data at all)
+    /// rolls back with trigger `stalled`; `None` when the plan says `stall_timeout = "off"`.
+    pub stall_timeout: Option<Duration>,
+}
+
+/// The environment of every command the plan runs: deploy and migrate `run` and `undo`,
+/// command checks, and later lifecycle hooks.
+///
+/// Whichever it is, commands also get the `CUTOVER_*` variables of their step, and never the
+/// daemon's API token (`CUTOVER_TOKEN`), which is always removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Environment {
+    /// `false` (the default): commands inherit cutover's environment (a CI job's AWS
+    /// credentials reach the deploy hook). `true`: they get only `PATH`, `HOME`, `LANG`, `TZ`,
+    /// `USER`, `LOGNAME`, the `CUTOVER_*` variables and the variables named in `pass`.
+    pub clean: bool,
+    /// With `clean`, the variables of cutover's environment passed through besides those;
+    /// validated names (`[A-Za-z_][A-Za-z0-9_]*`), none `CUTOVER_*`. Empty unless `clean`.
+    pub pass: Vec<String>,
 }
 
 /// A `[[rollback.metrics]]` CloudWatch metric, as it is queried.

@@ -18,6 +18,16 @@ pub(super) struct RawPlan {
     pub(super) metrics: RawMetrics,
     pub(super) rollback: RawRollback,
     pub(super) steps: Option<Vec<RawStep>>,
+    #[serde(default)]
+    pub(super) environment: RawEnvironment,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnvironment {
+    #[serde(default)]
+    pub(super) clean: bool,
+    pub(super) pass: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +74,8 @@ pub(super) struct RawRollback {
     pub(super) critical_error_rate: Option<f64>,
     pub(super) critical_min_requests: Option<i64>,
     pub(super) mode: Option<Mode>,
+    /// A duration, or "off".
+    pub(super) stall_timeout: Option<String>,
     #[serde(default)]
     pub(super) metrics: Vec<RawMetric>,
 }

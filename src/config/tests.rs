@@ -1,14 +1,15 @@
 //! Unit tests of plan validation: one case per error, each naming its key.
 //! `bounds.rs` checks both ends of every range, `positions.rs` the line and key of errors
-//! toml finds in the text.
+//! toml finds in the text, `environment.rs` the `[environment]` table and `stall_timeout`.
 
 mod bounds;
+mod environment;
 mod positions;
 
 use super::*;
 use crate::judge::{Direction, Mode, OnShared};
 
-const GOOD: &str = r#"
+pub(super) const GOOD: &str = r#"
 [service]
 name = "checkout"
 
@@ -413,4 +414,61 @@ fn every_example_plan_validates() {
         }
     }
     assert!(seen >= 2, "expected example plans in {}", dir.display());
+}
+
+/// `config/example.toml` says it shows every key with its default: the keys it sets mean
+/// the same as leaving them out (`config/minimal.toml` leaves them out).
+#[test]
+fn the_example_plan_shows_the_defaults() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let example = load(&dir.join("example.toml")).unwrap();
+    let minimal = load(&dir.join("minimal.toml")).unwrap();
+    let (a, b) = (&example.alb, &minimal.alb);
+    assert_eq!(
+        (a.min_healthy_targets, a.verify_timeout),
+        (b.min_healthy_targets, b.verify_timeout)
+    );
+    let (a, b) = (&example.metrics, &minimal.metrics);
+    assert_eq!(
+        (&a.namespace, a.period, a.settle, a.poll_interval, &a.latency_statistic),
+        (&b.namespace, b.period, b.settle, b.poll_interval, &b.latency_statistic)
+    );
+    let (a, b) = (&example.rollback, &minimal.rollback);
+    assert_eq!(a.stall_timeout, b.stall_timeout);
+    assert_eq!(a.alarms, b.alarms);
+    let (a, b) = (&a.criteria, &b.criteria);
+    assert_eq!(
+        (
+            a.max_error_rate_increase,
+            a.confidence,
+            a.min_requests,
+            a.failures_to_rollback,
+            a.critical_min_requests
+        ),
+        (
+            b.max_error_rate_increase,
+            b.confidence,
+            b.min_requests,
+            b.failures_to_rollback,
+            b.critical_min_requests
+        )
+    );
+    assert_eq!(
+        (
+            a.on_no_data,
+            a.on_shared_failure,
+            a.mode,
+            a.critical_error_rate,
+            a.max_latency_ratio
+        ),
+        (
+            b.on_no_data,
+            b.on_shared_failure,
+            b.mode,
+            b.critical_error_rate,
+            b.max_latency_ratio
+        )
+    );
+    assert_eq!(example.environment, minimal.environment);
+    assert_eq!(example.environment, Environment::default());
 }

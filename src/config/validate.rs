@@ -267,6 +267,7 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         critical_min_requests,
         &bounds::critical_min_requests(min_requests),
     )?;
+    let stall_timeout = stall_timeout(&v, r.stall_timeout.as_deref(), &metrics)?;
     if r.metrics.len() > MAX_CUSTOM_METRICS {
         return Err(v.err(
             "rollback.metrics",
@@ -299,7 +300,9 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         },
         alarms: r.alarms,
         metrics: custom_metrics,
+        stall_timeout,
     };
+    let environment = environment(&v, raw.environment)?;
 
     let steps = steps::steps(&v, raw.steps)?;
 
@@ -310,8 +313,83 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         metrics,
         rollback,
         steps,
+        environment,
         source: String::new(),
     })
+}
+
+/// `rollback.stall_timeout`: "off", a duration within its bounds and longer than the first
+/// verdict of a bake can take, or by default 10m (longer when the periods are: see
+/// [`bounds::stall_floor`]), so that a plan with long periods never stalls by default.
+fn stall_timeout(v: &Validator, value: Option<&str>, m: &MetricsConfig) -> Result<Option<Duration>, PlanError> {
+    const KEY: &str = "rollback.stall_timeout";
+    let floor = bounds::stall_floor(m.period, m.settle, m.poll_interval);
+    let Some(s) = value else {
+        return Ok(Some(bounds::STALL_TIMEOUT_DEFAULT.max(floor)));
+    };
+    if s == "off" {
+        return Ok(None);
+    }
+    if humantime::parse_duration(s).is_err() {
+        return Err(v.err(KEY, format!("{s:?} is neither a duration (e.g. \"10m\") nor \"off\"")));
+    }
+    let d = v.duration(KEY, Some(s), None, &bounds::STALL_TIMEOUT)?;
+    if d < floor {
+        let show = |d: Duration| humantime::format_duration(d).to_string();
+        return Err(v.err(
+            KEY,
+            format!(
+                "{s:?} is shorter than a healthy bake can take to judge its first period \
+                 (2 × metrics.period {} + metrics.settle {} + metrics.poll_interval {} = {}): \
+                 use at least that, or \"off\"",
+                show(m.period),
+                show(m.settle),
+                show(m.poll_interval),
+                show(floor)
+            ),
+        ));
+    }
+    Ok(Some(d))
+}
+
+/// `[environment]`: `pass` only with `clean = true`, and only names of variables that a
+/// command would not get anyway.
+fn environment(v: &Validator, e: RawEnvironment) -> Result<Environment, PlanError> {
+    let pass = match e.pass {
+        None => Vec::new(),
+        Some(_) if !e.clean => {
+            return Err(v.err(
+                "environment.pass",
+                "needs clean = true: without it commands inherit all of cutover's environment, so pass would mean nothing",
+            ));
+        }
+        Some(pass) => pass,
+    };
+    for (i, name) in pass.iter().enumerate() {
+        let key = format!("environment.pass[{i}]");
+        let mut chars = name.chars();
+        let is_name = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_name {
+            return Err(v.err(
+                key,
+                format!("{name:?} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+            ));
+        }
+        if name == "CUTOVER_TOKEN" {
+            return Err(v.err(
+                key,
+                "CUTOVER_TOKEN is never passed: the daemon's API token is removed from every command's environment",
+            ));
+        }
+        if name.starts_with("CUTOVER_") {
+            return Err(v.err(
+                key,
+                format!("{name}: the CUTOVER_* variables are always set, list only others"),
+            ));
+        }
+    }
+    Ok(Environment { clean: e.clean, pass })
 }
 
 fn validate_metric(v: &Validator, i: usize, m: RawMetric) -> Result<(CustomMetric, MetricCriterion), PlanError> {

@@ -7,7 +7,9 @@ use std::path::Path;
 use crate::config::parse;
 
 /// A plan with every bounded key set, as `(table, [(key, value)])`; a table whose path ends
-/// in `[n]` is an array of tables (`[[steps.checks]]`).
+/// in `[n]` is an array of tables (`[[steps.checks]]`). The periods are short, so that any
+/// `stall_timeout` in its range is longer than the first verdict can take, and stalling is
+/// off, so that a long period is not refused for the stall timeout's sake.
 const BASE: &[(&str, &[(&str, &str)])] = &[
     ("service", &[("name", r#""checkout""#)]),
     (
@@ -47,6 +49,7 @@ const BASE: &[(&str, &[(&str, &str)])] = &[
             ("max_latency_ratio", "1.5"),
             ("min_requests", "100"),
             ("failures_to_rollback", "2"),
+            ("stall_timeout", r#""off""#),
         ],
     ),
     (
@@ -364,6 +367,24 @@ const ROWS: &[(&str, &str, &str)] = &[
         "rollback.critical_min_requests",
         "101",
         "101 is above the maximum 100 (allowed 1–100): at most rollback.min_requests",
+    ),
+    ("rollback.stall_timeout", r#""1m""#, ""),
+    ("rollback.stall_timeout", r#""24h""#, ""),
+    ("rollback.stall_timeout", r#""off""#, ""),
+    (
+        "rollback.stall_timeout",
+        r#""59s""#,
+        r#""59s" is below the minimum 1m (allowed 1m–24h)"#,
+    ),
+    (
+        "rollback.stall_timeout",
+        r#""24h 1s""#,
+        r#""24h 1s" is above the maximum 24h (allowed 1m–24h)"#,
+    ),
+    (
+        "rollback.stall_timeout",
+        r#""90500ms""#,
+        r#""90500ms" is not a whole number of seconds (allowed 1m–24h in whole seconds)"#,
     ),
     ("rollback.metrics[0].max_ratio", "1", ""),
     ("rollback.metrics[0].max_ratio", "1000", ""),
