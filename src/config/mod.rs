@@ -3,13 +3,18 @@
 //! Parsing happens in two stages, in one place (ripgrep's `LowArgs` → `HiArgs`):
 //! serde turns the text into `Raw*` structs that mirror the file (unknown keys are
 //! rejected there), then [`validate`] checks every value and builds the [`Plan`]
-//! the rest of the program uses. Every error names the file, the key and the reason.
-
+//! the rest of the program uses. Every error names the file, the key and the reason,
+//! and an error toml found in the text (syntax, a duplicate key, a wrong type) its line too.
 //!
 //! * `mod.rs` (this file): the validated types the rest of the program uses;
 //! * [`raw`]: the file's shape, as serde reads it;
-//! * [`validate`]: every value checked, defaults filled in (they live there and only there).
+//! * [`validate`]: every value checked, defaults filled in (they live there and only there;
+//!   `validate/steps.rs` for `[[steps]]`);
+//! * [`bounds`]: the allowed range of every numeric and duration key, and why;
+//! * [`position`]: the line and the dotted key of a byte offset in the text.
 
+mod bounds;
+mod position;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -21,16 +26,35 @@ use std::time::Duration;
 use crate::color::Color;
 use crate::judge::Criteria;
 
-/// A plan that could not be loaded: the file, the dotted key and why.
+/// A plan that could not be loaded: the file, the dotted key, the line (when toml found the
+/// error in the text) and why: `plan.toml: steps[2].weight (line 23): duplicate key`.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {key}: {reason}", file.display())]
+#[error("{}: {}{reason}", file.display(), Where(key, *line))]
 pub struct PlanError {
     /// The plan file.
     pub file: PathBuf,
-    /// The dotted path of the offending key, e.g. `steps[3].weight`.
+    /// The dotted path of the offending key, e.g. `steps[3].weight`; empty for an error at no
+    /// key (a syntax error between tables, a missing top-level table).
     pub key: String,
+    /// The 1-based line of the error, for errors toml found in the text: syntax errors,
+    /// duplicate keys, unknown keys, wrong types. Validation errors name only the key.
+    pub line: Option<usize>,
     /// What is wrong with it.
     pub reason: String,
+}
+
+/// `key (line N): `, `key: `, `line N: ` or nothing.
+struct Where<'a>(&'a str, Option<usize>);
+
+impl std::fmt::Display for Where<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.0, self.1) {
+            ("", None) => Ok(()),
+            ("", Some(line)) => write!(f, "line {line}: "),
+            (key, None) => write!(f, "{key}: "),
+            (key, Some(line)) => write!(f, "{key} (line {line}): "),
+        }
+    }
 }
 
 /// A validated plan.
@@ -43,6 +67,8 @@ pub struct Plan {
     pub metrics: MetricsConfig,
     pub rollback: Rollback,
     pub steps: Vec<Step>,
+    /// The environment of every command the plan runs (`[environment]`).
+    pub environment: Environment,
     /// The text it was parsed from (kept with each cutover's journal).
     pub source: String,
 }
@@ -106,6 +132,25 @@ pub struct Rollback {
     pub alarms: Vec<String>,
     /// The query half of `[[rollback.metrics]]` (the thresholds are in `criteria.metrics`, same order).
     pub metrics: Vec<CustomMetric>,
+    /// A bake that has judged nothing for this long (metrics unreadable, or no data at all)
+    /// rolls back with trigger `stalled`; `None` when the plan says `stall_timeout = "off"`.
+    pub stall_timeout: Option<Duration>,
+}
+
+/// The environment of every command the plan runs: deploy and migrate `run` and `undo`,
+/// command checks, and later lifecycle hooks.
+///
+/// Whichever it is, commands also get the `CUTOVER_*` variables of their step, and never the
+/// daemon's API token (`CUTOVER_TOKEN`), which is always removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Environment {
+    /// `false` (the default): commands inherit cutover's environment (a CI job's AWS
+    /// credentials reach the deploy hook). `true`: they get only `PATH`, `HOME`, `LANG`, `TZ`,
+    /// `USER`, `LOGNAME`, the `CUTOVER_*` variables and the variables named in `pass`.
+    pub clean: bool,
+    /// With `clean`, the variables of cutover's environment passed through besides those;
+    /// validated names (`[A-Za-z_][A-Za-z0-9_]*`), none `CUTOVER_*`. Empty unless `clean`.
+    pub pass: Vec<String>,
 }
 
 /// A `[[rollback.metrics]]` CloudWatch metric, as it is queried.
@@ -232,6 +277,7 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
     let text = std::fs::read_to_string(path).map_err(|e| PlanError {
         file: path.to_path_buf(),
         key: "(file)".into(),
+        line: None,
         reason: format!("cannot read: {e}"),
     })?;
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -240,28 +286,39 @@ pub fn load(path: &Path) -> Result<Plan, PlanError> {
 
 /// Parses and validates plan text; `path` is only used in errors and for the command directory.
 pub fn parse(path: &Path, text: &str) -> Result<Plan, PlanError> {
-    let err = |key: String, reason: String| PlanError {
-        file: path.to_path_buf(),
-        key,
-        reason,
+    // An error toml found in the text has a span: name its line, and its key (serde's path
+    // where there is one, else the key written at the span).
+    let err = |key: Option<String>, e: &toml::de::Error| {
+        let span = e.span();
+        let key = key.or_else(|| span.clone().and_then(|s| position::key_at(text, s.start)));
+        PlanError {
+            file: path.to_path_buf(),
+            key: key.unwrap_or_default(),
+            line: span.map(|s| position::line(text, s.start)),
+            reason: e.message().to_string(),
+        }
     };
-    let de = toml::Deserializer::parse(text).map_err(|e| err(position(text, &e), e.message().to_string()))?;
+    let de = toml::Deserializer::parse(text).map_err(|e| err(None, &e))?;
     let raw: raw::RawPlan = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
-        let key = if key == "." { position(text, &inner) } else { key };
-        err(key, inner.message().to_string())
+        if key != "." {
+            return err(Some(key), &inner);
+        }
+        // An error of the document as a whole (`missing field `rollback``) has an empty span
+        // at 0, which is no line of the file.
+        match inner.span() {
+            Some(s) if !s.is_empty() => err(None, &inner),
+            _ => PlanError {
+                file: path.to_path_buf(),
+                key: String::new(),
+                line: None,
+                reason: inner.message().to_string(),
+            },
+        }
     })?;
     validate::plan(path, raw).map(|plan| Plan {
         source: text.to_string(),
         ..plan
     })
-}
-
-/// `line N` of a syntax error, for errors that have no key.
-fn position(text: &str, e: &toml::de::Error) -> String {
-    match e.span() {
-        Some(span) => format!("line {}", text[..span.start.min(text.len())].lines().count().max(1)),
-        None => "(document)".into(),
-    }
 }

@@ -1,5 +1,9 @@
 //! The plan file as it is written: `Raw*` structs that mirror the TOML, with
 //! `deny_unknown_fields` everywhere so that a misspelt key is an error, not a silent default.
+//!
+//! Integers are read as `i64` (any TOML integer) and checked against their range in
+//! [`super::validate`], so `min_requests = -1` gets the same error as `min_requests = 0`
+//! (the key, the value and the allowed range) instead of serde's "expected u64".
 
 use serde::Deserialize;
 
@@ -14,6 +18,16 @@ pub(super) struct RawPlan {
     pub(super) metrics: RawMetrics,
     pub(super) rollback: RawRollback,
     pub(super) steps: Option<Vec<RawStep>>,
+    #[serde(default)]
+    pub(super) environment: RawEnvironment,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnvironment {
+    #[serde(default)]
+    pub(super) clean: bool,
+    pub(super) pass: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -29,7 +43,7 @@ pub(super) struct RawAlb {
     pub(super) rule_arn: Option<String>,
     pub(super) blue_target_group_arn: String,
     pub(super) green_target_group_arn: String,
-    pub(super) min_healthy_targets: Option<u32>,
+    pub(super) min_healthy_targets: Option<i64>,
     pub(super) verify_timeout: Option<String>,
 }
 
@@ -48,8 +62,8 @@ pub(super) struct RawMetrics {
 pub(super) struct RawRollback {
     pub(super) max_error_rate: f64,
     pub(super) max_latency: Option<String>,
-    pub(super) min_requests: Option<u64>,
-    pub(super) failures_to_rollback: Option<u32>,
+    pub(super) min_requests: Option<i64>,
+    pub(super) failures_to_rollback: Option<i64>,
     pub(super) on_no_data: Option<NoData>,
     #[serde(default)]
     pub(super) alarms: Vec<String>,
@@ -58,8 +72,10 @@ pub(super) struct RawRollback {
     pub(super) max_latency_ratio: Option<f64>,
     pub(super) on_shared_failure: Option<OnShared>,
     pub(super) critical_error_rate: Option<f64>,
-    pub(super) critical_min_requests: Option<u64>,
+    pub(super) critical_min_requests: Option<i64>,
     pub(super) mode: Option<Mode>,
+    /// A duration, or "off".
+    pub(super) stall_timeout: Option<String>,
     #[serde(default)]
     pub(super) metrics: Vec<RawMetric>,
 }
@@ -98,7 +114,7 @@ pub(super) struct RawStep {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCheck {
     pub(super) http: Option<String>,
-    pub(super) expect_status: Option<u16>,
+    pub(super) expect_status: Option<i64>,
     pub(super) command: Option<Vec<String>>,
     pub(super) timeout: Option<String>,
 }

@@ -1,9 +1,15 @@
 //! Unit tests of plan validation: one case per error, each naming its key.
+//! `bounds.rs` checks both ends of every range, `positions.rs` the line and key of errors
+//! toml finds in the text, `environment.rs` the `[environment]` table and `stall_timeout`.
+
+mod bounds;
+mod environment;
+mod positions;
 
 use super::*;
 use crate::judge::{Direction, Mode, OnShared};
 
-const GOOD: &str = r#"
+pub(super) const GOOD: &str = r#"
 [service]
 name = "checkout"
 
@@ -70,13 +76,13 @@ fn plan_errors_name_the_key() {
         "max_error_rate = 0.001",
         "max_error_rate = 1.5",
         "rollback.max_error_rate",
-        "outside [0, 1]",
+        "1.5 is above the maximum 1 (allowed 0–1)",
     );
     check_err(
         "max_error_rate = 0.001",
         "max_error_rate = -0.1",
         "rollback.max_error_rate",
-        "outside [0, 1]",
+        "-0.1 is below the minimum 0 (allowed 0–1)",
     );
     check_err(
         "max_error_rate = 0.001",
@@ -90,8 +96,18 @@ fn plan_errors_name_the_key() {
         "rollback",
         "missing field `max_error_rate`",
     );
-    check_err("weight = 50", "weight = 0", "steps[0].weight", "outside (0, 100]");
-    check_err("weight = 50", "weight = 150", "steps[0].weight", "outside (0, 100]");
+    check_err(
+        "weight = 50",
+        "weight = 0",
+        "steps[0].weight",
+        "0 is below the minimum 0.1 (allowed 0.1–100)",
+    );
+    check_err(
+        "weight = 50",
+        "weight = 150",
+        "steps[0].weight",
+        "150 is above the maximum 100 (allowed 0.1–100)",
+    );
     check_err("weight = 50", "weight = 12.34", "steps[0].weight", "multiple of 0.1");
     check_err(
         "weight = 50",
@@ -99,7 +115,12 @@ fn plan_errors_name_the_key() {
         "steps[0].wieght",
         "unknown field `wieght`",
     );
-    check_err("bake = \"10m\"", "bake = \"0s\"", "steps[0].bake", "greater than zero");
+    check_err(
+        "bake = \"10m\"",
+        "bake = \"0s\"",
+        "steps[0].bake",
+        "\"0s\" is below the minimum 1s (allowed 1s–7d)",
+    );
     check_err(
         "bake = \"10m\"",
         "bake = \"ten minutes\"",
@@ -149,13 +170,13 @@ fn plan_errors_name_the_key() {
         "[rollback]",
         "[metrics]\nsettle = \"0s\"\n\n[rollback]",
         "metrics.settle",
-        "greater than zero",
+        "\"0s\" is below the minimum 1s (allowed 1s–1h)",
     );
     check_err(
         "max_error_rate = 0.001",
         "max_error_rate = 0.001\nfailures_to_rollback = 0",
         "rollback.failures_to_rollback",
-        "at least 1",
+        "0 is below the minimum 1 (allowed 1–100)",
     );
     check_err(
         "max_error_rate = 0.001",
@@ -169,7 +190,8 @@ fn plan_errors_name_the_key() {
         "alb.rule_arn",
         "does not belong",
     );
-    check_err("[service]", "[service", "line 2", "");
+    // The unclosed header names its table now, and the line (positions.rs checks the message).
+    check_err("[service]", "[service", "service", "unclosed table");
 }
 
 #[test]
@@ -181,17 +203,25 @@ fn rollback_errors_name_the_key() {
         )
     };
     let cases: Vec<(String, &str, &str)> = vec![
-        ("confidence = 0.3".into(), "rollback.confidence", "outside [0.5, 1)"),
-        ("confidence = 1.0".into(), "rollback.confidence", "outside [0.5, 1)"),
+        (
+            "confidence = 0.3".into(),
+            "rollback.confidence",
+            "0.3 is below the minimum 0.5 (allowed 0.5–0.9999)",
+        ),
+        (
+            "confidence = 1.0".into(),
+            "rollback.confidence",
+            "1 is above the maximum 0.9999 (allowed 0.5–0.9999)",
+        ),
         (
             "max_error_rate_increase = 2".into(),
             "rollback.max_error_rate_increase",
-            "outside [0, 1]",
+            "2 is above the maximum 1 (allowed 0–1)",
         ),
         (
             "max_latency_ratio = 0.5".into(),
             "rollback.max_latency_ratio",
-            "at least 1",
+            "0.5 is below the minimum 1 (allowed 1–100)",
         ),
         (
             "critical_error_rate = 0.0005".into(),
@@ -201,7 +231,7 @@ fn rollback_errors_name_the_key() {
         (
             "critical_min_requests = 500".into(),
             "rollback.critical_min_requests",
-            "between 1 and min_requests",
+            "500 is above the maximum 100 (allowed 1–100): at most rollback.min_requests",
         ),
         (
             "on_shared_failure = \"ignore\"".into(),
@@ -344,7 +374,7 @@ fn step_errors_name_the_key() {
         (
             "[[steps]]\naction = \"verify\"\nchecks = [{ http = \"http://x\", expect_status = 999 }]",
             "steps[0].checks[0].expect_status",
-            "not an HTTP status",
+            "999 is above the maximum 599 (allowed 100–599): an HTTP status",
         ),
         (
             "[[steps]]\naction = \"verify\"\nweight = 3",
@@ -384,4 +414,61 @@ fn every_example_plan_validates() {
         }
     }
     assert!(seen >= 2, "expected example plans in {}", dir.display());
+}
+
+/// `config/example.toml` says it shows every key with its default: the keys it sets mean
+/// the same as leaving them out (`config/minimal.toml` leaves them out).
+#[test]
+fn the_example_plan_shows_the_defaults() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let example = load(&dir.join("example.toml")).unwrap();
+    let minimal = load(&dir.join("minimal.toml")).unwrap();
+    let (a, b) = (&example.alb, &minimal.alb);
+    assert_eq!(
+        (a.min_healthy_targets, a.verify_timeout),
+        (b.min_healthy_targets, b.verify_timeout)
+    );
+    let (a, b) = (&example.metrics, &minimal.metrics);
+    assert_eq!(
+        (&a.namespace, a.period, a.settle, a.poll_interval, &a.latency_statistic),
+        (&b.namespace, b.period, b.settle, b.poll_interval, &b.latency_statistic)
+    );
+    let (a, b) = (&example.rollback, &minimal.rollback);
+    assert_eq!(a.stall_timeout, b.stall_timeout);
+    assert_eq!(a.alarms, b.alarms);
+    let (a, b) = (&a.criteria, &b.criteria);
+    assert_eq!(
+        (
+            a.max_error_rate_increase,
+            a.confidence,
+            a.min_requests,
+            a.failures_to_rollback,
+            a.critical_min_requests
+        ),
+        (
+            b.max_error_rate_increase,
+            b.confidence,
+            b.min_requests,
+            b.failures_to_rollback,
+            b.critical_min_requests
+        )
+    );
+    assert_eq!(
+        (
+            a.on_no_data,
+            a.on_shared_failure,
+            a.mode,
+            a.critical_error_rate,
+            a.max_latency_ratio
+        ),
+        (
+            b.on_no_data,
+            b.on_shared_failure,
+            b.mode,
+            b.critical_error_rate,
+            b.max_latency_ratio
+        )
+    );
+    assert_eq!(example.environment, minimal.environment);
+    assert_eq!(example.environment, Environment::default());
 }

@@ -1,12 +1,18 @@
 //! Validation: raw values checked one by one into a [`Plan`], each error naming the file,
-//! the dotted key and the reason. Defaults live here and only here.
+//! the dotted key and the reason. Defaults live here and only here (`[[steps]]` in
+//! [`steps`], beside it); the allowed ranges live in [`super::bounds`], and every one is
+//! checked by [`Validator::within`].
 
+use std::fmt::Display;
 use std::path::Path;
 use std::time::Duration;
 
+use super::bounds::{self, Durations, Limits};
 use super::raw::*;
 use super::*;
 use crate::judge::{MetricCriterion, Mode, NoData, OnShared};
+
+mod steps;
 
 /// CloudWatch's units (`StandardUnit`).
 const UNITS: &[&str] = &[
@@ -39,20 +45,45 @@ const UNITS: &[&str] = &[
     "None",
 ];
 
-struct Validator<'a> {
+/// Builds every error of validation; holds the one range check.
+pub(super) struct Validator<'a> {
     file: &'a Path,
 }
 
 impl Validator<'_> {
-    fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> PlanError {
+    pub(super) fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> PlanError {
         PlanError {
             file: self.file.to_path_buf(),
             key: key.into(),
+            line: None,
             reason: reason.into(),
         }
     }
 
-    fn duration(&self, key: &str, value: Option<&str>, default: Option<&str>) -> Result<Duration, PlanError> {
+    /// The plan's one range check: `value` (as the plan wrote it, `written`) inside `limits`
+    /// (a [`bounds::Range`], or a duration's [`Durations`]), or an error naming the key, the
+    /// value and the allowed range: `"1ns" is below the minimum 1s (allowed 1s–10m)`.
+    pub(super) fn within<T: Copy>(
+        &self,
+        key: &str,
+        value: T,
+        written: impl Display,
+        limits: &impl Limits<T>,
+    ) -> Result<T, PlanError> {
+        match limits.check(&written.to_string(), value) {
+            None => Ok(value),
+            Some(why) => Err(self.err(key, why)),
+        }
+    }
+
+    /// A duration key: the value or its default, parsed, then [`Self::within`] its bounds.
+    pub(super) fn duration(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        default: Option<&str>,
+        bounds: &Durations,
+    ) -> Result<Duration, PlanError> {
         let Some(s) = value.or(default) else {
             return Err(self.err(key, "missing: a duration such as \"30s\" or \"5m\" is required"));
         };
@@ -62,20 +93,17 @@ impl Validator<'_> {
                 format!("{s:?} is not a duration ({e}); write e.g. \"30s\", \"5m\""),
             )
         })?;
-        if d.is_zero() {
-            return Err(self.err(key, "must be greater than zero"));
-        }
-        Ok(d)
+        self.within(key, d, format_args!("{s:?}"), bounds)
     }
 
-    fn argv(&self, key: &str, argv: Vec<String>) -> Result<Vec<String>, PlanError> {
+    pub(super) fn argv(&self, key: &str, argv: Vec<String>) -> Result<Vec<String>, PlanError> {
         if argv.first().is_none_or(|a| a.is_empty()) {
             return Err(self.err(key, "must be a non-empty list: the program, then its arguments"));
         }
         Ok(argv)
     }
 
-    fn forbid(&self, key: String, present: bool, action: &str) -> Result<(), PlanError> {
+    pub(super) fn forbid(&self, key: String, present: bool, action: &str) -> Result<(), PlanError> {
         if present {
             return Err(self.err(key, format!("not a key of a {action} step")));
         }
@@ -135,15 +163,23 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         rule_arn: a.rule_arn,
         blue_target_group_arn: a.blue_target_group_arn,
         green_target_group_arn: a.green_target_group_arn,
-        min_healthy_targets: a.min_healthy_targets.unwrap_or(1),
-        verify_timeout: v.duration("alb.verify_timeout", a.verify_timeout.as_deref(), Some("30s"))?,
+        min_healthy_targets: {
+            let n = a.min_healthy_targets.unwrap_or(1);
+            v.within("alb.min_healthy_targets", n, n, &bounds::MIN_HEALTHY_TARGETS)? as u32
+        },
+        verify_timeout: v.duration(
+            "alb.verify_timeout",
+            a.verify_timeout.as_deref(),
+            Some("30s"),
+            &bounds::VERIFY_TIMEOUT,
+        )?,
     };
 
     // Metrics.
     let m = raw.metrics;
-    let period = v.duration("metrics.period", m.period.as_deref(), Some("60s"))?;
+    let period = v.duration("metrics.period", m.period.as_deref(), Some("60s"), &bounds::PERIOD)?;
     let secs = period.as_secs();
-    if period.subsec_nanos() != 0 || !(matches!(secs, 1 | 5 | 10 | 20 | 30) || secs.is_multiple_of(60)) {
+    if !(matches!(secs, 1 | 5 | 10 | 20 | 30) || secs.is_multiple_of(60)) {
         return Err(v.err(
             "metrics.period",
             "CloudWatch periods are 1s, 5s, 10s, 20s, 30s or a multiple of 60s",
@@ -163,79 +199,75 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
     let metrics = MetricsConfig {
         namespace,
         period,
-        settle: v.duration("metrics.settle", m.settle.as_deref(), Some("120s"))?,
-        poll_interval: v.duration("metrics.poll_interval", m.poll_interval.as_deref(), Some("15s"))?,
+        settle: v.duration("metrics.settle", m.settle.as_deref(), Some("120s"), &bounds::SETTLE)?,
+        poll_interval: v.duration(
+            "metrics.poll_interval",
+            m.poll_interval.as_deref(),
+            Some("15s"),
+            &bounds::POLL_INTERVAL,
+        )?,
         latency_statistic,
     };
 
     // Rollback criteria.
     let r = raw.rollback;
-    if !(0.0..=1.0).contains(&r.max_error_rate) {
-        return Err(v.err(
-            "rollback.max_error_rate",
-            format!(
-                "{} is outside [0, 1]: it is a fraction, 0.001 means 0.1 %",
-                r.max_error_rate
-            ),
-        ));
-    }
+    let max_error_rate = r.max_error_rate;
+    v.within(
+        "rollback.max_error_rate",
+        max_error_rate,
+        max_error_rate,
+        &bounds::MAX_ERROR_RATE,
+    )?;
     let max_latency = match r.max_latency.as_deref() {
-        Some(s) => Some(v.duration("rollback.max_latency", Some(s), None)?),
+        Some(s) => Some(v.duration("rollback.max_latency", Some(s), None, &bounds::MAX_LATENCY)?),
         None => None,
     };
     let failures_to_rollback = r.failures_to_rollback.unwrap_or(2);
-    if failures_to_rollback == 0 {
-        return Err(v.err("rollback.failures_to_rollback", "must be at least 1"));
-    }
+    v.within(
+        "rollback.failures_to_rollback",
+        failures_to_rollback,
+        failures_to_rollback,
+        &bounds::FAILURES_TO_ROLLBACK,
+    )?;
     let min_requests = r.min_requests.unwrap_or(100);
-    if min_requests == 0 {
-        return Err(v.err("rollback.min_requests", "must be at least 1"));
-    }
+    v.within(
+        "rollback.min_requests",
+        min_requests,
+        min_requests,
+        &bounds::MIN_REQUESTS,
+    )?;
     if let Some(i) = r.alarms.iter().position(|n| n.trim().is_empty()) {
         return Err(v.err(format!("rollback.alarms[{i}]"), "an alarm name must not be empty"));
     }
     let confidence = r.confidence.unwrap_or(0.99);
-    if !(0.5..1.0).contains(&confidence) {
-        return Err(v.err(
-            "rollback.confidence",
-            format!("{confidence} is outside [0.5, 1): it is a fraction, 0.99 means 99 %"),
-        ));
-    }
+    v.within("rollback.confidence", confidence, confidence, &bounds::CONFIDENCE)?;
     let max_error_rate_increase = r.max_error_rate_increase.unwrap_or(0.005);
-    if !(0.0..=1.0).contains(&max_error_rate_increase) {
-        return Err(v.err(
-            "rollback.max_error_rate_increase",
-            format!(
-                "{max_error_rate_increase} is outside [0, 1]: it is a fraction, 0.005 means +0.5 percentage points"
-            ),
-        ));
+    v.within(
+        "rollback.max_error_rate_increase",
+        max_error_rate_increase,
+        max_error_rate_increase,
+        &bounds::MAX_ERROR_RATE_INCREASE,
+    )?;
+    if let Some(x) = r.max_latency_ratio {
+        v.within("rollback.max_latency_ratio", x, x, &bounds::MAX_LATENCY_RATIO)?;
     }
-    if let Some(x) = r.max_latency_ratio
-        && !(x >= 1.0 && x.is_finite())
-    {
-        return Err(v.err(
-            "rollback.max_latency_ratio",
-            format!("{x} must be at least 1: 1.5 fails latency 50 % above the live colour's"),
-        ));
-    }
-    if let Some(x) = r.critical_error_rate
-        && !(x > r.max_error_rate && x <= 1.0)
-    {
-        return Err(v.err(
-            "rollback.critical_error_rate",
-            format!(
-                "{x} must be above max_error_rate ({}) and at most 1: it is a fraction, 0.5 means 50 %",
-                r.max_error_rate
-            ),
-        ));
+    if let Some(x) = r.critical_error_rate {
+        v.within("rollback.critical_error_rate", x, x, &bounds::CRITICAL_ERROR_RATE)?;
+        if x <= max_error_rate {
+            return Err(v.err(
+                "rollback.critical_error_rate",
+                format!("{x} is not above max_error_rate {max_error_rate}: the fast path is for error rates far above it (0.5 is a good value)"),
+            ));
+        }
     }
     let critical_min_requests = r.critical_min_requests.unwrap_or(10.min(min_requests));
-    if critical_min_requests == 0 || critical_min_requests > min_requests {
-        return Err(v.err(
-            "rollback.critical_min_requests",
-            format!("{critical_min_requests} must be between 1 and min_requests ({min_requests})"),
-        ));
-    }
+    v.within(
+        "rollback.critical_min_requests",
+        critical_min_requests,
+        critical_min_requests,
+        &bounds::critical_min_requests(min_requests),
+    )?;
+    let stall_timeout = stall_timeout(&v, r.stall_timeout.as_deref(), &metrics)?;
     if r.metrics.len() > MAX_CUSTOM_METRICS {
         return Err(v.err(
             "rollback.metrics",
@@ -251,69 +283,28 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
     }
     let rollback = Rollback {
         criteria: Criteria {
-            max_error_rate: r.max_error_rate,
+            max_error_rate,
             max_latency: max_latency.map(|d| d.as_secs_f64()),
-            min_requests,
-            failures_to_rollback,
+            // In range (checked above), so these fit.
+            min_requests: min_requests as u64,
+            failures_to_rollback: failures_to_rollback as u32,
             on_no_data: r.on_no_data.unwrap_or(NoData::Hold),
             confidence,
             max_error_rate_increase,
             max_latency_ratio: r.max_latency_ratio,
             on_shared_failure: r.on_shared_failure.unwrap_or(OnShared::Hold),
             critical_error_rate: r.critical_error_rate,
-            critical_min_requests,
+            critical_min_requests: critical_min_requests as u64,
             metrics: metric_criteria,
             mode: r.mode.unwrap_or(Mode::Auto),
         },
         alarms: r.alarms,
         metrics: custom_metrics,
+        stall_timeout,
     };
+    let environment = environment(&v, raw.environment)?;
 
-    // Steps.
-    let steps = match raw.steps {
-        Some(steps) => steps
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| validate_step(&v, i, s))
-            .collect::<Result<Vec<_>, _>>()?,
-        None => default_steps(),
-    };
-    let mut last_shift: Option<u32> = None;
-    for (i, step) in steps.iter().enumerate() {
-        match step {
-            Step::Shift { permille, .. } => {
-                if let Some(prev) = last_shift
-                    && *permille <= prev
-                {
-                    return Err(v.err(
-                        format!("steps[{i}].weight"),
-                        format!(
-                            "{}% does not increase on the previous shift ({}%)",
-                            fmt_permille(*permille),
-                            fmt_permille(prev)
-                        ),
-                    ));
-                }
-                last_shift = Some(*permille);
-            }
-            Step::Observe { .. } if last_shift != Some(1000) => {
-                return Err(v.err(format!("steps[{i}].action"), "observe must come after the shift to 100"));
-            }
-            _ => {}
-        }
-    }
-    match last_shift {
-        None => {
-            return Err(v.err("steps", "the plan has no shift step: the last shift must be to 100"));
-        }
-        Some(p) if p != 1000 => {
-            return Err(v.err(
-                "steps",
-                format!("the last shift is to {}%: it must be to 100", fmt_permille(p)),
-            ));
-        }
-        _ => {}
-    }
+    let steps = steps::steps(&v, raw.steps)?;
 
     Ok(Plan {
         path: path.to_path_buf(),
@@ -322,8 +313,83 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         metrics,
         rollback,
         steps,
+        environment,
         source: String::new(),
     })
+}
+
+/// `rollback.stall_timeout`: "off", a duration within its bounds and longer than the first
+/// verdict of a bake can take, or by default 10m (longer when the periods are: see
+/// [`bounds::stall_floor`]), so that a plan with long periods never stalls by default.
+fn stall_timeout(v: &Validator, value: Option<&str>, m: &MetricsConfig) -> Result<Option<Duration>, PlanError> {
+    const KEY: &str = "rollback.stall_timeout";
+    let floor = bounds::stall_floor(m.period, m.settle, m.poll_interval);
+    let Some(s) = value else {
+        return Ok(Some(bounds::STALL_TIMEOUT_DEFAULT.max(floor)));
+    };
+    if s == "off" {
+        return Ok(None);
+    }
+    if humantime::parse_duration(s).is_err() {
+        return Err(v.err(KEY, format!("{s:?} is neither a duration (e.g. \"10m\") nor \"off\"")));
+    }
+    let d = v.duration(KEY, Some(s), None, &bounds::STALL_TIMEOUT)?;
+    if d < floor {
+        let show = |d: Duration| humantime::format_duration(d).to_string();
+        return Err(v.err(
+            KEY,
+            format!(
+                "{s:?} is shorter than a healthy bake can take to judge its first period \
+                 (2 × metrics.period {} + metrics.settle {} + metrics.poll_interval {} = {}): \
+                 use at least that, or \"off\"",
+                show(m.period),
+                show(m.settle),
+                show(m.poll_interval),
+                show(floor)
+            ),
+        ));
+    }
+    Ok(Some(d))
+}
+
+/// `[environment]`: `pass` only with `clean = true`, and only names of variables that a
+/// command would not get anyway.
+fn environment(v: &Validator, e: RawEnvironment) -> Result<Environment, PlanError> {
+    let pass = match e.pass {
+        None => Vec::new(),
+        Some(_) if !e.clean => {
+            return Err(v.err(
+                "environment.pass",
+                "needs clean = true: without it commands inherit all of cutover's environment, so pass would mean nothing",
+            ));
+        }
+        Some(pass) => pass,
+    };
+    for (i, name) in pass.iter().enumerate() {
+        let key = format!("environment.pass[{i}]");
+        let mut chars = name.chars();
+        let is_name = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_name {
+            return Err(v.err(
+                key,
+                format!("{name:?} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+            ));
+        }
+        if name == "CUTOVER_TOKEN" {
+            return Err(v.err(
+                key,
+                "CUTOVER_TOKEN is never passed: the daemon's API token is removed from every command's environment",
+            ));
+        }
+        if name.starts_with("CUTOVER_") {
+            return Err(v.err(
+                key,
+                format!("{name}: the CUTOVER_* variables are always set, list only others"),
+            ));
+        }
+    }
+    Ok(Environment { clean: e.clean, pass })
 }
 
 fn validate_metric(v: &Validator, i: usize, m: RawMetric) -> Result<(CustomMetric, MetricCriterion), PlanError> {
@@ -364,8 +430,9 @@ fn validate_metric(v: &Validator, i: usize, m: RawMetric) -> Result<(CustomMetri
             format!("{u:?} is not a CloudWatch unit (Seconds, Milliseconds, Count, Percent, …)"),
         ));
     }
+    // Any finite number: a metric's unit is the user's, so no range fits them all.
     if !m.threshold.is_finite() {
-        return Err(v.err(k("threshold"), "must be a finite number"));
+        return Err(v.err(k("threshold"), format!("{} is not a finite number", m.threshold)));
     }
     if m.compare_with_live && !m.dimensions.values().any(|d| d.contains(TARGET_GROUP)) {
         return Err(v.err(
@@ -377,9 +444,7 @@ fn validate_metric(v: &Validator, i: usize, m: RawMetric) -> Result<(CustomMetri
         if !m.compare_with_live {
             return Err(v.err(k("max_ratio"), "needs compare_with_live = true"));
         }
-        if !(x >= 1.0 && x.is_finite()) {
-            return Err(v.err(k("max_ratio"), format!("{x} must be at least 1")));
-        }
+        v.within(&k("max_ratio"), x, x, &bounds::MAX_RATIO)?;
     }
     Ok((
         CustomMetric {
@@ -398,150 +463,6 @@ fn validate_metric(v: &Validator, i: usize, m: RawMetric) -> Result<(CustomMetri
             max_ratio: m.max_ratio,
         },
     ))
-}
-
-fn validate_step(v: &Validator, i: usize, s: RawStep) -> Result<Step, PlanError> {
-    let k = |name: &str| format!("steps[{i}].{name}");
-    let action = s.action.as_str();
-    let command_step = |s: &RawStep, default_timeout: &str| -> Result<CommandStep, PlanError> {
-        let run = s
-            .run
-            .clone()
-            .ok_or_else(|| v.err(k("run"), format!("missing: a {action} step needs a command to run")))?;
-        Ok(CommandStep {
-            run: v.argv(&k("run"), run)?,
-            undo: s.undo.clone().map(|u| v.argv(&k("undo"), u)).transpose()?,
-            timeout: v.duration(&k("timeout"), s.timeout.as_deref(), Some(default_timeout))?,
-        })
-    };
-    let step = match action {
-        "verify" => {
-            for (key, present) in [
-                ("run", s.run.is_some()),
-                ("undo", s.undo.is_some()),
-                ("timeout", s.timeout.is_some()),
-            ] {
-                v.forbid(k(key), present, action)?;
-            }
-            let checks = s
-                .checks
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .enumerate()
-                .map(|(j, c)| validate_check(v, &format!("steps[{i}].checks[{j}]"), c))
-                .collect::<Result<_, _>>()?;
-            Step::Verify { checks }
-        }
-        "deploy" => Step::Deploy {
-            command: command_step(&s, "15m")?,
-            healthy_timeout: v.duration(&k("healthy_timeout"), s.healthy_timeout.as_deref(), Some("5m"))?,
-        },
-        "migrate" => Step::Migrate {
-            command: command_step(&s, "10m")?,
-        },
-        "shift" => {
-            let w = s
-                .weight
-                .ok_or_else(|| v.err(k("weight"), "missing: the new colour's share in percent, (0, 100]"))?;
-            if !(w > 0.0 && w <= 100.0) {
-                return Err(v.err(k("weight"), format!("{w} is outside (0, 100]")));
-            }
-            let permille = (w * 10.0).round();
-            if (permille - w * 10.0).abs() > 1e-6 {
-                return Err(v.err(
-                    k("weight"),
-                    format!("{w} has more precision than ALB weights allow: use a multiple of 0.1"),
-                ));
-            }
-            Step::Shift {
-                permille: permille as u32,
-                bake: v.duration(&k("bake"), s.bake.as_deref(), None)?,
-            }
-        }
-        "observe" => Step::Observe {
-            duration: v.duration(&k("duration"), s.duration.as_deref(), None)?,
-        },
-        other => {
-            return Err(v.err(
-                k("action"),
-                format!("unknown action {other:?}: expected verify, deploy, migrate, shift or observe"),
-            ));
-        }
-    };
-    // Keys that exist in the file format but not for this action are errors, not silently ignored.
-    let foreign: &[(&str, bool)] = &[
-        ("checks", s.checks.is_some() && action != "verify"),
-        ("run", s.run.is_some() && !matches!(action, "deploy" | "migrate")),
-        ("undo", s.undo.is_some() && !matches!(action, "deploy" | "migrate")),
-        (
-            "timeout",
-            s.timeout.is_some() && !matches!(action, "deploy" | "migrate"),
-        ),
-        ("healthy_timeout", s.healthy_timeout.is_some() && action != "deploy"),
-        ("weight", s.weight.is_some() && action != "shift"),
-        ("bake", s.bake.is_some() && action != "shift"),
-        ("duration", s.duration.is_some() && action != "observe"),
-    ];
-    for (key, present) in foreign {
-        v.forbid(k(key), *present, action)?;
-    }
-    Ok(step)
-}
-
-fn validate_check(v: &Validator, key: &str, c: RawCheck) -> Result<Check, PlanError> {
-    let timeout = |default| v.duration(&format!("{key}.timeout"), c.timeout.as_deref(), Some(default));
-    match (c.http, c.command) {
-        (Some(url), None) => {
-            if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(&url).is_err() {
-                return Err(v.err(
-                    format!("{key}.http"),
-                    format!("{url:?} is not an http:// or https:// URL"),
-                ));
-            }
-            let expect_status = c.expect_status.unwrap_or(200);
-            if !(100..=599).contains(&expect_status) {
-                return Err(v.err(
-                    format!("{key}.expect_status"),
-                    format!("{expect_status} is not an HTTP status"),
-                ));
-            }
-            Ok(Check::Http {
-                url,
-                expect_status,
-                timeout: timeout("10s")?,
-            })
-        }
-        (None, Some(argv)) => {
-            if c.expect_status.is_some() {
-                return Err(v.err(format!("{key}.expect_status"), "only for http checks"));
-            }
-            Ok(Check::Command {
-                argv: v.argv(&format!("{key}.command"), argv)?,
-                timeout: timeout("60s")?,
-            })
-        }
-        (Some(_), Some(_)) => Err(v.err(key, "a check is either http or command, not both")),
-        (None, None) => Err(v.err(key, "a check needs http = \"URL\" or command = [\"PROGRAM\", …]")),
-    }
-}
-
-/// The runbook's plan, used when the file has no `[[steps]]`.
-fn default_steps() -> Vec<Step> {
-    vec![
-        Step::Verify { checks: vec![] },
-        Step::Shift {
-            permille: 500,
-            bake: Duration::from_secs(600),
-        },
-        Step::Shift {
-            permille: 1000,
-            bake: Duration::from_secs(300),
-        },
-        Step::Observe {
-            duration: Duration::from_secs(1800),
-        },
-    ]
 }
 
 fn is_listener_arn(arn: &str) -> bool {
