@@ -47,7 +47,11 @@ impl Drop for Killed {
 }
 
 fn start_moto() -> (Killed, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(root().join(".venv-moto/bin/moto_server"))
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -174,7 +178,11 @@ fn moto_weights(endpoint: &str, w: &Value) -> (i64, i64) {
 /// Journal records of the (only) cutover in `state`.
 fn journal(state: &Path) -> Vec<Value> {
     let mut out = vec![];
-    for e in std::fs::read_dir(state.join("cutovers")).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(state.join("cutovers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let text = std::fs::read_to_string(e.path().join("journal.jsonl")).unwrap_or_default();
         out.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
     }
@@ -283,12 +291,26 @@ async fn main() {
         snapshot.operations.values().map(|o| o.requests).sum::<u64>(),
         snapshot.operations.values().map(|o| o.faults()).sum::<u64>()
     );
-    println!("   healthy: {} promoted (exit 0), {} other", count(true, 0), healthy_other);
-    println!("   failing: {} rolled back (exit 3), {} other", count(false, 3), failing_other);
-    for r in runs.iter().filter(|r| (r.healthy && r.code != 0) || (!r.healthy && r.code != 3)) {
+    println!(
+        "   healthy: {} promoted (exit 0), {} other",
+        count(true, 0),
+        healthy_other
+    );
+    println!(
+        "   failing: {} rolled back (exit 3), {} other",
+        count(false, 3),
+        failing_other
+    );
+    for r in runs
+        .iter()
+        .filter(|r| (r.healthy && r.code != 0) || (!r.healthy && r.code != 3))
+    {
         println!("     unexpected: healthy={} exit {}", r.healthy, r.code);
     }
-    println!("   stranded (no colour holding all traffic at the end): {}", runs.iter().filter(|r| r.stranded).count());
+    println!(
+        "   stranded (no colour holding all traffic at the end): {}",
+        runs.iter().filter(|r| r.stranded).count()
+    );
     let restores: Vec<f64> = runs.iter().filter_map(|r| r.restore_secs).collect();
     println!(
         "   judge's decision → traffic confirmed on blue: median {:.2} s, max {:.2} s (n={})",
@@ -307,14 +329,25 @@ async fn main() {
         let _sim = sim(&moto, &w, dir.path(), 0.0);
         let plan_path = dir.path().join("plan.toml");
         std::fs::write(&plan_path, plan(&w, "10m", "60s")).unwrap();
-        let mut child = Killed(cutover(&binary, &proxy_url, dir.path(), &plan_path).stdout(Stdio::null()).spawn().unwrap());
+        let mut child = Killed(
+            cutover(&binary, &proxy_url, dir.path(), &plan_path)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let state = dir.path().join("state");
         let t0 = Instant::now();
         while first(&journal(&state), "bake_started").is_none() {
             assert!(t0.elapsed() < Duration::from_secs(60), "no bake");
             std::thread::sleep(Duration::from_millis(100));
         }
-        proxy.set(Faults::none().throttle(Rule::always().only(["DescribeListeners"]).lasting(Duration::from_secs(30))));
+        proxy.set(
+            Faults::none().throttle(
+                Rule::always()
+                    .only(["DescribeListeners"])
+                    .lasting(Duration::from_secs(30)),
+            ),
+        );
         set_profile(&dir.path().join("profile.json"), 0.5);
         let mut back_at = None;
         let t0 = Instant::now();
@@ -326,7 +359,11 @@ async fn main() {
         }
         proxy.clear();
         let records = journal(&state);
-        if let (Some(decided), Some(b), Some(c)) = (first(&records, "step_failed"), back_at, first(&records, "traffic_restored")) {
+        if let (Some(decided), Some(b), Some(c)) = (
+            first(&records, "step_failed"),
+            back_at,
+            first(&records, "traffic_restored"),
+        ) {
             back.push(b - decided);
             confirmed.push(c - decided);
         }

@@ -259,7 +259,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
 
     /// How long a bake may judge nothing before it rolls back as stalled (`None`: never).
     fn stall_timeout(&self) -> Option<Duration> {
-        Some(Duration::from_secs(600))
+        self.plan.rollback.stall_timeout
     }
 
     /// An engine over an existing journal (new, or left by another process); replays it.

@@ -36,8 +36,9 @@ pub struct Adapters {
 /// command of the plan may see in its environment (the daemon's API token).
 pub fn adapters(clients: &Clients, plan: &Plan, new: Color, secrets: &[String]) -> Adapters {
     let env = HookEnv {
+        clean: plan.environment.clean,
+        pass: plan.environment.pass.clone(),
         secrets: secrets.to_vec(),
-        ..HookEnv::default()
     };
     Adapters {
         alb: Alb::new(clients.elbv2.clone(), &plan.alb),

@@ -718,3 +718,29 @@ fn a_token_file_readable_by_others_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("too open"));
 }
+
+/// Issue 8.8: a plan can ask for a clean environment for its commands: the basics, what
+/// cutover sets, and what the plan names, nothing else (not the job's AWS credentials).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_environment_keeps_only_what_the_plan_names() {
+    let moto = Moto::start();
+    let world = fixture(&moto, &[]);
+    let wd = Workdir::new();
+    let _sim = Sim::start(&world, wd.path(), profile_healthy());
+    let text = format!(
+        "[environment]\nclean = true\npass = [\"AWS_REGION\"]\n\n{}",
+        plan(&world, "", &env_dumping_steps())
+    );
+    let plan = wd.write_plan(&text);
+    let out = run(wd.cutover(&world.endpoint, &["run", "--config", plan.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(0));
+    let env = std::fs::read_to_string(wd.path().join("env.txt")).unwrap();
+    assert!(!env.contains("AWS_SECRET_ACCESS_KEY"), "{env}");
+    assert!(env.contains("AWS_REGION=us-east-1"), "the pass list: {env}");
+    assert!(env.contains("\nPATH=") || env.starts_with("PATH="), "{env}");
+    assert!(env.contains("CUTOVER_NEW_COLOR=green"), "{env}");
+    assert!(
+        !env.contains("CUTOVER_STATE_DIR"),
+        "only the CUTOVER_* variables cutover sets: {env}"
+    );
+}
