@@ -283,7 +283,21 @@ async fn serve(
             _ => std::future::pending::<()>().await,
         }
     };
-    crate::daemon::serve(listener, tls, crate::daemon::Options { plans, store, token }, shutdown).await?;
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "daemon".into());
+    crate::daemon::serve(
+        listener,
+        tls,
+        crate::daemon::Options {
+            name,
+            plans,
+            store,
+            token,
+        },
+        shutdown,
+    )
+    .await?;
     Ok(0)
 }
 

@@ -29,14 +29,15 @@ const START_WAIT: Duration = Duration::from_secs(5);
 pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> anyhow::Result<i32> {
     let clients = Clients::load().await;
     let alb = Alb::new(clients.elbv2.clone(), &plan.alb);
-    let started = match start::begin(&store, &plan, &alb, Default::default()).await {
+    let owner = format!("run {}", engine::whoami());
+    let started = match start::begin(&store, &plan, &alb, Default::default(), &owner).await {
         Ok(started) => started,
         Err(NotStarted::Journal(e)) => return Err(e.into()),
         Err(e) => return Ok(not_started(&plan, output, e.to_string())),
     };
     // Held for the whole run: one process drives a listener (or rule) at a time, and
     // `cutover rollback` knows from it whether this run is still alive.
-    let _lock = started.lock;
+    let _lease = started.lease;
     let (id, live, split) = (started.id, started.live, started.split);
     let new = live.other();
     info!(
@@ -50,6 +51,13 @@ pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> an
     let verify_timeout = engine.plan.alb.verify_timeout;
     let outcome = match engine.drive(signals()).await {
         Ok(outcome) => outcome,
+        // The lease was lost (the store unreachable for longer than its time-to-live): another
+        // process owns the cutover now and acts on it; this one must not touch the traffic.
+        Err(e) if e.lease_lost() => {
+            error!("{e}; the process that takes the cutover over (a daemon on the same store) acts on it");
+            print_bare(&engine.plan, output, Outcome::Error, e.to_string());
+            return Ok(EXIT_ERROR);
+        }
         // The journal failed (disk full, corrupt): cutover cannot go on, but it must not leave
         // traffic split. Put it back on the live colour and say so.
         Err(e) => {
@@ -92,7 +100,8 @@ pub(super) async fn rollback(
     // A run that holds the lock but has not yet journaled its cutover is about to: wait for it,
     // so that the rollback is about that cutover and not the previous one.
     let mut latest = store.latest(&target).await?;
-    if store.try_lock(&target).await?.is_none() {
+    let held = |info: Option<crate::journal::LeaseInfo>| info.is_some_and(|l| l.held);
+    if held(store.lease(&target).await?) {
         let deadline = Instant::now() + START_WAIT;
         while Instant::now() < deadline {
             let unfinished = match &latest {
@@ -201,9 +210,10 @@ pub(super) async fn rollback(
     // The undo chain: a run that is alive holds the lock and runs it within one poll. Wait for it
     // to finish or to let go of the lock; if it lets go (or was dead), finish the saga here.
     let deadline = Instant::now() + OWNER_WAIT;
+    let owner = format!("rollback {}", engine::whoami());
     let lock = loop {
-        if let Some(lock) = store.try_lock(&target).await? {
-            break Some(lock);
+        if let Some(lease) = store.try_lock(&target, &owner).await? {
+            break Some(std::sync::Arc::new(lease));
         }
         if journal.is_finished().await || Instant::now() > deadline {
             break None;
@@ -216,7 +226,9 @@ pub(super) async fn rollback(
             info!("the run driving cutover {id} is alive and runs the undo chain; `cutover status` shows its progress");
             Outcome::RolledBackByOperator
         }
-        Some(_lock) => {
+        Some(lease) => {
+            // This process owns the cutover now: its appends are fenced by the lease.
+            let journal = Journal::owned(store.clone(), &id, lease);
             // The undo chain follows the plan the cutover started with.
             let records = journal.read_all().await?;
             let plan = match engine::journaled_plan(&journal, &records).await {

@@ -239,14 +239,16 @@ async fn start(
     }
     let plan = d.load_plan(&b.plan)?;
     let alb = Alb::new(d.aws.elbv2.clone(), &plan.alb);
-    let started = start::begin(&d.store, &plan, &alb, b.vars).await.map_err(|e| match e {
-        NotStarted::Unreadable { .. } => err(StatusCode::BAD_GATEWAY, e.to_string()),
-        NotStarted::Journal(e) => e.into(),
-        e => err(StatusCode::CONFLICT, e.to_string()),
-    })?;
+    let started = start::begin(&d.store, &plan, &alb, b.vars, &d.owner)
+        .await
+        .map_err(|e| match e {
+            NotStarted::Unreadable { .. } => err(StatusCode::BAD_GATEWAY, e.to_string()),
+            NotStarted::Journal(e) => e.into(),
+            e => err(StatusCode::CONFLICT, e.to_string()),
+        })?;
     let id = started.id.clone();
     info!(id = %id, "cutover {id} of {} started: {} is live", plan.service, started.live);
-    d.spawn(started.journal, plan, started.lock)
+    d.spawn(started.journal, plan, started.lease)
         .await
         .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
@@ -349,9 +351,9 @@ async fn rollback(
     if undo_blocked.is_none()
         && !d.drives(&id)
         && journal.is_open().await.unwrap_or(false)
-        && let Ok(Some(lock)) = d.store.try_lock(&target).await
+        && let Ok(Some(lock)) = d.store.try_lock(&target, &d.owner).await
     {
-        d.spawn(journal, plan, lock)
+        d.spawn(journal, plan, Arc::new(lock))
             .await
             .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     }

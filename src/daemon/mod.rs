@@ -46,11 +46,13 @@ use crate::aws::Clients;
 use crate::config::Plan;
 use crate::engine::start;
 use crate::engine::{self, Clock, Engine};
-use crate::journal::{self, Journal, JournalError, Lock, Store};
+use crate::journal::{self, Journal, JournalError, Lease, Store};
 use crate::saga::Saga;
 
 /// What `serve` needs.
 pub struct Options {
+    /// This daemon's name as an owner of cutovers (`--name`, default the host name).
+    pub name: String,
     pub plans: PathBuf,
     pub store: Arc<dyn Store>,
     pub token: String,
@@ -58,6 +60,8 @@ pub struct Options {
 
 /// Shared state of the daemon.
 pub struct Daemon {
+    /// How this daemon names itself as an owner: `serve NAME`.
+    owner: String,
     plans: PathBuf,
     store: Arc<dyn Store>,
     token: String,
@@ -88,6 +92,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let daemon = Arc::new(Daemon {
+        owner: format!("serve {}", opts.name),
         plans: opts.plans,
         cache: cache::Cache::new(opts.store.clone()),
         store: opts.store,
@@ -142,9 +147,10 @@ enum SpawnError {
 }
 
 impl Daemon {
-    /// Spawns the task that drives a cutover whose journal exists; `lock` is its target's lock.
-    async fn spawn(self: &Arc<Self>, journal: Journal, plan: Plan, lock: Lock) -> Result<(), SpawnError> {
+    /// Spawns the task that drives a cutover whose journal exists, as its owner holding `lease`.
+    async fn spawn(self: &Arc<Self>, journal: Journal, plan: Plan, lease: Arc<Lease>) -> Result<(), SpawnError> {
         let id = journal.id().to_string();
+        let journal = Journal::owned(self.store.clone(), &id, lease.clone());
         let records = journal.read_all().await?;
         let new = journal::start_of(&records)
             .map(|s| s.new_color)
@@ -156,7 +162,7 @@ impl Daemon {
         // Held across spawn and insert: a task that ends at once cannot be forgotten before it is listed.
         let mut tasks = self.tasks.lock().unwrap();
         let handle = tokio::spawn(async move {
-            let _lock = lock;
+            let _lease = lease;
             // Forget the task however it ends (a panic included), so a later rollback can drive it.
             let _forget = Forget(me.clone(), task_id.clone());
             // No interrupts in the daemon: shutting down never rolls back.
@@ -215,8 +221,8 @@ impl Daemon {
                     continue;
                 }
             };
-            let lock = match self.store.try_lock(&target).await {
-                Ok(Some(lock)) => lock,
+            let lock = match self.store.try_lock(&target, &self.owner).await {
+                Ok(Some(lock)) => Arc::new(lock),
                 _ => {
                     warn!(id = %id, "cannot resume {id}: another process holds {target}");
                     continue;

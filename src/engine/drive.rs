@@ -36,6 +36,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         let mut restored_here = false;
         loop {
             self.sync().await?;
+            self.ensure_owner()?;
             let saga = self.saga();
             match saga.next() {
                 Next::Run(i) => {
@@ -213,7 +214,8 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 *restored_here = true;
                 self.emit(Event::TrafficRestored { split }).await?;
             }
-            Err(e) => {
+            Err(super::weights::RestoreError::NotOwner(e)) => return Err(e.into()),
+            Err(super::weights::RestoreError::Traffic(e)) => {
                 let reason = format!("UNSAFE: could not confirm traffic back on {}: {e}", self.live);
                 self.emit(Event::Finished {
                     outcome: Outcome::Unsafe,

@@ -146,6 +146,14 @@ pub enum EngineError {
     Traffic(TrafficError),
 }
 
+impl EngineError {
+    /// Whether the engine stopped because its lease was lost: another process owns the cutover
+    /// now, and this one must not touch its traffic.
+    pub fn lease_lost(&self) -> bool {
+        matches!(self, EngineError::Journal(JournalError::Fenced { .. }))
+    }
+}
+
 /// Drives one cutover.
 pub struct Engine<T, M, H> {
     pub plan: Plan,
@@ -321,6 +329,18 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             })?;
         }
         Ok(records)
+    }
+
+    /// Fails (as a fenced journal would) once this process may no longer act as the owner: a
+    /// weight write must never go out after the lease is gone.
+    fn ensure_owner(&self) -> Result<(), JournalError> {
+        match self.journal.lease() {
+            Some(lease) if !lease.is_held() => Err(JournalError::Fenced {
+                target: lease.fence().target.clone(),
+                token: lease.fence().token,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Syncs, and stops the running step if a rollback has been requested meanwhile: the one

@@ -21,7 +21,7 @@ use crate::aws::Clients;
 use crate::color::{Color, Split};
 use crate::config::Plan;
 use crate::hooks::{HookEnv, Processes};
-use crate::journal::{Journal, JournalError, Lock, Store};
+use crate::journal::{Journal, JournalError, Lease, Store};
 use crate::metrics::CloudWatch;
 use crate::traffic::{Alb, Traffic, TrafficError};
 
@@ -103,23 +103,26 @@ impl From<JournalError> for NotStarted {
 /// A cutover that started cleanly: its journal holds `Started`.
 pub struct Started {
     pub id: String,
+    /// The owner's journal: its appends are fenced by the lease.
     pub journal: Journal,
     pub live: Color,
     /// The weights found at the start.
     pub split: Split,
-    /// The target's lock: hold it for as long as the cutover is driven.
-    pub lock: Lock,
+    /// The target's lease: keep it for as long as the cutover is driven.
+    pub lease: Arc<Lease>,
 }
 
-/// Starts a cutover of `plan` cleanly, or says why not (see the module doc).
+/// Starts a cutover of `plan` cleanly as `owner` (`run alice@ci-7 pid 42`, `serve ops-1`), or
+/// says why not (see the module doc).
 pub async fn begin<T: Traffic>(
     store: &Arc<dyn Store>,
     plan: &Plan,
     traffic: &T,
     vars: BTreeMap<String, String>,
+    owner: &str,
 ) -> Result<Started, NotStarted> {
     let target = plan.alb.target_arn().to_string();
-    let Some(lock) = store.try_lock(&target).await? else {
+    let Some(lease) = store.try_lock(&target, owner).await? else {
         return Err(NotStarted::Busy {
             target,
             store: store.describe(),
@@ -144,7 +147,8 @@ pub async fn begin<T: Traffic>(
         return Err(NotStarted::Split(split));
     };
     let id = store.create(&plan.source).await?;
-    let journal = Journal::new(store.clone(), &id);
+    let lease = Arc::new(lease);
+    let journal = Journal::owned(store.clone(), &id, lease.clone());
     // The index first: it must never point behind a started cutover, or a rollback would act on
     // the previous one. Killed between the two, it points at a journal with no start: a cutover
     // that never began, which blocks nothing and is never rolled back.
@@ -157,6 +161,6 @@ pub async fn begin<T: Traffic>(
         journal,
         live,
         split,
-        lock,
+        lease,
     })
 }

@@ -554,13 +554,14 @@ impl Store for DyingStore {
         &'a self,
         id: &'a str,
         event: &'a Event,
+        fence: Option<&'a journal::Fence>,
     ) -> futures_util::future::BoxFuture<'a, Result<journal::Record, JournalError>> {
         Box::pin(async move {
             if self.dead() {
                 return Err(Self::crashed());
             }
             self.appends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            self.inner.append(id, event).await
+            self.inner.append(id, event, fence).await
         })
     }
     fn read<'a>(
@@ -597,8 +598,15 @@ impl Store for DyingStore {
     fn try_lock<'a>(
         &'a self,
         target: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Result<Option<journal::Lock>, JournalError>> {
-        self.inner.try_lock(target)
+        owner: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<journal::Lease>, JournalError>> {
+        self.inner.try_lock(target, owner)
+    }
+    fn lease<'a>(
+        &'a self,
+        target: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<journal::LeaseInfo>, JournalError>> {
+        self.inner.lease(target)
     }
     fn ids(&self) -> futures_util::future::BoxFuture<'_, Result<Vec<String>, JournalError>> {
         self.inner.ids()

@@ -31,10 +31,22 @@ pub struct RestorePolicy {
 /// The restore policy every rollback uses: three rounds (90 s with the default 30 s bound).
 pub const RESTORE: RestorePolicy = RestorePolicy { attempts: 3 };
 
+/// Why a restore did not confirm traffic on the live colour.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RestoreError {
+    /// The writes or their read-back failed: the split is unknown (unsafe).
+    #[error(transparent)]
+    Traffic(TrafficError),
+    /// This process lost its lease: it must not write, the new owner restores.
+    #[error(transparent)]
+    NotOwner(crate::journal::JournalError),
+}
+
 impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Journals the intent, writes, reads back, journals the verification.
     pub(super) async fn set_weights(&self, i: usize, target: Split) -> Result<(), Failure> {
         self.emit(Event::WeightIntent { step: i, split: target }).await?;
+        self.ensure_owner()?;
         let started = tokio::time::Instant::now();
         let split = traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout, Writing::AfterRead)
             .await
@@ -52,7 +64,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Puts all traffic back on the live colour: one write from the action as last known (no
     /// read first: a throttled Describe must not hold traffic on the new colour), then a
     /// read-back of the whole action ([`RESTORE`]).
-    pub(super) async fn restore(&self) -> Result<Split, TrafficError> {
+    pub(super) async fn restore(&self) -> Result<Split, RestoreError> {
         let target = Split::all_on(self.live);
         // Nothing was ever written and it reads as all on live: change nothing (a failed first
         // verify must not touch the listener). Once a write was intended, always write and read
@@ -66,6 +78,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         let known = self.saga().action;
         let mut last = None;
         for attempt in 1..=RESTORE.attempts {
+            self.ensure_owner().map_err(RestoreError::NotOwner)?;
             let writing = Writing::FromKnown(known.as_ref());
             match traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout, writing).await {
                 Ok(split) => return Ok(split),
@@ -75,7 +88,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 }
             }
         }
-        Err(last.expect("at least one attempt"))
+        Err(RestoreError::Traffic(last.expect("at least one attempt")))
     }
 
     /// Compares the live weights with the last verified ones (or `also`, a split that is not

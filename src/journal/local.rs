@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use futures_util::future::BoxFuture;
 
-use super::{Cursor, JournalError, Lock, Record, Store, new_id, record};
+use super::{Cursor, Fence, JournalError, Lease, LeaseHolder, LeaseInfo, Record, Store, new_id, record};
 use crate::saga::Event;
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
@@ -64,6 +64,16 @@ fn private_file(path: &Path) -> Result<File, JournalError> {
         .mode(0o600)
         .open(path)
         .map_err(io_err(path))
+}
+
+/// The local lease: an exclusive `flock` on the target's lock file, held until the file is
+/// closed (dropped, or the process dies).
+struct FileLock(#[allow(dead_code, reason = "held for the lock it carries")] File);
+
+impl LeaseHolder for FileLock {
+    fn held_for(&self, _margin: std::time::Duration) -> bool {
+        true
+    }
 }
 
 /// The state directory.
@@ -224,20 +234,58 @@ impl StateDir {
         Ok(())
     }
 
-    fn try_lock_now(&self, target_arn: &str) -> Result<Option<Lock>, JournalError> {
+    fn try_lock_now(&self, target_arn: &str, owner: &str) -> Result<Option<Lease>, JournalError> {
         let path = self.target_file(target_arn, "lock");
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .mode(0o600)
             .open(&path)
             .map_err(io_err(&path))?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(Lock(Box::new(file)))),
+            Ok(()) => {
+                // Who holds it, for `status` (the lock itself is the lease: it lasts as long as
+                // this process).
+                file.set_len(0)
+                    .and_then(|_| file.write_all(owner.as_bytes()))
+                    .map_err(io_err(&path))?;
+                Ok(Some(Lease::new(target_arn, 0, Box::new(FileLock(file)))))
+            }
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
         }
+    }
+
+    /// Who holds a target's lock, read without taking it: the owner written into the lock file,
+    /// and whether the kernel shows the file locked (`/proc/locks`).
+    fn lease_now(&self, target_arn: &str) -> Result<Option<LeaseInfo>, JournalError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.target_file(target_arn, "lock");
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let owner = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        let dev = meta.dev();
+        // Linux's encoding of st_dev; /proc/locks prints MAJOR:MINOR:INODE, the first two in hex.
+        let (major, minor) = (
+            ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+            (dev & 0xff) | ((dev >> 12) & !0xff),
+        );
+        let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+        let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+        let held = locks
+            .lines()
+            .any(|l| l.contains("FLOCK") && l.split_whitespace().any(|f| f == id));
+        Ok(Some(LeaseInfo {
+            owner: owner.trim().to_string(),
+            token: 0,
+            expires_at: None,
+            held,
+        }))
     }
 
     fn ids_now(&self) -> Result<Vec<String>, JournalError> {
@@ -257,7 +305,13 @@ impl Store for StateDir {
         Box::pin(async move { self.create_new(plan_text) })
     }
 
-    fn append<'a>(&'a self, id: &'a str, event: &'a Event) -> BoxFuture<'a, Result<Record, JournalError>> {
+    // The flock is held by the owner for its whole life, so its appends need no token.
+    fn append<'a>(
+        &'a self,
+        id: &'a str,
+        event: &'a Event,
+        _fence: Option<&'a Fence>,
+    ) -> BoxFuture<'a, Result<Record, JournalError>> {
         Box::pin(async move { self.append_now(id, event) })
     }
 
@@ -284,8 +338,12 @@ impl Store for StateDir {
         Box::pin(async move { self.set_latest_now(target, id) })
     }
 
-    fn try_lock<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<Option<Lock>, JournalError>> {
-        Box::pin(async move { self.try_lock_now(target) })
+    fn try_lock<'a>(&'a self, target: &'a str, owner: &'a str) -> BoxFuture<'a, Result<Option<Lease>, JournalError>> {
+        Box::pin(async move { self.try_lock_now(target, owner) })
+    }
+
+    fn lease<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>, JournalError>> {
+        Box::pin(async move { self.lease_now(target) })
     }
 
     fn ids(&self) -> BoxFuture<'_, Result<Vec<String>, JournalError>> {
@@ -350,7 +408,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::open(dir.path()).unwrap();
         state.create_with_id("c").unwrap();
-        state.append("c", &Event::StepStarted { step: 0 }).await.unwrap();
+        state.append("c", &Event::StepStarted { step: 0 }, None).await.unwrap();
         let mut f = OpenOptions::new().append(true).open(state.journal_path("c")).unwrap();
         f.write_all(b"{\"at\":\"x\",\"event\":\"step_do").unwrap();
         let (records, cursor) = state.read("c", Cursor::default()).await.unwrap();
@@ -365,10 +423,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::open(dir.path()).unwrap();
         let arn = "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/x/1/2";
-        let held = state.try_lock(arn).await.unwrap().expect("free lock");
-        assert!(state.try_lock(arn).await.unwrap().is_none());
+        assert_eq!(state.lease(arn).await.unwrap(), None);
+        let held = state.try_lock(arn, "run me").await.unwrap().expect("free lock");
+        assert!(state.try_lock(arn, "run you").await.unwrap().is_none());
+        let info = state.lease(arn).await.unwrap().unwrap();
+        assert_eq!((info.owner.as_str(), info.held), ("run me", true));
         drop(held);
-        assert!(state.try_lock(arn).await.unwrap().is_some());
+        assert!(
+            !state.lease(arn).await.unwrap().unwrap().held,
+            "a free lock is not held"
+        );
+        assert!(state.try_lock(arn, "run you").await.unwrap().is_some());
         assert_eq!(state.latest(arn).await.unwrap(), None);
         state.set_latest(arn, "c2").await.unwrap();
         assert_eq!(state.latest(arn).await.unwrap().as_deref(), Some("c2"));
@@ -384,7 +449,7 @@ mod tests {
         let state = StateDir::open(&root).unwrap();
         let id = state.create("plan text").await.unwrap();
         state.set_latest("arn:t", &id).await.unwrap();
-        let _lock = state.try_lock("arn:t").await.unwrap();
+        let _lock = state.try_lock("arn:t", "me").await.unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         for d in [
             root.clone(),

@@ -7,8 +7,23 @@
 //! can tear or interleave the other's record.
 //!
 //! A store keeps, besides the journals: the plan copy each cutover started with, the
-//! latest cutover of each listener or rule (its *target*), and one lock per target,
-//! held by the process driving that target's cutover.
+//! latest cutover of each listener or rule (its *target*), and one [`Lease`] per target,
+//! held by the process driving that target's cutover: one writer per listener, across
+//! processes and (with a shared store) machines.
+//!
+//! **Lease rules** (a shared store; the local state directory's `flock` is a lease that
+//! lasts as long as its process):
+//!
+//! 1. A lease is taken with a conditional write, only when nobody holds it or its holder's
+//!    time ran out; every takeover increments its **fencing token**.
+//! 2. The holder renews it every [`LEASE_RENEW`]; it lasts [`LEASE_TTL`] from the last renewal.
+//! 3. A holder that could not renew stops acting [`LEASE_MARGIN`] before its lease would run
+//!    out ([`Lease::is_held`]): no weight write after its lease is gone, even with clocks a few
+//!    seconds apart.
+//! 4. Every journal append of a holder carries its token ([`Fence`]) and is refused once the
+//!    token is no longer the lease's: a stale owner cannot write into a cutover it lost.
+//! 5. Operator actions (rollback, pause, resume, promote) need no lease: they append
+//!    unfenced, and the holder acts on them.
 //!
 //! * `mod.rs` (this file): the records, the [`Store`] trait, and the [`Journal`] and
 //!   [`Reader`] handles the engine and the daemon use;
@@ -23,7 +38,7 @@ pub use local::StateDir;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -55,6 +70,80 @@ pub enum JournalError {
     /// There is no cutover with this id.
     #[error("no cutover {0}")]
     NotFound(String),
+    /// An owner's append was refused: its lease (token `token`) is no longer the target's.
+    #[error("the lease of {target} (token {token}) is no longer held: this process stopped driving its cutover")]
+    Fenced { target: String, token: u64 },
+    /// The store itself failed (a remote store: throttled, unreachable, refused).
+    #[error("{0}")]
+    Store(String),
+}
+
+/// How long a lease lasts after its last renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(15);
+/// How often a holder renews its lease.
+pub const LEASE_RENEW: Duration = Duration::from_secs(5);
+/// A holder stops acting this long before its lease would run out (and tolerates clocks this
+/// far apart): with the values above, two renewals may fail before it stops.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The proof an owner's append carries: its lease's target and fencing token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub target: String,
+    pub token: u64,
+}
+
+/// The lease of a target, held until dropped (or, for a shared store, until its holder stops
+/// renewing it).
+pub struct Lease {
+    fence: Fence,
+    holder: Box<dyn LeaseHolder>,
+}
+
+/// What keeps a lease: a file lock, or a renewal task against a shared store.
+pub trait LeaseHolder: Send + Sync {
+    /// Whether the lease is still this process's for at least `margin` more.
+    fn held_for(&self, margin: Duration) -> bool;
+}
+
+impl Lease {
+    /// A lease of `target` with fencing token `token`, kept by `holder`.
+    pub fn new(target: &str, token: u64, holder: Box<dyn LeaseHolder>) -> Lease {
+        Lease {
+            fence: Fence {
+                target: target.to_string(),
+                token,
+            },
+            holder,
+        }
+    }
+
+    pub fn fence(&self) -> &Fence {
+        &self.fence
+    }
+
+    /// Whether this process may still act as the owner (with [`LEASE_MARGIN`] to spare).
+    pub fn is_held(&self) -> bool {
+        self.holder.held_for(LEASE_MARGIN)
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Lease({} token {})", self.fence.target, self.fence.token)
+    }
+}
+
+/// What a store knows of a target's lease, for `status` and `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// Who holds (or last held) it: `run alice@ci-7 pid 4242`, `serve ops-1`.
+    pub owner: String,
+    pub token: u64,
+    /// When it runs out unless renewed; `None` for a lock that lasts as long as its process.
+    pub expires_at: Option<String>,
+    /// Whether someone holds it now: an orphan (its owner gone) is never shown as driven.
+    pub held: bool,
 }
 
 /// A position in a journal: how many records were read, and where the next one starts.
@@ -67,15 +156,6 @@ pub struct Cursor {
     offset: u64,
 }
 
-/// The lock of a target, held until dropped (or until the process dies).
-pub struct Lock(#[allow(dead_code, reason = "held for its Drop")] Box<dyn Send + Sync>);
-
-impl std::fmt::Debug for Lock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Lock")
-    }
-}
-
 /// Where journals, plan copies, latest-cutover indexes and target locks are kept.
 ///
 /// Every method is asynchronous so that a remote store fits behind the same trait; the
@@ -84,8 +164,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Creates the journal of a new cutover under a fresh id and keeps `plan_text`, the plan it
     /// starts with (resuming and rolling back follow it, not the file as it reads later).
     fn create<'a>(&'a self, plan_text: &'a str) -> BoxFuture<'a, Result<String, JournalError>>;
-    /// Appends one event; it is durable when this returns.
-    fn append<'a>(&'a self, id: &'a str, event: &'a Event) -> BoxFuture<'a, Result<Record, JournalError>>;
+    /// Appends one event; it is durable when this returns. With a `fence`, only while that
+    /// fence's token is still the lease's (an owner's append); without, always (an operator's).
+    fn append<'a>(
+        &'a self,
+        id: &'a str,
+        event: &'a Event,
+        fence: Option<&'a Fence>,
+    ) -> BoxFuture<'a, Result<Record, JournalError>>;
     /// The records appended at or after `from`, and the cursor after them. A record still being
     /// written is left for a later call.
     fn read<'a>(&'a self, id: &'a str, from: Cursor) -> BoxFuture<'a, Result<(Vec<Record>, Cursor), JournalError>>;
@@ -95,28 +181,55 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn latest<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<Option<String>, JournalError>>;
     /// Records `id` as the latest cutover of a listener or rule.
     fn set_latest<'a>(&'a self, target: &'a str, id: &'a str) -> BoxFuture<'a, Result<(), JournalError>>;
-    /// Takes the lock of a listener or rule without waiting: `None` if someone else holds it.
-    fn try_lock<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<Option<Lock>, JournalError>>;
+    /// Takes the lease of a listener or rule without waiting, as `owner`: `None` if someone
+    /// else holds it.
+    fn try_lock<'a>(&'a self, target: &'a str, owner: &'a str) -> BoxFuture<'a, Result<Option<Lease>, JournalError>>;
+    /// Who holds the lease of a target, if anyone ever took it (without taking it).
+    fn lease<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>, JournalError>>;
     /// Every cutover id, oldest first (ids sort by start time).
     fn ids(&self) -> BoxFuture<'_, Result<Vec<String>, JournalError>>;
     /// Where the store is, for messages: `state directory /var/lib/cutover`.
     fn describe(&self) -> String;
 }
 
-/// One cutover's journal in a store: what the engine appends to and reads from.
+/// One cutover's journal in a store: what the engine appends to and reads from. An owner's
+/// journal ([`Journal::owned`]) carries the owner's lease: its appends are fenced.
 #[derive(Debug, Clone)]
 pub struct Journal {
     store: Arc<dyn Store>,
     id: String,
+    lease: Option<Arc<Lease>>,
 }
 
 impl Journal {
-    /// The journal of cutover `id` (which the store may or may not hold).
+    /// The journal of cutover `id` (which the store may or may not hold), for an operator's
+    /// appends and for reading.
     pub fn new(store: Arc<dyn Store>, id: &str) -> Journal {
         Journal {
             store,
             id: id.to_string(),
+            lease: None,
         }
+    }
+
+    /// The journal of cutover `id` as its owner, holding `lease`: appends are fenced by it.
+    pub fn owned(store: Arc<dyn Store>, id: &str, lease: Arc<Lease>) -> Journal {
+        Journal {
+            store,
+            id: id.to_string(),
+            lease: Some(lease),
+        }
+    }
+
+    /// Whether this journal's writer may act: an operator's journal always, an owner's while
+    /// its lease is held.
+    pub fn may_act(&self) -> bool {
+        self.lease.as_ref().is_none_or(|l| l.is_held())
+    }
+
+    /// The owner's lease, for an owned journal.
+    pub fn lease(&self) -> Option<&Arc<Lease>> {
+        self.lease.as_ref()
     }
 
     pub fn id(&self) -> &str {
@@ -127,9 +240,11 @@ impl Journal {
         &self.store
     }
 
-    /// Appends one event; it is durable when this returns.
+    /// Appends one event; it is durable when this returns. An owner's append is refused once
+    /// its lease is lost.
     pub async fn append(&self, event: &Event) -> Result<Record, JournalError> {
-        self.store.append(&self.id, event).await
+        let fence = self.lease.as_ref().map(|l| l.fence());
+        self.store.append(&self.id, event, fence).await
     }
 
     /// A reader from the first record.
