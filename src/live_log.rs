@@ -177,6 +177,18 @@ impl Renderer {
                 )
             }
             Event::Note { step, level, message } => line(*level, step.map(|s| self.label(s)), message.clone()),
+            Event::Adopted {
+                by,
+                previous_owner,
+                action,
+            } => line(
+                Warn,
+                None,
+                format!(
+                    "adopted by {by} from {} (its owner stopped renewing its lease): {action}",
+                    previous_owner.as_deref().unwrap_or("an owner that left no name")
+                ),
+            ),
             Event::StepDone { step, elapsed_ms } => {
                 let l = self.label(*step);
                 line(

@@ -59,6 +59,12 @@ pub enum PhaseName {
 pub struct CutoverState {
     #[serde(flatten)]
     pub summary: Summary,
+    /// The listener or rule whose traffic it shifts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_arn: Option<String>,
+    /// Who holds the target's lease (from the store, not the journal), when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<crate::journal::LeaseInfo>,
     /// The label of the running step.
     pub step: Option<String>,
     /// The weights last verified by read-back.
@@ -112,12 +118,14 @@ impl CutoverState {
             Event::Started {
                 id,
                 service,
+                target_arn,
                 live_color,
                 new_color,
                 steps,
                 initial,
                 ..
             } => {
+                self.target_arn = Some(target_arn.clone());
                 s.id = id.clone();
                 s.service = service.clone();
                 s.live_color = Some(*live_color);

@@ -135,6 +135,28 @@ pub struct Rollback {
     /// A bake that has judged nothing for this long (metrics unreadable, or no data at all)
     /// rolls back with trigger `stalled`; `None` when the plan says `stall_timeout = "off"`.
     pub stall_timeout: Option<Duration>,
+    /// What a daemon that adopts this cutover, its owner gone, does with it.
+    pub on_orphan: OnOrphan,
+}
+
+/// What is done with a cutover whose owner vanished (its lease ran out), when a daemon adopts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOrphan {
+    /// Traffic back on the live colour, then the undo chain: nobody was watching.
+    #[default]
+    Rollback,
+    /// Go on from where the owner was.
+    Resume,
+}
+
+impl OnOrphan {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnOrphan::Rollback => "rollback",
+            OnOrphan::Resume => "resume",
+        }
+    }
 }
 
 /// The environment of every command the plan runs: deploy and migrate `run` and `undo`,

@@ -76,6 +76,7 @@ pub(super) struct RawRollback {
     pub(super) mode: Option<Mode>,
     /// A duration, or "off".
     pub(super) stall_timeout: Option<String>,
+    pub(super) on_orphan: Option<super::OnOrphan>,
     #[serde(default)]
     pub(super) metrics: Vec<RawMetric>,
 }

@@ -301,6 +301,7 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         alarms: r.alarms,
         metrics: custom_metrics,
         stall_timeout,
+        on_orphan: r.on_orphan.unwrap_or_default(),
     };
     let environment = environment(&v, raw.environment)?;
 

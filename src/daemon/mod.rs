@@ -3,10 +3,11 @@
 //!
 //! Lifecycle:
 //!
-//! 1. At start, every unfinished cutover in the store whose plan is in `--plans` is
-//!    resumed: its engine replays the journal, reads the weights again, and continues
-//!    (a verified bake goes on with the time already judged; weights that differ from the
-//!    journal pause it for an operator).
+//! 1. At start, and every few seconds after, every unfinished cutover in the store that
+//!    nobody drives (its owner gone: a restart of this daemon, a killed `cutover run`, a dead
+//!    replica) is adopted ([`Daemon::rescue`]): this daemon's own resume (the engine replays
+//!    the journal, reads the weights again, and goes on), anyone else's follow the plan's
+//!    `rollback.on_orphan` (rollback by default).
 //! 2. `POST /v1/cutovers` starts a cutover cleanly ([`start::begin`]: the target's lock,
 //!    the same one `cutover run` takes; no unfinished predecessor; one colour holding all
 //!    traffic) and spawns one task for it.
@@ -43,11 +44,14 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::aws::Clients;
-use crate::config::Plan;
+use crate::config::{OnOrphan, Plan};
 use crate::engine::start;
 use crate::engine::{self, Clock, Engine};
 use crate::journal::{self, Journal, JournalError, Lease, Store};
-use crate::saga::Saga;
+use crate::saga::{Event, Trigger};
+
+/// How often the daemon looks for cutovers whose owner is gone.
+const RESCUE_POLL: Duration = Duration::from_secs(5);
 
 /// What `serve` needs.
 pub struct Options {
@@ -101,7 +105,16 @@ pub async fn serve(
         tasks: Mutex::new(HashMap::new()),
         shutdown: stop_rx,
     });
-    daemon.resume_all().await;
+    daemon.rescue().await;
+    let rescuer = {
+        let d = daemon.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RESCUE_POLL).await;
+                d.rescue().await;
+            }
+        })
+    };
 
     let app = router(daemon.clone());
     let handle = axum_server::Handle::new();
@@ -129,6 +142,7 @@ pub async fn serve(
         }
     }
     // Dropping the tasks stops them where they are; the journal has the rest.
+    rescuer.abort();
     for (_, task) in daemon.tasks.lock().unwrap().drain() {
         task.abort();
     }
@@ -144,6 +158,8 @@ enum SpawnError {
     Engine(#[from] engine::EngineError),
     #[error("the journal of {0} has no start")]
     NoStart(String),
+    #[error("{0}")]
+    Plan(String),
 }
 
 impl Daemon {
@@ -183,55 +199,97 @@ impl Daemon {
         self.tasks.lock().unwrap().contains_key(id)
     }
 
-    /// Resumes every unfinished cutover whose plan is one of ours.
-    async fn resume_all(self: &Arc<Self>) {
+    /// Adopts every cutover whose owner is gone. One pass, in order:
+    ///
+    /// 1. only a started, unfinished cutover that is the latest of its target and that this
+    ///    daemon does not drive already;
+    /// 2. take its target's lease: when someone holds it, the cutover is driven; when it is free
+    ///    (the local lock of a dead process) or ran out (a shared store), its owner is gone;
+    /// 3. follow the plan copy in the store (not `--plans`: the cutover may be anyone's);
+    /// 4. journal `Adopted`, naming the previous owner and what is done: this daemon's own
+    ///    cutovers after a restart resume, anyone else's follow the plan's `rollback.on_orphan`;
+    /// 5. with `rollback`, journal an orphaned rollback request (traffic goes back first);
+    /// 6. spawn its engine.
+    async fn rescue(self: &Arc<Self>) {
         let ids = match self.store.ids().await {
             Ok(ids) => ids,
             Err(e) => {
-                error!("cannot list cutovers to resume: {e}");
+                error!("cannot list cutovers to rescue: {e}");
                 return;
             }
         };
         for id in ids {
-            let journal = Journal::new(self.store.clone(), &id);
-            let Ok(records) = journal.read_all().await else {
-                continue;
-            };
-            let Ok(saga) = Saga::replay(records.iter().map(|r| &r.event)) else {
-                error!(id = %id, "journal of {id} does not replay; not resuming it");
-                continue;
-            };
-            if saga.outcome().is_some() {
+            if self.drives(&id) {
                 continue;
             }
-            let Some((plan_path, target)) =
-                journal::start_of(&records).map(|s| (PathBuf::from(s.plan), s.target_arn.to_string()))
-            else {
+            let Ok(state) = self.cache.state(&id).await else {
                 continue;
             };
-            if plan_path.parent() != Some(self.plans.as_path())
-                && plan_path.parent() != std::path::absolute(&self.plans).ok().as_deref()
-            {
-                continue; // A `cutover run` of some other plan: not ours to drive.
+            let Some(target) = state.target_arn.clone() else {
+                continue; // Never started: nothing to adopt.
+            };
+            if state.outcome().is_some() || state.saga().live_color.is_none() {
+                continue;
             }
-            let plan = match engine::journaled_plan(&journal, &records).await {
-                Ok(p) => p,
+            if self.store.latest(&target).await.ok().flatten().as_deref() != Some(id.as_str()) {
+                continue;
+            }
+            let previous = self.store.lease(&target).await.ok().flatten().map(|l| l.owner);
+            let lease = match self.store.try_lock(&target, &self.owner).await {
+                Ok(Some(lease)) => Arc::new(lease),
+                Ok(None) => continue, // Driven by someone alive.
                 Err(e) => {
-                    error!(id = %id, "cannot resume {id}: {e}");
+                    warn!(id = %id, "cannot take the lease of {target} to rescue {id}: {e}");
                     continue;
                 }
             };
-            let lock = match self.store.try_lock(&target, &self.owner).await {
-                Ok(Some(lock)) => Arc::new(lock),
-                _ => {
-                    warn!(id = %id, "cannot resume {id}: another process holds {target}");
-                    continue;
-                }
-            };
-            info!(id = %id, "resuming cutover {id} of {}", plan.service);
-            if let Err(e) = self.spawn(journal, plan, lock).await {
-                error!(id = %id, "cannot resume {id}: {e}");
+            if let Err(e) = self.adopt(&id, previous, lease).await {
+                error!(id = %id, "cannot adopt {id}: {e}");
             }
         }
+    }
+
+    async fn adopt(self: &Arc<Self>, id: &str, previous: Option<String>, lease: Arc<Lease>) -> Result<(), SpawnError> {
+        let journal = Journal::owned(self.store.clone(), id, lease.clone());
+        let records = journal.read_all().await?;
+        let plan = match engine::journaled_plan(&journal, &records).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                // The undo chain cannot be followed, but nobody may be left watching a split:
+                // traffic goes back on the live colour at least.
+                let start = journal::start_of(&records).ok_or_else(|| SpawnError::NoStart(id.to_string()))?;
+                let live = start.live_color;
+                let plan = engine::started_plan(&journal, &records)
+                    .await
+                    .map_err(|e| SpawnError::Plan(e.to_string()))?;
+                let alb = crate::traffic::Alb::new(self.aws.elbv2.clone(), &plan.alb);
+                let reason = format!("adopted, but its plan cannot be followed ({e}): traffic only");
+                engine::operator_rollback(&journal, &alb, live, plan.alb.verify_timeout, &reason, &self.owner).await?;
+                return Err(SpawnError::Plan(e));
+            }
+        };
+        let own = previous.as_deref() == Some(self.owner.as_str());
+        let action = if own { OnOrphan::Resume } else { plan.rollback.on_orphan };
+        info!(id = %id, "adopting cutover {id} of {} from {}: {}", plan.service, previous.as_deref().unwrap_or("?"), action.as_str());
+        journal
+            .append(&Event::Adopted {
+                by: self.owner.clone(),
+                previous_owner: previous.clone(),
+                action: action.as_str().to_string(),
+            })
+            .await?;
+        if action == OnOrphan::Rollback {
+            journal
+                .append(&Event::RollbackRequested {
+                    trigger: Trigger::Orphaned,
+                    reason: format!(
+                        "its owner ({}) stopped driving it: rollback.on_orphan = rollback",
+                        previous.as_deref().unwrap_or("unknown")
+                    ),
+                    by: self.owner.clone(),
+                })
+                .await?;
+        }
+        self.spawn(journal, plan, lease).await
     }
 }

@@ -74,7 +74,7 @@ pub(super) fn render(states: &[CutoverState], calls: &BTreeMap<String, (u64, u64
         ));
     }
     out.push_str("# HELP cutover_rollbacks_total Rollbacks by trigger.\n# TYPE cutover_rollbacks_total counter\n");
-    for t in ["judge", "step", "operator", "interrupt", "stalled"] {
+    for t in ["judge", "step", "operator", "interrupt", "stalled", "orphaned"] {
         out.push_str(&format!(
             "cutover_rollbacks_total{{trigger=\"{t}\"}} {}\n",
             rollbacks.get(t).copied().unwrap_or(0)

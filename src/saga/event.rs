@@ -34,6 +34,9 @@ pub enum Trigger {
     Interrupt,
     /// A bake judged nothing for `rollback.stall_timeout` (metrics unreadable, or no data).
     Stalled,
+    /// The cutover's owner vanished (its lease ran out) and the daemon that adopted it rolls
+    /// it back (`rollback.on_orphan = "rollback"`).
+    Orphaned,
 }
 
 impl Trigger {
@@ -44,6 +47,7 @@ impl Trigger {
             Trigger::Operator => "operator",
             Trigger::Interrupt => "interrupt",
             Trigger::Stalled => "stalled",
+            Trigger::Orphaned => "orphaned",
         }
     }
 }
@@ -167,6 +171,17 @@ pub enum Event {
         ok: bool,
         detail: String,
         elapsed_ms: u64,
+    },
+    /// A process took over a cutover whose owner vanished (its lease was free or ran out).
+    Adopted {
+        /// The new owner.
+        by: String,
+        /// Who held the lease last, when the store knows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_owner: Option<String>,
+        /// What it does with it: `rollback` or `resume` (`rollback.on_orphan`; a daemon resumes
+        /// its own cutovers after a restart).
+        action: String,
     },
     /// Anything else the live log should say.
     Note {

@@ -325,6 +325,7 @@ impl Saga {
             },
             (_, Event::Drift { step, expected, .. }) if step_ok(self, *step) => self.drifted = Some(*expected),
             (_, Event::Note { step, .. }) if step.is_none_or(|i| step_ok(self, i)) => {}
+            (_, Event::Adopted { .. }) => {}
             (_, Event::Paused { reason, .. }) => self.paused = Some(reason.clone()),
             (_, Event::Resumed { .. }) => self.paused = None,
             (_, Event::PromoteRequested { step, .. }) if step_ok(self, *step) => self.promoted = Some(*step),
@@ -495,7 +496,7 @@ impl Saga {
                 let outcome = match trigger {
                     Trigger::Operator | Trigger::Interrupt => Outcome::RolledBackByOperator,
                     Trigger::Step if !changed => Outcome::NotStarted,
-                    Trigger::Judge | Trigger::Step | Trigger::Stalled => Outcome::RolledBack,
+                    Trigger::Judge | Trigger::Step | Trigger::Stalled | Trigger::Orphaned => Outcome::RolledBack,
                 };
                 let failed_undos: Vec<&str> = self
                     .status
