@@ -16,5 +16,6 @@ mod backtest;
 mod daemon;
 mod e2e;
 mod judge_e2e;
+mod openapi;
 mod plans;
 mod util;
