@@ -9,7 +9,7 @@
 //! 3. its body validates against the schema declared there (JSON Schema 2020-12, by the
 //!    `jsonschema` crate, with the whole document registered as one resource so that its `$ref`s
 //!    resolve); an event stream is parsed as SSE (`eventsource-stream`), each event checked
-//!    against the response's `x-sse-item-schema` and each record against its `contentSchema`.
+//!    against the response's `itemSchema` and each record against its `contentSchema`.
 //!
 //! Every request body sent is checked too: the document must refuse exactly the bodies that the
 //! daemon answers with 400. The checker itself is tested on answers the document does not
@@ -88,10 +88,11 @@ impl Doc {
     }
 
     fn parse(doc: Value) -> Doc {
-        assert_eq!(
-            doc["openapi"].as_str().map(|v| v.starts_with("3.1.")),
-            Some(true),
-            "the schemas are JSON Schema 2020-12, which needs OpenAPI 3.1"
+        assert!(
+            doc["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.") && !v.starts_with("3.0.")),
+            "the schemas are JSON Schema 2020-12, which needs OpenAPI 3.1 or later"
         );
         let registry = Registry::new()
             .draft(Draft::Draft202012)
@@ -201,9 +202,9 @@ impl Doc {
 
     /// Parses an event stream as SSE and checks every event and every record in it.
     fn check_event_stream(&self, media: &str, chunks: &[Vec<u8>]) -> Result<Vec<Value>, String> {
-        let item = format!("{media}/x-sse-item-schema");
+        let item = format!("{media}/itemSchema");
         if self.doc.pointer(&item).is_none() {
-            return Err(format!("no x-sse-item-schema at {media}"));
+            return Err(format!("no itemSchema at {media}"));
         }
         let item = self.follow(item);
         let data = format!("{item}/properties/data/contentSchema");
