@@ -108,7 +108,32 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-/// `POST /v1/cutovers` body.
+/// A request body: a JSON object whose fields make a `T`.
+///
+/// serde's derived `Deserialize` also builds a struct from an array of its field values
+/// (`["web", {}]` for a [`StartBody`]), which `api/openapi.json` does not allow: every body
+/// there is an object. This only hands maps on to `T`; anything else is refused with
+/// "expected a JSON object". Field errors keep their path (`by: invalid type: …`).
+#[derive(Debug)]
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OnlyMaps<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for OnlyMaps<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(OnlyMaps(std::marker::PhantomData)).map(Object)
+    }
+}
+
+/// `POST /v1/cutovers` body (`Start` in `api/openapi.json`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StartBody {
@@ -117,7 +142,11 @@ struct StartBody {
     vars: BTreeMap<String, String>,
 }
 
-/// Operator action bodies.
+/// Operator action bodies (`Action` in `api/openapi.json`).
+///
+/// `null` is the same as leaving a field out, and the document says so: the `cutover` client
+/// sends `"reason": null` when no `--reason` is given, and clients already deployed keep
+/// working with this daemon.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
@@ -128,12 +157,16 @@ struct ActionBody {
     by: Option<String>,
 }
 
+/// The longest variable value, in characters (JSON Schema's `maxLength` counts characters).
+const MAX_VAR_VALUE: usize = 4096;
+
 /// Plan names are file stems in `--plans`: no paths, no dots.
 fn valid_plan_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Variable keys reach hooks as `CUTOVER_VAR_<KEY>`.
+/// Variable keys reach hooks as `CUTOVER_VAR_<KEY>`: 1 to 64 of A-Z, 0-9 and _
+/// (`^[A-Z0-9_]{1,64}$` in `api/openapi.json`).
 pub fn valid_var_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 64
@@ -142,12 +175,24 @@ pub fn valid_var_key(key: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// Why a variable's value is refused, if it is: too long, or a NUL (an environment variable
+/// cannot hold one).
+fn invalid_var_value(value: &str) -> Option<String> {
+    if value.chars().count() > MAX_VAR_VALUE {
+        Some(format!("longer than {MAX_VAR_VALUE} characters"))
+    } else if value.contains('\0') {
+        Some("contains NUL".into())
+    } else {
+        None
+    }
+}
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    b.map(|Json(v)| v).map_err(|e| {
+fn body<T>(b: Result<Json<Object<T>>, JsonRejection>) -> ApiResult<T> {
+    b.map(|Json(Object(v))| v).map_err(|e| {
         err(
             StatusCode::BAD_REQUEST,
             format!("invalid request body: {}", e.body_text()),
@@ -155,9 +200,9 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     })
 }
 
-fn optional_body(b: Result<Json<ActionBody>, JsonRejection>) -> ApiResult<ActionBody> {
+fn optional_body(b: Result<Json<Object<ActionBody>>, JsonRejection>) -> ApiResult<ActionBody> {
     match b {
-        Ok(Json(v)) => Ok(v),
+        Ok(Json(Object(v))) => Ok(v),
         // An empty body (no content type) is fine for these actions.
         Err(JsonRejection::MissingJsonContentType(_)) => Ok(ActionBody::default()),
         Err(e) => Err(err(
@@ -222,20 +267,17 @@ impl Daemon {
 
 async fn start(
     State(d): State<Arc<Daemon>>,
-    b: Result<Json<StartBody>, JsonRejection>,
+    b: Result<Json<Object<StartBody>>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let b = body(b)?;
     if let Some(k) = b.vars.keys().find(|k| !valid_var_key(k)) {
         return Err(err(
             StatusCode::BAD_REQUEST,
-            format!("invalid variable name {k:?}: use A-Z, 0-9 and _"),
+            format!("invalid variable name {k:?}: use 1 to 64 of A-Z, 0-9 and _"),
         ));
     }
-    if let Some((k, _)) = b.vars.iter().find(|(_, v)| v.len() > 4096 || v.contains('\0')) {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            format!("variable {k}: value too long or contains NUL"),
-        ));
+    if let Some((k, why)) = b.vars.iter().find_map(|(k, v)| Some((k, invalid_var_value(v)?))) {
+        return Err(err(StatusCode::BAD_REQUEST, format!("variable {k}: value {why}")));
     }
     let plan = d.load_plan(&b.plan)?;
     let alb = Alb::new(d.aws.elbv2.clone(), &plan.alb);
@@ -312,7 +354,7 @@ async fn rollback(
     State(d): State<Arc<Daemon>>,
     UrlPath(id): UrlPath<String>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    b: Result<Json<ActionBody>, JsonRejection>,
+    b: Result<Json<Object<ActionBody>>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let b = optional_body(b)?;
     let (journal, records) = d.journal(&id).await?;
@@ -370,7 +412,7 @@ async fn control_action(
     State(d): State<Arc<Daemon>>,
     UrlPath(id): UrlPath<String>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    b: Result<Json<ActionBody>, JsonRejection>,
+    b: Result<Json<Object<ActionBody>>, JsonRejection>,
 ) -> ApiResult<Json<CutoverState>> {
     let b = optional_body(b)?;
     let by = caller(b.by, addr);
@@ -409,6 +451,52 @@ mod tests {
         assert!(!valid_var_key("version"));
         assert!(!valid_var_key("A-B"));
         assert!(!valid_var_key(""));
+        assert!(valid_var_key(&"A".repeat(64)));
+        assert!(!valid_var_key(&"A".repeat(65)));
+        // The limit is in characters, as JSON Schema's `maxLength` counts them.
+        assert_eq!(invalid_var_value(&"é".repeat(MAX_VAR_VALUE)), None);
+        assert!(invalid_var_value(&"a".repeat(MAX_VAR_VALUE + 1)).is_some());
+        assert_eq!(invalid_var_value("a\0b").as_deref(), Some("contains NUL"));
+    }
+
+    /// What `axum::Json` would say about this body (it reports field paths the same way).
+    fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, String> {
+        let mut d = serde_json::Deserializer::from_str(body);
+        serde_path_to_error::deserialize::<_, Object<T>>(&mut d)
+            .map(|Object(v)| v)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bodies_are_json_objects_of_known_fields() {
+        let start: StartBody = parse(r#"{"plan": "web", "vars": {"VERSION": "2.1.0"}}"#).unwrap();
+        assert_eq!((start.plan.as_str(), start.vars.len()), ("web", 1));
+        // Regression: serde builds a struct from an array of its fields, which the document forbids.
+        for body in [r#"["web", {}]"#, "null", r#""web""#, "[]"] {
+            let e = parse::<StartBody>(body).unwrap_err();
+            assert!(e.contains("expected a JSON object"), "{body}: {e}");
+        }
+        assert!(
+            parse::<StartBody>(r#"{"plan": "web", "colour": "red"}"#)
+                .unwrap_err()
+                .contains("unknown field `colour`")
+        );
+        assert!(
+            parse::<StartBody>(r#"{"plan": "web", "vars": null}"#)
+                .unwrap_err()
+                .starts_with("vars: ")
+        );
+        // null is the same as leaving a field out (the document says `string | null`)...
+        let action: ActionBody = parse(r#"{"reason": null, "by": null}"#).unwrap();
+        assert_eq!((action.reason, action.by), (None, None));
+        // ...and any other type is refused, naming the field.
+        let e = parse::<ActionBody>(r#"{"by": 5}"#).unwrap_err();
+        assert!(e.starts_with("by: invalid type"), "{e}");
+        assert!(
+            parse::<ActionBody>("[]")
+                .unwrap_err()
+                .contains("expected a JSON object")
+        );
     }
 
     #[test]
