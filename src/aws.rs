@@ -92,7 +92,8 @@ where
             let message = match (se.err().code(), se.err().message()) {
                 (Some(c), Some(m)) => format!("{c}: {m}"),
                 (Some(c), None) => c.to_string(),
-                (None, _) => format!("HTTP {}", status.as_u16()),
+                // A modeled error without the wire's code (or an unmodeled one): its own words.
+                (None, _) => format!("{} (HTTP {})", chain(se.err()), status.as_u16()),
             };
             (code, retryable, message)
         }
