@@ -208,6 +208,19 @@ impl CutoverState {
         rolled_back.then(|| self.first_trigger.unwrap_or(Trigger::Step))
     }
 
+    /// Who drives an unfinished cutover, for tables: its owner, or that nobody does (an orphan:
+    /// its owner's lease is free or ran out).
+    pub fn driver(&self) -> String {
+        if self.outcome().is_some() {
+            return "-".into();
+        }
+        match &self.lease {
+            Some(l) if l.held => l.owner.clone(),
+            Some(l) => format!("nobody (was {})", l.owner),
+            None => "nobody".into(),
+        }
+    }
+
     /// `running`, `rolled_back`, `running (paused)`…: the state in a word, for tables.
     pub fn state_word(&self) -> String {
         let word = match (self.outcome(), self.phase) {

@@ -1,7 +1,6 @@
 //! `cutover status`, and the summaries the commands print: the JSON summary on stdout
 //! (also when a cutover never started, so pipelines always get one) or a line of text.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,7 +10,7 @@ use super::args::Output;
 use crate::aws::Clients;
 use crate::color::Color;
 use crate::config::Plan;
-use crate::journal::{self, Journal, Record, Store};
+use crate::journal::{self, Journal, Store};
 use crate::saga::Outcome;
 use crate::state::{CutoverState, Summary};
 use crate::traffic::{Alb, Traffic};
@@ -30,12 +29,10 @@ pub(super) async fn status(plan: Plan, store: Arc<dyn Store>, output: Output) ->
         None => None,
     };
     let state = latest.as_deref().map(CutoverState::fold);
-    // Not the lock: taking it, even briefly, could make a concurrent `rollback` or `run` think
-    // a live run holds it.
-    let running = match (&state, &latest) {
-        (Some(s), Some(records)) => s.outcome().is_none() && owner_alive(records),
-        _ => false,
-    };
+    // Who holds the target's lease, read without taking it (taking it, even briefly, could
+    // make a concurrent `rollback` or `run` think a live owner holds it).
+    let lease = store.lease(&target).await?;
+    let running = state.as_ref().is_some_and(|s| s.outcome().is_none()) && lease.as_ref().is_some_and(|l| l.held);
     let summary = state.map(|s| s.summary);
     match output {
         Output::Json => {
@@ -44,6 +41,7 @@ pub(super) async fn status(plan: Plan, store: Arc<dyn Store>, output: Output) ->
                 "weights": split.percents(),
                 "raw_weights": split,
                 "running": running,
+                "lease": lease,
                 "latest": summary,
             });
             println!("{v}");
@@ -67,6 +65,24 @@ pub(super) async fn status(plan: Plan, store: Arc<dyn Store>, output: Output) ->
                     if let Some(r) = &s.reason {
                         println!("reason: {r}");
                     }
+                    if s.outcome.is_none() {
+                        match &lease {
+                            Some(l) if l.held => println!(
+                                "driven by {}{}",
+                                l.owner,
+                                l.expires_at
+                                    .as_deref()
+                                    .map(|t| format!(" (lease until {t})"))
+                                    .unwrap_or_default()
+                            ),
+                            Some(l) => println!(
+                                "nobody drives it (last owner {}, lease ran out): `cutover rollback --config FILE` finishes it, \
+                                 or a daemon on this store adopts it",
+                                l.owner
+                            ),
+                            None => println!("nobody drives it"),
+                        }
+                    }
                     for st in &s.steps {
                         println!("  {:<12} {:?}", st.label, st.status);
                     }
@@ -76,11 +92,6 @@ pub(super) async fn status(plan: Plan, store: Arc<dyn Store>, output: Output) ->
         }
     }
     Ok(0)
-}
-
-/// Whether the process that started a cutover is still alive (its pid, from the journal).
-fn owner_alive(records: &[Record]) -> bool {
-    journal::start_of(records).is_some_and(|s| Path::new(&format!("/proc/{}", s.pid)).exists())
 }
 
 /// A cutover that did not start (before it had a journal): logs why, and prints the

@@ -261,7 +261,18 @@ impl Daemon {
         if !valid_id(id) {
             return Err(err(StatusCode::NOT_FOUND, format!("no cutover {id}")));
         }
-        Ok(self.cache.state(id).await?)
+        let state = self.cache.state(id).await?;
+        Ok(self.with_lease(state).await)
+    }
+
+    /// An unfinished cutover's state with its target's lease: who drives it, if anyone.
+    async fn with_lease(&self, mut state: CutoverState) -> CutoverState {
+        if state.outcome().is_none()
+            && let Some(target) = &state.target_arn
+        {
+            state.lease = self.store.lease(target).await.ok().flatten();
+        }
+        state
     }
 }
 
@@ -297,7 +308,11 @@ async fn start(
 }
 
 async fn list(State(d): State<Arc<Daemon>>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "cutovers": d.cache.all().await? })))
+    let mut all = vec![];
+    for state in d.cache.all().await? {
+        all.push(d.with_lease(state).await);
+    }
+    Ok(Json(json!({ "cutovers": all })))
 }
 
 async fn get_one(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<CutoverState>> {

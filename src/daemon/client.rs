@@ -215,19 +215,23 @@ pub fn parse_var(s: &str) -> Result<(String, String), String> {
 
 /// A table of cutovers for `cutover list`.
 pub fn print_list(cutovers: &[CutoverState]) {
-    println!("{:<24} {:<16} {:<24} {:<14} WEIGHTS", "ID", "SERVICE", "STATE", "STEP");
+    println!(
+        "{:<24} {:<16} {:<24} {:<14} {:<22} OWNER",
+        "ID", "SERVICE", "STATE", "STEP", "WEIGHTS"
+    );
     for c in cutovers {
         let weights = match c.weights {
             Some(w) => w.to_string(),
             None => "-".into(),
         };
         println!(
-            "{:<24} {:<16} {:<24} {:<14} {}",
+            "{:<24} {:<16} {:<24} {:<14} {:<22} {}",
             c.summary.id,
             c.summary.service,
             c.state_word(),
             c.step.as_deref().unwrap_or("-"),
-            weights
+            weights,
+            c.driver()
         );
     }
 }

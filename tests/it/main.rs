@@ -21,5 +21,6 @@ mod judge_e2e;
 mod openapi;
 mod plans;
 mod proxy;
+mod rescue;
 mod safety;
 mod util;
