@@ -177,6 +177,40 @@ impl Renderer {
                 )
             }
             Event::Note { step, level, message } => line(*level, step.map(|s| self.label(s)), message.clone()),
+            Event::ApprovalRequested {
+                step,
+                approvers,
+                timeout_secs,
+            } => line(
+                Warn,
+                Some(self.label(*step)),
+                format!(
+                    "waiting for approval{} (up to {}): `cutover approve` or `cutover reject`",
+                    if approvers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" by {}", approvers.join(" or "))
+                    },
+                    humantime::format_duration(std::time::Duration::from_secs(*timeout_secs))
+                ),
+            ),
+            Event::Approved { step, by, reason } => {
+                line(Info, Some(self.label(*step)), format!("approved by {by}: {reason}"))
+            }
+            Event::Rejected { step, by, reason } => {
+                line(Warn, Some(self.label(*step)), format!("rejected by {by}: {reason}"))
+            }
+            Event::LifecycleHook {
+                at,
+                what,
+                ok,
+                detail,
+                elapsed_ms,
+            } => line(
+                if *ok { Info } else { Warn },
+                None,
+                format!("hook {at} {what}: {detail} in {}", fmt_ms(*elapsed_ms)),
+            ),
             Event::Adopted {
                 by,
                 previous_owner,

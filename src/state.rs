@@ -272,6 +272,7 @@ mod tests {
                     has_undo: false,
                 }],
                 pid: 1,
+                started_by: None,
                 vars: Default::default(),
             }),
             rec(Event::StepStarted { step: 0 }),

@@ -103,6 +103,11 @@ pub enum Command {
     Resume(ControlArgs),
     /// Ends the current bake now.
     Promote(ControlArgs),
+    /// Go: approves the waiting approval step (as the token's name with --server, as the local
+    /// user with --config).
+    Approve(ControlArgs),
+    /// No-Go: rejects the waiting approval step; the cutover rolls back.
+    Reject(ControlArgs),
     /// Current weights and the latest cutover's state.
     Status {
         #[arg(long, value_name = "FILE")]
@@ -183,6 +188,40 @@ pub fn read_token(file: Option<&Path>, value: Option<String>) -> anyhow::Result<
             .to_string()),
         None => Ok(value.unwrap_or_default().trim().to_string()),
     }
+}
+
+/// The daemon's tokens from a token file's text: one `NAME TOKEN` a line (blank lines and `#`
+/// comments skipped), or a single token alone (named `api`). Each token at least 16
+/// characters, names letters, digits and `-_.@`, both unique.
+pub fn parse_tokens(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let mut tokens: Vec<(String, String)> = vec![];
+    for (i, line) in lines.iter().enumerate() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (name, token) = match fields.as_slice() {
+            [token] if lines.len() == 1 => ("api", *token),
+            [name, token] => (*name, *token),
+            _ => anyhow::bail!("token line {}: expected `NAME TOKEN` (or one token alone)", i + 1),
+        };
+        if token.len() < 16 {
+            anyhow::bail!("the token of {name} is shorter than 16 characters");
+        }
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+            anyhow::bail!("token name {name:?}: use letters, digits and - _ . @");
+        }
+        if tokens.iter().any(|(n, t)| n == name || t == token) {
+            anyhow::bail!("token name {name:?} or its token appears twice");
+        }
+        tokens.push((name.to_string(), token.to_string()));
+    }
+    if tokens.is_empty() {
+        anyhow::bail!("no API token");
+    }
+    Ok(tokens)
 }
 
 /// Refuses a token file that group or others may read, as ssh refuses such keys: whoever can

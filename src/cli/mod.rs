@@ -26,7 +26,7 @@ use crate::engine;
 use crate::engine::operator::{self, Control};
 use crate::journal::{StateDir, Store};
 use crate::saga::Outcome;
-use args::{Cli, Command, ControlArgs, LogFormat, Output, read_token};
+use args::{Cli, Command, ControlArgs, LogFormat, Output};
 
 /// Exit code of a command that did what it was asked (`rollback`: traffic verified on the live
 /// colour, and the undo chain finished or handed to the process that owns the cutover).
@@ -173,6 +173,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Pause(a) => control(a, Control::Pause, state_dir).await,
         Command::Resume(a) => control(a, Control::Resume, state_dir).await,
         Command::Promote(a) => control(a, Control::Promote, state_dir).await,
+        Command::Approve(a) => control(a, Control::Approve, state_dir).await,
+        Command::Reject(a) => control(a, Control::Reject, state_dir).await,
         Command::Status { config, output } => {
             let Ok(plan) = load_plan(&config) else {
                 return Ok(EXIT_USAGE);
@@ -218,7 +220,12 @@ async fn control(a: ControlArgs, kind: Control, state_dir: Option<PathBuf>) -> a
         return Ok(EXIT_ERROR);
     };
     let journal = crate::journal::Journal::new(store, &id);
-    match operator::control(&journal, kind, &engine::whoami(), a.reason.as_deref()).await {
+    // An approval is the person's; other actions also say where they came from.
+    let by = match kind {
+        Control::Approve | Control::Reject => engine::principal(),
+        _ => engine::whoami(),
+    };
+    match operator::control(&journal, kind, &by, a.reason.as_deref()).await {
         Ok(_) => {
             info!(
                 "{} of cutover {id} journaled; the process that drives it acts on it within a second",
@@ -246,13 +253,24 @@ async fn serve(
         error!("refusing to start: {e:#}");
         return Ok(EXIT_USAGE);
     }
-    let token = read_token(token_file.as_deref(), std::env::var("CUTOVER_TOKEN").ok())?;
-    if token.len() < 16 {
-        error!(
-            "refusing to start: no API token (or shorter than 16 characters); pass --token-file FILE or set CUTOVER_TOKEN"
-        );
-        return Ok(EXIT_USAGE);
-    }
+    let tokens = match token_file.as_deref() {
+        Some(file) => {
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("reading the token file {}", file.display()))?;
+            args::parse_tokens(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+        }
+        None => {
+            let token = std::env::var("CUTOVER_TOKEN").unwrap_or_default().trim().to_string();
+            args::parse_tokens(&token)
+        }
+    };
+    let tokens = match tokens {
+        Ok(t) => t,
+        Err(e) => {
+            error!("refusing to start: {e:#}; pass --token-file FILE or set CUTOVER_TOKEN");
+            return Ok(EXIT_USAGE);
+        }
+    };
     if !plans.is_dir() {
         error!("--plans {}: not a directory", plans.display());
         return Ok(EXIT_USAGE);
@@ -293,7 +311,7 @@ async fn serve(
             name,
             plans,
             store,
-            token,
+            tokens,
         },
         shutdown,
     )

@@ -30,7 +30,8 @@ pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> an
     let clients = Clients::load().await;
     let alb = Alb::new(clients.elbv2.clone(), &plan.alb);
     let owner = format!("run {}", engine::whoami());
-    let started = match start::begin(&store, &plan, &alb, Default::default(), &owner).await {
+    let principal = engine::principal();
+    let started = match start::begin(&store, &plan, &alb, Default::default(), &owner, &principal).await {
         Ok(started) => started,
         Err(NotStarted::Journal(e)) => return Err(e.into()),
         Err(e) => return Ok(not_started(&plan, output, e.to_string())),

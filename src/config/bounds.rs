@@ -266,3 +266,20 @@ pub(super) const CHECK_TIMEOUT: Durations = Durations::new(SECOND, HOUR, Precisi
 
 /// `expect_status` of an HTTP check, 100–599: the HTTP status codes.
 pub(super) const EXPECT_STATUS: Range<i64> = Range::new(100, 599).note(": an HTTP status");
+
+/// An approval step's `timeout`: a person must be able to answer (a minute), and a cutover
+/// must not wait on a gate for more than a week.
+pub(super) const APPROVAL_TIMEOUT: Durations =
+    Durations::new(MINUTE, Duration::from_secs(7 * 86_400), Precision::Seconds);
+
+/// The plan's `deadline` for the whole cutover: at least a minute (one verify and a shift),
+/// at most a week (the longest bake).
+pub(super) const DEADLINE: Durations = Durations::new(MINUTE, Duration::from_secs(7 * 86_400), Precision::Seconds);
+
+/// `rollback.gradual_pause` between the steps of a gradual rollback: long enough for the live
+/// colour's capacity to warm up (a second at least), short enough that a rollback of a bad
+/// release still ends in minutes (10 m at most per step).
+pub(super) const GRADUAL_PAUSE: Durations = Durations::new(SECOND, Duration::from_secs(600), Precision::Seconds);
+
+/// `rollback.gradual` steps: the new colour's share in percent on the way back, below 100.
+pub(super) const GRADUAL_STEP: Range<f64> = Range::new(0.0, 99.9).note(": percent of traffic left on the new colour");

@@ -69,6 +69,10 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// The environment of every command the plan runs (`[environment]`).
     pub environment: Environment,
+    /// Commands and HTTP calls at named points of every cutover (`[[hooks]]`).
+    pub hooks: Vec<LifecycleHook>,
+    /// The whole cutover's deadline, from its start: past it, it rolls back (`deadline`).
+    pub deadline: Option<Duration>,
     /// The text it was parsed from (kept with each cutover's journal).
     pub source: String,
 }
@@ -137,6 +141,58 @@ pub struct Rollback {
     pub stall_timeout: Option<Duration>,
     /// What a daemon that adopts this cutover, its owner gone, does with it.
     pub on_orphan: OnOrphan,
+    /// An automatic rollback's way back, as the new colour's share in tenths of a percent
+    /// (`[500, 0]`): empty (the default) puts all traffic back at once.
+    pub gradual: Vec<u32>,
+    /// The pause between the steps of a gradual rollback.
+    pub gradual_pause: Duration,
+}
+
+/// When a lifecycle hook (`[[hooks]]`) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookPoint {
+    /// Before each shift writes its weights (after the health check): a failure fails the shift.
+    BeforeShift,
+    /// After each shift's weights read back, before its bake: a failure fails the shift.
+    AfterShift,
+    /// Before the shift to 100 % (after `before_shift`): a failure fails it.
+    BeforePromote,
+    /// After traffic is back on the live colour in a rollback, before the undo chain: to
+    /// capture debug data. Its failure is logged and changes nothing.
+    OnRollback,
+    /// After every step passed, before the cutover is recorded as promoted: a failure rolls back.
+    AfterPromote,
+}
+
+impl HookPoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookPoint::BeforeShift => "before_shift",
+            HookPoint::AfterShift => "after_shift",
+            HookPoint::BeforePromote => "before_promote",
+            HookPoint::OnRollback => "on_rollback",
+            HookPoint::AfterPromote => "after_promote",
+        }
+    }
+}
+
+/// A `[[hooks]]` entry: a command or an HTTP call at a named point of every cutover.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifecycleHook {
+    pub at: HookPoint,
+    pub check: Check,
+}
+
+/// What an approval step does when nobody answered in time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    /// Roll back: no answer is a No-Go (the default).
+    #[default]
+    Rollback,
+    /// Go on as if approved.
+    Proceed,
 }
 
 /// What is done with a cutover whose owner vanished (its lease ran out), when a daemon adopts it.
@@ -227,6 +283,15 @@ pub enum Step {
     Shift { permille: u32, bake: Duration },
     /// Keeps judging at the current weights.
     Observe { duration: Duration },
+    /// A Go/No-Go gate: waits for a person's approval (judging goes on meanwhile).
+    Approve {
+        timeout: Duration,
+        on_timeout: OnTimeout,
+        /// Who may approve or reject (token names, or local user names); empty: anyone.
+        approvers: Vec<String>,
+        /// Whether the person who started the cutover may not approve it.
+        require_other: bool,
+    },
 }
 
 impl Step {
@@ -238,6 +303,7 @@ impl Step {
             Step::Migrate { .. } => "migrate",
             Step::Shift { .. } => "shift",
             Step::Observe { .. } => "observe",
+            Step::Approve { .. } => "approve",
         }
     }
 
@@ -259,7 +325,7 @@ impl Step {
 
     /// Whether completing this step changes something outside cutover (traffic, code, schema).
     pub fn has_effects(&self) -> bool {
-        !matches!(self, Step::Verify { .. } | Step::Observe { .. })
+        !matches!(self, Step::Verify { .. } | Step::Observe { .. } | Step::Approve { .. })
     }
 }
 

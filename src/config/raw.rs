@@ -20,6 +20,22 @@ pub(super) struct RawPlan {
     pub(super) steps: Option<Vec<RawStep>>,
     #[serde(default)]
     pub(super) environment: RawEnvironment,
+    /// `[[hooks]]`.
+    #[serde(default)]
+    pub(super) hooks: Vec<RawHook>,
+    /// The whole cutover's deadline, a duration.
+    pub(super) deadline: Option<String>,
+}
+
+/// A `[[hooks]]` entry: a check (`command` or `http`) and where it runs.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHook {
+    pub(super) at: super::HookPoint,
+    pub(super) http: Option<String>,
+    pub(super) expect_status: Option<i64>,
+    pub(super) command: Option<Vec<String>>,
+    pub(super) timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -77,6 +93,9 @@ pub(super) struct RawRollback {
     /// A duration, or "off".
     pub(super) stall_timeout: Option<String>,
     pub(super) on_orphan: Option<super::OnOrphan>,
+    /// Percent of traffic on the new colour at each step of a gradual rollback.
+    pub(super) gradual: Option<Vec<f64>>,
+    pub(super) gradual_pause: Option<String>,
     #[serde(default)]
     pub(super) metrics: Vec<RawMetric>,
 }
@@ -109,6 +128,9 @@ pub(super) struct RawStep {
     pub(super) weight: Option<f64>,
     pub(super) bake: Option<String>,
     pub(super) duration: Option<String>,
+    pub(super) on_timeout: Option<super::OnTimeout>,
+    pub(super) approvers: Option<Vec<String>>,
+    pub(super) require_other: Option<bool>,
 }
 
 #[derive(Deserialize, Clone)]

@@ -302,10 +302,22 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         metrics: custom_metrics,
         stall_timeout,
         on_orphan: r.on_orphan.unwrap_or_default(),
+        gradual: gradual(&v, r.gradual)?,
+        gradual_pause: v.duration(
+            "rollback.gradual_pause",
+            r.gradual_pause.as_deref(),
+            Some("30s"),
+            &bounds::GRADUAL_PAUSE,
+        )?,
     };
     let environment = environment(&v, raw.environment)?;
 
     let steps = steps::steps(&v, raw.steps)?;
+    let hooks = steps::hooks(&v, raw.hooks)?;
+    let deadline = match raw.deadline.as_deref() {
+        Some(d) => Some(v.duration("deadline", Some(d), None, &bounds::DEADLINE)?),
+        None => None,
+    };
 
     Ok(Plan {
         path: path.to_path_buf(),
@@ -315,8 +327,42 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         rollback,
         steps,
         environment,
+        hooks,
+        deadline,
         source: String::new(),
     })
+}
+
+/// `rollback.gradual`: the new colour's share on the way back, decreasing, ending at 0, each in
+/// steps of 0.1 below 100. In tenths of a percent.
+fn gradual(v: &Validator, raw: Option<Vec<f64>>) -> Result<Vec<u32>, PlanError> {
+    let Some(steps) = raw else {
+        return Ok(vec![]);
+    };
+    let mut out: Vec<u32> = vec![];
+    for (i, w) in steps.iter().enumerate() {
+        let key = format!("rollback.gradual[{i}]");
+        v.within(&key, *w, *w, &bounds::GRADUAL_STEP)?;
+        let permille = (w * 10.0).round();
+        if (permille - w * 10.0).abs() > 1e-6 {
+            return Err(v.err(
+                key,
+                format!("{w} has more precision than ALB weights allow: use a multiple of 0.1"),
+            ));
+        }
+        let permille = permille as u32;
+        if out.last().is_some_and(|&prev| permille >= prev) {
+            return Err(v.err(
+                key,
+                format!("{w} does not decrease on the step before it: a gradual rollback only goes down"),
+            ));
+        }
+        out.push(permille);
+    }
+    if out.last() != Some(&0) {
+        return Err(v.err("rollback.gradual", "must end at 0: all traffic back on the live colour"));
+    }
+    Ok(out)
 }
 
 /// `rollback.stall_timeout`: "off", a duration within its bounds and longer than the first

@@ -13,7 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
@@ -71,15 +71,23 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/cutovers/{id}/rollback", post(rollback))
         .route(
             "/v1/cutovers/{id}/pause",
-            post(|s, p, c, b| control_action(Control::Pause, s, p, c, b)),
+            post(|s, p, c, k, b| control_action(Control::Pause, s, p, c, k, b)),
         )
         .route(
             "/v1/cutovers/{id}/resume",
-            post(|s, p, c, b| control_action(Control::Resume, s, p, c, b)),
+            post(|s, p, c, k, b| control_action(Control::Resume, s, p, c, k, b)),
         )
         .route(
             "/v1/cutovers/{id}/promote",
-            post(|s, p, c, b| control_action(Control::Promote, s, p, c, b)),
+            post(|s, p, c, k, b| control_action(Control::Promote, s, p, c, k, b)),
+        )
+        .route(
+            "/v1/cutovers/{id}/approve",
+            post(|s, p, c, k, b| control_action(Control::Approve, s, p, c, k, b)),
+        )
+        .route(
+            "/v1/cutovers/{id}/reject",
+            post(|s, p, c, k, b| control_action(Control::Reject, s, p, c, k, b)),
         )
         .route_layer(middleware::from_fn_with_state(daemon.clone(), auth));
     Router::new()
@@ -96,11 +104,21 @@ async fn auth(State(d): State<Arc<Daemon>>, headers: HeaderMap, req: Request, ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    // Constant time in the token's content (its length is not a secret worth hiding).
-    if given.len() == d.token.len() && bool::from(given.as_bytes().ct_eq(d.token.as_bytes())) {
-        next.run(req).await
-    } else {
-        err(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response()
+    // Constant time in each token's content (their lengths are not a secret worth hiding);
+    // every token is compared, so the time does not say which one matched.
+    let mut caller = None;
+    for (name, token) in &d.tokens {
+        if given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            caller = Some(name.clone());
+        }
+    }
+    match caller {
+        Some(name) => {
+            let mut req = req;
+            req.extensions_mut().insert(Caller(name));
+            next.run(req).await
+        }
+        None => err(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response(),
     }
 }
 
@@ -212,10 +230,20 @@ fn optional_body(b: Result<Json<Object<ActionBody>>, JsonRejection>) -> ApiResul
     }
 }
 
-fn caller(by: Option<String>, addr: SocketAddr) -> String {
-    match by.filter(|b| !b.trim().is_empty()) {
-        Some(by) => format!("{} (API, {addr})", by.chars().take(100).collect::<String>()),
-        None => format!("API client {addr}"),
+/// Who is calling: the name of the token the request carried (set by the auth middleware).
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
+/// How an operator event names its caller: the token's name (which no request body can
+/// change) and the client's address; a `by` in the body is kept beside it, as said, not trusted.
+fn caller(token: &Caller, by: Option<String>, addr: SocketAddr) -> String {
+    match by.filter(|b| !b.trim().is_empty() && *b != token.0) {
+        Some(by) => format!(
+            "{} (API, {addr}, says {})",
+            token.0,
+            by.chars().take(100).collect::<String>()
+        ),
+        None => format!("{} (API, {addr})", token.0),
     }
 }
 
@@ -278,6 +306,7 @@ impl Daemon {
 
 async fn start(
     State(d): State<Arc<Daemon>>,
+    Extension(token): Extension<Caller>,
     b: Result<Json<Object<StartBody>>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let b = body(b)?;
@@ -292,7 +321,7 @@ async fn start(
     }
     let plan = d.load_plan(&b.plan)?;
     let alb = Alb::new(d.aws.elbv2.clone(), &plan.alb);
-    let started = start::begin(&d.store, &plan, &alb, b.vars, &d.owner)
+    let started = start::begin(&d.store, &plan, &alb, b.vars, &d.owner, &token.0)
         .await
         .map_err(|e| match e {
             NotStarted::Unreadable { .. } => err(StatusCode::BAD_GATEWAY, e.to_string()),
@@ -369,6 +398,7 @@ async fn rollback(
     State(d): State<Arc<Daemon>>,
     UrlPath(id): UrlPath<String>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Extension(token): Extension<Caller>,
     b: Result<Json<Object<ActionBody>>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let b = optional_body(b)?;
@@ -398,7 +428,7 @@ async fn rollback(
     }
     let alb = Alb::new(d.aws.elbv2.clone(), &plan.alb);
     let reason = b.reason.unwrap_or_else(|| "operator rollback".into());
-    let by = caller(b.by, addr);
+    let by = caller(&token, b.by, addr);
     // Traffic is back on the live colour, verified, before this response is sent.
     let split = engine::operator_rollback(&journal, &alb, live, plan.alb.verify_timeout, &reason, &by)
         .await
@@ -427,16 +457,22 @@ async fn control_action(
     State(d): State<Arc<Daemon>>,
     UrlPath(id): UrlPath<String>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Extension(token): Extension<Caller>,
     b: Result<Json<Object<ActionBody>>, JsonRejection>,
 ) -> ApiResult<Json<CutoverState>> {
     let b = optional_body(b)?;
-    let by = caller(b.by, addr);
+    // An approval is only worth its approver's identity: the token's name, nothing else.
+    let by = match kind {
+        Control::Approve | Control::Reject => token.0.clone(),
+        _ => caller(&token, b.by, addr),
+    };
     let (journal, _) = d.journal(&id).await?;
     operator::control(&journal, kind, &by, b.reason.as_deref())
         .await
         .map_err(|e| match e {
             ControlError::Journal(e) => e.into(),
             ControlError::Corrupt { .. } => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            ControlError::NotAllowed(_) => err(StatusCode::FORBIDDEN, e.to_string()),
             e => err(StatusCode::CONFLICT, e.to_string()),
         })?;
     Ok(Json(d.state_of(&id).await?))

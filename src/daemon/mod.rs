@@ -59,7 +59,8 @@ pub struct Options {
     pub name: String,
     pub plans: PathBuf,
     pub store: Arc<dyn Store>,
-    pub token: String,
+    /// The API's callers: `(name, token)`; the name is recorded on what each caller does.
+    pub tokens: Vec<(String, String)>,
 }
 
 /// Shared state of the daemon.
@@ -68,7 +69,7 @@ pub struct Daemon {
     owner: String,
     plans: PathBuf,
     store: Arc<dyn Store>,
-    token: String,
+    tokens: Vec<(String, String)>,
     aws: Clients,
     /// The engine task of each cutover this daemon drives.
     tasks: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
@@ -100,7 +101,7 @@ pub async fn serve(
         plans: opts.plans,
         cache: cache::Cache::new(opts.store.clone()),
         store: opts.store,
-        token: opts.token,
+        tokens: opts.tokens,
         aws: Clients::load().await,
         tasks: Mutex::new(HashMap::new()),
         shutdown: stop_rx,
@@ -171,7 +172,8 @@ impl Daemon {
         let new = journal::start_of(&records)
             .map(|s| s.new_color)
             .ok_or_else(|| SpawnError::NoStart(id.clone()))?;
-        let a = start::adapters(&self.aws, &plan, new, std::slice::from_ref(&self.token));
+        let secrets: Vec<String> = self.tokens.iter().map(|(_, t)| t.clone()).collect();
+        let a = start::adapters(&self.aws, &plan, new, &secrets);
         let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal, Clock::start()).await?;
         let me = self.clone();
         let task_id = id.clone();

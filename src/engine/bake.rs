@@ -39,6 +39,8 @@ pub(super) enum Judging {
     /// Weights changed outside cutover before a shift: judge until an operator resumes (and the
     /// verified weights are back) or rolls back.
     UntilResumed,
+    /// An approval step at a partial weight: judge until a person answers, or `until`.
+    UntilDecided { until: tokio::time::Instant },
 }
 
 impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
@@ -101,8 +103,8 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 .await?;
                 (fresh(), from, 0, 0, false)
             }
-            // Held before a shift: the judge goes on from where the last bake left it.
-            (Judging::UntilResumed, _) => {
+            // Held before a shift or at a gate: the judge goes on from where the last bake left it.
+            (Judging::UntilResumed | Judging::UntilDecided { .. }, _) => {
                 let judge = saga.judge.clone().unwrap_or_else(fresh);
                 (judge, metrics::next_boundary(self.clock.now(), m.period), 0, 0, false)
             }
@@ -113,6 +115,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         let mut progress = tokio::time::Instant::now();
         let mut unreadable: Option<String> = None;
         let mut next_poll = tokio::time::Instant::now();
+        let mut answers_seen = 0;
         loop {
             self.sync_forward().await?;
             let saga = self.saga();
@@ -120,6 +123,13 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 return Ok(());
             }
             let paused = saga.paused.is_some();
+            if let Judging::UntilDecided { until } = judging {
+                if let Some(done) = self.decided(i, &saga, until, &mut answers_seen).await? {
+                    return done;
+                }
+                // Waiting for a person is not a stall.
+                progress = tokio::time::Instant::now();
+            }
             if paused {
                 // An operator (or a drift) holds the cutover: it is in someone's hands, not stalled.
                 progress = tokio::time::Instant::now();

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{Engine, EngineError, Failure, millis};
+use crate::config::HookPoint;
 use crate::hooks::Hooks;
 use crate::metrics::Metrics;
 use crate::saga::{Event, Level, Next, Outcome, Phase, RunState, StepStatus, Trigger};
@@ -75,6 +76,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                             Err(Failure::Step { trigger: Trigger::Interrupt, reason })
                         }
                         f = self.rollback_requested() => Err(f),
+                        f = self.deadline_passed() => Err(f),
                     };
                     match result {
                         Ok(()) => {
@@ -104,6 +106,25 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                     self.restore_or_unsafe(&mut restored_here).await?
                 }
                 Next::Undo(i) => self.undo(i).await?,
+                Next::Finish {
+                    outcome: Outcome::Promoted,
+                    ..
+                } if self.plan.hooks.iter().any(|h| h.at == HookPoint::AfterPromote)
+                    && !saga.hooks_ran.contains(HookPoint::AfterPromote.as_str()) =>
+                {
+                    // The plan's last word before a promotion: a failure rolls back.
+                    if let Err(Failure::Step { reason, .. }) = self.lifecycle(HookPoint::AfterPromote).await {
+                        self.emit(Event::RollbackRequested {
+                            trigger: Trigger::Step,
+                            reason,
+                            by: self.who.clone(),
+                        })
+                        .await?;
+                        continue;
+                    }
+                    self.finish(Outcome::Promoted, "every step passed".into(), saga.verified)
+                        .await?;
+                }
                 Next::Finish { outcome, reason } => {
                     self.finish(outcome, reason, saga.verified).await?;
                     // An operator's rollback that raced the end of a promotion wins (the saga
@@ -213,6 +234,11 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             Ok(split) => {
                 *restored_here = true;
                 self.emit(Event::TrafficRestored { split }).await?;
+                // Debug capture once traffic is safe, before the undo chain removes what it would
+                // look at; its failure changes nothing.
+                if !self.saga().hooks_ran.contains(HookPoint::OnRollback.as_str()) {
+                    let _ = self.lifecycle(HookPoint::OnRollback).await;
+                }
             }
             Err(super::weights::RestoreError::NotOwner(e)) => return Err(e.into()),
             Err(super::weights::RestoreError::Traffic(e)) => {

@@ -23,6 +23,7 @@
 
 mod bake;
 mod drive;
+mod gates;
 pub mod operator;
 pub mod start;
 mod steps;
@@ -169,6 +170,8 @@ pub struct Engine<T, M, H> {
     live: Color,
     new: Color,
     clock: Clock,
+    /// When the plan's `deadline` for the whole cutover passes (on tokio's clock).
+    deadline: Option<tokio::time::Instant>,
     /// Who is driving, for operator events: `user@host pid N`.
     who: String,
     /// Rendering of events for the live log.
@@ -183,8 +186,10 @@ pub fn started_event(
     initial: Split,
     action: Option<ActionSnapshot>,
     vars: BTreeMap<String, String>,
+    started_by: Option<&str>,
 ) -> Event {
     Event::Started {
+        started_by: started_by.map(str::to_string),
         id: id.to_string(),
         service: plan.service.clone(),
         plan: plan.path.display().to_string(),
@@ -240,6 +245,14 @@ pub async fn started_plan(journal: &Journal, records: &[Record]) -> Result<Plan,
     crate::config::parse(&path, &text).map_err(|e| e.to_string())
 }
 
+/// The local user's name: who a person at this terminal is, for approvals and for who started
+/// a cutover (the daemon names its callers by their tokens instead).
+pub fn principal() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// `user@host pid N`: who an operator event came from.
 pub fn whoami() -> String {
     let user = std::env::var("USER")
@@ -290,6 +303,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             live: Color::Blue,
             new: Color::Green,
             clock,
+            deadline: None,
             who: whoami(),
             renderer: Mutex::new(Renderer::new()),
         };
@@ -304,6 +318,14 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         if let Some(live) = engine.saga().live_color {
             engine.live = live;
             engine.new = live.other();
+        }
+        // The deadline runs from the cutover's start, as journaled: across restarts.
+        if let Some(deadline) = engine.plan.deadline
+            && let Some(started) = records.iter().find(|r| matches!(r.event, Event::Started { .. }))
+            && let Ok(at) = humantime::parse_rfc3339(&started.at)
+        {
+            let elapsed = SystemTime::now().duration_since(at).unwrap_or_default();
+            engine.deadline = Some(tokio::time::Instant::now() + deadline.saturating_sub(elapsed));
         }
         Ok(engine)
     }

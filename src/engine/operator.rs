@@ -57,6 +57,10 @@ pub enum Control {
     Resume,
     /// End the current bake now.
     Promote,
+    /// Go: answer the waiting approval step.
+    Approve,
+    /// No-Go: answer the waiting approval step; the cutover rolls back.
+    Reject,
 }
 
 impl Control {
@@ -65,6 +69,8 @@ impl Control {
             Control::Pause => "pause",
             Control::Resume => "resume",
             Control::Promote => "promote",
+            Control::Approve => "approve",
+            Control::Reject => "reject",
         }
     }
 }
@@ -81,6 +87,12 @@ pub enum ControlError {
     /// `promote` while no step is baking.
     #[error("cutover {0}: nothing is baking")]
     NothingBaking(String),
+    /// `approve` or `reject` while no approval step waits.
+    #[error("cutover {0}: no approval is waiting")]
+    NothingToApprove(String),
+    /// The plan does not let this person answer this approval.
+    #[error("{0}")]
+    NotAllowed(String),
     /// The journal does not replay.
     #[error("journal of {id}: {cause}")]
     Corrupt {
@@ -91,7 +103,9 @@ pub enum ControlError {
     Journal(#[from] JournalError),
 }
 
-/// Appends `kind` to an unfinished cutover's journal, recorded with who asked and why.
+/// Appends `kind` to an unfinished cutover's journal, recorded with who asked and why. For
+/// approvals, `by` is the person's name (a token's, or a local user's): the plan's `approvers`
+/// and `require_other` are checked against it here, and again by the engine.
 pub async fn control(journal: &Journal, kind: Control, by: &str, reason: Option<&str>) -> Result<Event, ControlError> {
     let id = journal.id().to_string();
     let records = journal.read_all().await?;
@@ -121,6 +135,46 @@ pub async fn control(journal: &Journal, kind: Control, by: &str, reason: Option<
                 step,
                 by,
                 reason: reason("promoted by an operator"),
+            }
+        }
+        Control::Approve | Control::Reject => {
+            let step = saga
+                .running_step()
+                .filter(|i| saga.approvals.get(i).is_some_and(|a| a.requested))
+                .ok_or_else(|| ControlError::NothingToApprove(id.clone()))?;
+            let plan = super::journaled_plan(journal, &records)
+                .await
+                .map_err(ControlError::NotAllowed)?;
+            if let crate::config::Step::Approve {
+                approvers,
+                require_other,
+                ..
+            } = &plan.steps[step]
+            {
+                if !approvers.is_empty() && !approvers.contains(&by) {
+                    return Err(ControlError::NotAllowed(format!(
+                        "{by} may not answer this approval: the approvers are {}",
+                        approvers.join(", ")
+                    )));
+                }
+                if *require_other && kind == Control::Approve && saga.started_by.as_deref() == Some(by.as_str()) {
+                    return Err(ControlError::NotAllowed(format!(
+                        "{by} started this cutover; the plan requires someone else to approve it"
+                    )));
+                }
+            }
+            if kind == Control::Approve {
+                Event::Approved {
+                    step,
+                    by,
+                    reason: reason("approved"),
+                }
+            } else {
+                Event::Rejected {
+                    step,
+                    by,
+                    reason: reason("rejected"),
+                }
             }
         }
     };

@@ -120,6 +120,7 @@ pub async fn begin<T: Traffic>(
     traffic: &T,
     vars: BTreeMap<String, String>,
     owner: &str,
+    started_by: &str,
 ) -> Result<Started, NotStarted> {
     let target = plan.alb.target_arn().to_string();
     let Some(lease) = store.try_lock(&target, owner).await? else {
@@ -154,7 +155,15 @@ pub async fn begin<T: Traffic>(
     // that never began, which blocks nothing and is never rolled back.
     store.set_latest(&target, &id).await?;
     journal
-        .append(&started_event(&id, plan, live, split, traffic.snapshot(), vars))
+        .append(&started_event(
+            &id,
+            plan,
+            live,
+            split,
+            traffic.snapshot(),
+            vars,
+            Some(started_by),
+        ))
         .await?;
     Ok(Started {
         id,

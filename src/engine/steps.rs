@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::bake::Judging;
 use super::{Engine, Failure};
 use crate::color::Split;
-use crate::config::{Check, Step};
+use crate::config::{Check, HookPoint, Step};
 use crate::hooks::Hooks;
 use crate::metrics::{Metrics, MetricsError};
 use crate::saga::{Event, Level};
@@ -53,11 +53,17 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                     if drifted {
                         self.judge_while(i, Judging::UntilResumed).await?;
                     }
+                    self.lifecycle(HookPoint::BeforeShift).await?;
+                    if *permille == 1000 {
+                        self.lifecycle(HookPoint::BeforePromote).await?;
+                    }
                     self.set_weights(i, target).await?;
+                    self.lifecycle(HookPoint::AfterShift).await?;
                 }
                 self.bake(i, *bake).await
             }
             Step::Observe { duration } => self.bake(i, *duration).await,
+            Step::Approve { timeout, .. } => self.approve(i, *timeout).await,
         }
     }
 

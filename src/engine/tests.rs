@@ -78,6 +78,7 @@ async fn harness(hooks: FakeHooks, metrics: FakeMetrics) -> Harness {
             initial,
             None,
             Default::default(),
+            None,
         ))
         .await
         .unwrap();
@@ -118,6 +119,7 @@ async fn the_journaled_plan_is_used_and_an_edited_plan_refused() {
             Split::all_on(Color::Blue),
             None,
             Default::default(),
+            None,
         ))
         .await
         .unwrap();
@@ -656,6 +658,7 @@ async fn crash_everywhere(failing: &[&str]) {
                 initial,
                 None,
                 Default::default(),
+                None,
             ))
             .await
             .unwrap();
@@ -685,6 +688,7 @@ async fn crash_everywhere(failing: &[&str]) {
                 initial,
                 None,
                 Default::default(),
+                None,
             ))
             .await
             .unwrap();

@@ -10,7 +10,7 @@ use super::{Engine, Failure, millis};
 use crate::color::Split;
 use crate::hooks::Hooks;
 use crate::metrics::Metrics;
-use crate::saga::{Event, Level};
+use crate::saga::{Event, Level, Phase, Trigger};
 use crate::traffic::{self, Traffic, TrafficError, Writing};
 
 /// ELBv2 reads are eventually consistent: a difference between the weights read and those
@@ -76,6 +76,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             return Ok(split);
         }
         let known = self.saga().action;
+        self.gradually(known.as_ref()).await;
         let mut last = None;
         for attempt in 1..=RESTORE.attempts {
             self.ensure_owner().map_err(RestoreError::NotOwner)?;
@@ -89,6 +90,60 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             }
         }
         Err(RestoreError::Traffic(last.expect("at least one attempt")))
+    }
+
+    /// An automatic rollback with `rollback.gradual`: the new colour's share goes down step by
+    /// step (`[50, 0]`), `gradual_pause` apart, for a live colour whose capacity went cold. Each
+    /// step is written and read back; the first that fails ends the walk, and the caller puts
+    /// everything back at once. An operator's rollback is never gradual (the emergency brake),
+    /// and neither is one whose weights are not known.
+    async fn gradually(&self, known: Option<&crate::traffic::ActionSnapshot>) {
+        let saga = self.saga();
+        let automatic = matches!(
+            saga.phase,
+            Phase::RollingBack { trigger, .. } if !matches!(trigger, Trigger::Operator | Trigger::Interrupt)
+        );
+        let Some(current) = saga.verified.map(|s| s.weight(self.new)) else {
+            return;
+        };
+        if !automatic || self.plan.rollback.gradual.is_empty() {
+            return;
+        }
+        // The steps below where the new colour is now; the last (0) is the caller's full restore.
+        let steps: Vec<u32> = self
+            .plan
+            .rollback
+            .gradual
+            .iter()
+            .copied()
+            .filter(|&p| (p as i32) < current && p > 0)
+            .collect();
+        for permille in steps {
+            let split = Split::with_new(self.new, permille);
+            if self.ensure_owner().is_err() {
+                return;
+            }
+            let writing = Writing::FromKnown(known);
+            match traffic::set_and_verify(&self.traffic, split, self.plan.alb.verify_timeout, writing).await {
+                Ok(read) => {
+                    let _ = self
+                        .note(
+                            None,
+                            Level::Warn,
+                            format!(
+                                "gradual rollback: {read}; next step in {}",
+                                humantime::format_duration(self.plan.rollback.gradual_pause)
+                            ),
+                        )
+                        .await;
+                    tokio::time::sleep(self.plan.rollback.gradual_pause).await;
+                }
+                Err(e) => {
+                    error!("gradual rollback: {e}; putting all traffic back at once");
+                    return;
+                }
+            }
+        }
     }
 
     /// Compares the live weights with the last verified ones (or `also`, a split that is not

@@ -37,6 +37,8 @@ pub enum Trigger {
     /// The cutover's owner vanished (its lease ran out) and the daemon that adopted it rolls
     /// it back (`rollback.on_orphan = "rollback"`).
     Orphaned,
+    /// The plan's `deadline` for the whole cutover passed.
+    Deadline,
 }
 
 impl Trigger {
@@ -48,6 +50,7 @@ impl Trigger {
             Trigger::Interrupt => "interrupt",
             Trigger::Stalled => "stalled",
             Trigger::Orphaned => "orphaned",
+            Trigger::Deadline => "deadline",
         }
     }
 }
@@ -109,6 +112,9 @@ pub enum Event {
         action: Option<ActionSnapshot>,
         steps: Vec<StepInfo>,
         pid: u32,
+        /// Who started it: a token's name (daemon) or a local user name (`cutover run`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_by: Option<String>,
         /// Plan variables (daemon): reach hooks as `CUTOVER_VAR_<KEY>`.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         vars: BTreeMap<String, String>,
@@ -167,6 +173,35 @@ pub enum Event {
         step: usize,
         /// `run`, `undo` or `check`.
         phase: String,
+        what: String,
+        ok: bool,
+        detail: String,
+        elapsed_ms: u64,
+    },
+    /// An approval step is waiting for a person's Go or No-Go.
+    ApprovalRequested {
+        step: usize,
+        /// Who may answer (empty: anyone).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        approvers: Vec<String>,
+        timeout_secs: u64,
+    },
+    /// Go: a person approved the waiting approval step.
+    Approved {
+        step: usize,
+        by: String,
+        reason: String,
+    },
+    /// No-Go: a person rejected it; the cutover rolls back.
+    Rejected {
+        step: usize,
+        by: String,
+        reason: String,
+    },
+    /// A lifecycle hook (`[[hooks]]`) finished.
+    LifecycleHook {
+        /// `before_shift`, `after_shift`, `before_promote`, `on_rollback`, `after_promote`.
+        at: String,
         what: String,
         ok: bool,
         detail: String,

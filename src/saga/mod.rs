@@ -108,6 +108,16 @@ pub struct Bake {
     pub evidence_pending: bool,
 }
 
+/// An approval step's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Approval {
+    /// Whether the request is journaled (a person may answer).
+    pub requested: bool,
+    /// The answers, in order: (approved, by, reason). The engine acts on the first one it
+    /// accepts (an answer from someone the plan does not allow is ignored, and said so).
+    pub answers: Vec<(bool, String, String)>,
+}
+
 /// What is known of a step's `run` command, from its `HookStarted` and `Hook` records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
@@ -144,6 +154,12 @@ pub struct Saga {
     pub promoted: Option<usize>,
     /// Each step's bake, as far as it went.
     pub bakes: BTreeMap<usize, Bake>,
+    /// Each approval step's request and answer.
+    pub approvals: BTreeMap<usize, Approval>,
+    /// Who started the cutover.
+    pub started_by: Option<String>,
+    /// The lifecycle hook points that ran (`LifecycleHook` records), so none runs twice.
+    pub hooks_ran: std::collections::BTreeSet<String>,
     /// What is known of each step's `run` command.
     pub runs: BTreeMap<usize, RunState>,
     /// Steps whose undo command succeeded in the current undo attempt (`Hook` ok, no `UndoDone`
@@ -174,6 +190,9 @@ impl Default for Saga {
             bakes: BTreeMap::new(),
             runs: BTreeMap::new(),
             undo_succeeded: Default::default(),
+            approvals: BTreeMap::new(),
+            started_by: None,
+            hooks_ran: Default::default(),
             vars: BTreeMap::new(),
             judge: None,
             criteria: None,
@@ -217,10 +236,12 @@ impl Saga {
                     initial,
                     vars,
                     action,
+                    started_by,
                     ..
                 },
             ) => {
                 self.action = action.clone();
+                self.started_by = started_by.clone();
                 self.id = id.clone();
                 self.vars = vars.clone();
                 self.live_color = Some(*live_color);
@@ -326,6 +347,20 @@ impl Saga {
             (_, Event::Drift { step, expected, .. }) if step_ok(self, *step) => self.drifted = Some(*expected),
             (_, Event::Note { step, .. }) if step.is_none_or(|i| step_ok(self, i)) => {}
             (_, Event::Adopted { .. }) => {}
+            (_, Event::LifecycleHook { at, .. }) => {
+                self.hooks_ran.insert(at.clone());
+            }
+            (_, Event::ApprovalRequested { step, .. }) if step_ok(self, *step) => {
+                self.approvals.entry(*step).or_default().requested = true;
+            }
+            (_, Event::Approved { step, by, reason }) if step_ok(self, *step) => {
+                let answer = (true, by.clone(), reason.clone());
+                self.approvals.entry(*step).or_default().answers.push(answer);
+            }
+            (_, Event::Rejected { step, by, reason }) if step_ok(self, *step) => {
+                let answer = (false, by.clone(), reason.clone());
+                self.approvals.entry(*step).or_default().answers.push(answer);
+            }
             (_, Event::Paused { reason, .. }) => self.paused = Some(reason.clone()),
             (_, Event::Resumed { .. }) => self.paused = None,
             (_, Event::PromoteRequested { step, .. }) if step_ok(self, *step) => self.promoted = Some(*step),
@@ -496,7 +531,9 @@ impl Saga {
                 let outcome = match trigger {
                     Trigger::Operator | Trigger::Interrupt => Outcome::RolledBackByOperator,
                     Trigger::Step if !changed => Outcome::NotStarted,
-                    Trigger::Judge | Trigger::Step | Trigger::Stalled | Trigger::Orphaned => Outcome::RolledBack,
+                    Trigger::Judge | Trigger::Step | Trigger::Stalled | Trigger::Orphaned | Trigger::Deadline => {
+                        Outcome::RolledBack
+                    }
                 };
                 let failed_undos: Vec<&str> = self
                     .status

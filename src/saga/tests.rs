@@ -32,6 +32,7 @@ fn started() -> Event {
             info("shift 100%", true, false),
         ],
         pid: 1,
+        started_by: None,
         vars: Default::default(),
     }
 }

@@ -143,7 +143,7 @@ fn an_unknown_key_names_its_line() {
     );
     assert_eq!(
         error_with(20, "wieght = 3"),
-        "plan.toml: steps[1].wieght (line 20): unknown field `wieght`, expected one of `action`, `checks`, `run`, `undo`, `timeout`, `healthy_timeout`, `weight`, `bake`, `duration`"
+        "plan.toml: steps[1].wieght (line 20): unknown field `wieght`, expected one of `action`, `checks`, `run`, `undo`, `timeout`, `healthy_timeout`, `weight`, `bake`, `duration`, `on_timeout`, `approvers`, `require_other`"
     );
 }
 

@@ -128,10 +128,33 @@ fn step(v: &Validator, i: usize, s: RawStep) -> Result<Step, PlanError> {
         "observe" => Step::Observe {
             duration: v.duration(&k("duration"), s.duration.as_deref(), None, &bounds::BAKE)?,
         },
+        "approve" => {
+            let approvers = s.approvers.clone().unwrap_or_default();
+            if let Some(j) = approvers
+                .iter()
+                .position(|a| a.trim().is_empty() || a.chars().any(char::is_whitespace))
+            {
+                return Err(v.err(
+                    format!("steps[{i}].approvers[{j}]"),
+                    "an approver is a name without spaces: a token's name, or a local user name",
+                ));
+            }
+            Step::Approve {
+                timeout: v.duration(
+                    &k("timeout"),
+                    s.timeout.as_deref(),
+                    Some("30m"),
+                    &bounds::APPROVAL_TIMEOUT,
+                )?,
+                on_timeout: s.on_timeout.unwrap_or_default(),
+                approvers,
+                require_other: s.require_other.unwrap_or(false),
+            }
+        }
         other => {
             return Err(v.err(
                 k("action"),
-                format!("unknown action {other:?}: expected verify, deploy, migrate, shift or observe"),
+                format!("unknown action {other:?}: expected verify, deploy, migrate, shift, observe or approve"),
             ));
         }
     };
@@ -142,8 +165,11 @@ fn step(v: &Validator, i: usize, s: RawStep) -> Result<Step, PlanError> {
         ("undo", s.undo.is_some() && !matches!(action, "deploy" | "migrate")),
         (
             "timeout",
-            s.timeout.is_some() && !matches!(action, "deploy" | "migrate"),
+            s.timeout.is_some() && !matches!(action, "deploy" | "migrate" | "approve"),
         ),
+        ("on_timeout", s.on_timeout.is_some() && action != "approve"),
+        ("approvers", s.approvers.is_some() && action != "approve"),
+        ("require_other", s.require_other.is_some() && action != "approve"),
         ("healthy_timeout", s.healthy_timeout.is_some() && action != "deploy"),
         ("weight", s.weight.is_some() && action != "shift"),
         ("bake", s.bake.is_some() && action != "shift"),
@@ -153,6 +179,25 @@ fn step(v: &Validator, i: usize, s: RawStep) -> Result<Step, PlanError> {
         v.forbid(k(key), *present, action)?;
     }
     Ok(step)
+}
+
+/// `[[hooks]]`: each a check (command or HTTP call) at its point.
+pub(super) fn hooks(v: &Validator, raw: Vec<crate::config::raw::RawHook>) -> Result<Vec<LifecycleHook>, PlanError> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let c = RawCheck {
+                http: h.http,
+                expect_status: h.expect_status,
+                command: h.command,
+                timeout: h.timeout,
+            };
+            Ok(LifecycleHook {
+                at: h.at,
+                check: check(v, &format!("hooks[{i}]"), c)?,
+            })
+        })
+        .collect()
 }
 
 fn check(v: &Validator, key: &str, c: RawCheck) -> Result<Check, PlanError> {
