@@ -201,7 +201,7 @@ impl Renderer {
                 line(Warn, Some(self.label(*step)), format!("rejected by {by}: {reason}"))
             }
             Event::LifecycleHook {
-                at,
+                point,
                 what,
                 ok,
                 detail,
@@ -209,7 +209,7 @@ impl Renderer {
             } => line(
                 if *ok { Info } else { Warn },
                 None,
-                format!("hook {at} {what}: {detail} in {}", fmt_ms(*elapsed_ms)),
+                format!("hook {point} {what}: {detail} in {}", fmt_ms(*elapsed_ms)),
             ),
             Event::Adopted {
                 by,

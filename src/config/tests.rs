@@ -4,6 +4,7 @@
 
 mod bounds;
 mod environment;
+mod gates;
 mod positions;
 
 use super::*;

@@ -152,7 +152,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 Err(e) => (false, e.to_string(), Duration::ZERO),
             };
             self.emit(Event::LifecycleHook {
-                at: at.as_str().into(),
+                point: at.as_str().into(),
                 what: what.clone(),
                 ok,
                 detail: detail.clone(),

@@ -200,8 +200,9 @@ pub enum Event {
     },
     /// A lifecycle hook (`[[hooks]]`) finished.
     LifecycleHook {
-        /// `before_shift`, `after_shift`, `before_promote`, `on_rollback`, `after_promote`.
-        at: String,
+        /// `before_shift`, `after_shift`, `before_promote`, `on_rollback`, `after_promote`
+        /// (not `at`: that is the record's own time).
+        point: String,
         what: String,
         ok: bool,
         detail: String,

@@ -347,8 +347,8 @@ impl Saga {
             (_, Event::Drift { step, expected, .. }) if step_ok(self, *step) => self.drifted = Some(*expected),
             (_, Event::Note { step, .. }) if step.is_none_or(|i| step_ok(self, i)) => {}
             (_, Event::Adopted { .. }) => {}
-            (_, Event::LifecycleHook { at, .. }) => {
-                self.hooks_ran.insert(at.clone());
+            (_, Event::LifecycleHook { point, .. }) => {
+                self.hooks_ran.insert(point.clone());
             }
             (_, Event::ApprovalRequested { step, .. }) if step_ok(self, *step) => {
                 self.approvals.entry(*step).or_default().requested = true;

@@ -518,3 +518,108 @@ fn a_finished_cutover_has_no_step_running() {
     let saga = Saga::replay(&all).unwrap();
     assert_eq!(saga.status[3], StepStatus::Failed);
 }
+
+/// Regression (issue 11): a `LifecycleHook` event with a field named `at` wrote journal lines
+/// with two `at` keys (the record's and the event's), which no reader could parse. One sample
+/// of every event goes through a journal line and back.
+#[test]
+fn every_event_round_trips_through_a_journal_line() {
+    let split = Split::all_on(Color::Blue);
+    let samples = vec![
+        started(),
+        StepStarted { step: 0 },
+        WeightIntent { step: 0, split },
+        WeightVerified {
+            step: 0,
+            split,
+            elapsed_ms: 1,
+            action: None,
+        },
+        BakeStarted {
+            step: 0,
+            from: 1,
+            duration_secs: 2,
+        },
+        Drift {
+            step: 0,
+            expected: split,
+            found: split,
+        },
+        hook_started(0, "run"),
+        hook(0, "run", true),
+        Note {
+            step: None,
+            level: Level::Info,
+            message: "m".into(),
+        },
+        StepDone { step: 0, elapsed_ms: 0 },
+        StepFailed {
+            step: 0,
+            trigger: Trigger::Deadline,
+            reason: "r".into(),
+        },
+        operator_rollback(),
+        Paused {
+            by: "b".into(),
+            reason: "r".into(),
+        },
+        Resumed {
+            by: "b".into(),
+            reason: "r".into(),
+        },
+        PromoteRequested {
+            step: 0,
+            by: "b".into(),
+            reason: "r".into(),
+        },
+        restored(),
+        UndoStarted { step: 0 },
+        UndoDone { step: 0 },
+        UndoFailed {
+            step: 0,
+            reason: "r".into(),
+        },
+        ApprovalRequested {
+            step: 0,
+            approvers: vec!["a".into()],
+            timeout_secs: 60,
+        },
+        Approved {
+            step: 0,
+            by: "a".into(),
+            reason: "r".into(),
+        },
+        Rejected {
+            step: 0,
+            by: "a".into(),
+            reason: "r".into(),
+        },
+        LifecycleHook {
+            point: "before_shift".into(),
+            what: "w".into(),
+            ok: true,
+            detail: "d".into(),
+            elapsed_ms: 0,
+        },
+        Adopted {
+            by: "serve x".into(),
+            previous_owner: Some("run y".into()),
+            action: "rollback".into(),
+        },
+        Finished {
+            outcome: Outcome::Promoted,
+            reason: "r".into(),
+            final_split: Some(split),
+        },
+    ];
+    for event in samples {
+        let record = crate::journal::Record {
+            at: "2026-12-01T00:00:00.000Z".into(),
+            event,
+        };
+        let line = serde_json::to_string(&record).unwrap();
+        let back: crate::journal::Record =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line} does not read back: {e}"));
+        assert_eq!(back, record, "{line}");
+    }
+}

@@ -17,6 +17,7 @@ mod daemon;
 mod e2e;
 #[path = "../support/fault_proxy.rs"]
 mod fault_proxy;
+mod humans;
 mod judge_e2e;
 mod openapi;
 mod plans;
