@@ -21,4 +21,5 @@ mod judge_e2e;
 mod plans;
 mod proxy;
 mod safety;
+mod store;
 mod util;
