@@ -28,12 +28,15 @@
 //! * `mod.rs` (this file): the records, the [`Store`] trait, and the [`Journal`] and
 //!   [`Reader`] handles the engine and the daemon use;
 //! * [`local`]: the state directory (`--state-dir`), the zero-setup default;
+//! * [`dynamo`]: one DynamoDB table (`--store dynamodb://TABLE`), shared across machines;
 //! * [`memory`]: a store in memory, for unit tests.
 
+pub mod dynamo;
 mod local;
 #[cfg(test)]
 pub mod memory;
 
+pub use dynamo::DynamoStore;
 pub use local::StateDir;
 
 use std::path::PathBuf;
@@ -190,6 +193,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn ids(&self) -> BoxFuture<'_, Result<Vec<String>, JournalError>>;
     /// Where the store is, for messages: `state directory /var/lib/cutover`.
     fn describe(&self) -> String;
+}
+
+/// The shared store a `--store` URL names: `dynamodb://TABLE` (the one form accepted; anything
+/// else is refused with an error naming the URL and that form). No call is made: a missing table
+/// shows on first use, with the command that creates it.
+pub async fn open(url: &str, conf: &aws_config::SdkConfig) -> Result<Arc<dyn Store>, JournalError> {
+    let table = dynamo::table_of(url)?;
+    Ok(Arc::new(DynamoStore::new(conf, table)))
 }
 
 /// One cutover's journal in a store: what the engine appends to and reads from. An owner's

@@ -24,4 +24,5 @@ mod plans;
 mod proxy;
 mod rescue;
 mod safety;
+mod store;
 mod util;
