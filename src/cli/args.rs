@@ -18,6 +18,10 @@ pub struct Cli {
     /// Where the journal of every cutover lives [default: $XDG_STATE_HOME/cutover or ~/.local/state/cutover]
     #[arg(long, global = true, env = "CUTOVER_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// A shared store for journals and leases, for more than one machine: dynamodb://TABLE
+    /// [default: the state directory]
+    #[arg(long, global = true, env = "CUTOVER_STORE", value_name = "URL")]
+    pub store: Option<String>,
     /// The live log's format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CUTOVER_LOG_FORMAT")]
     pub log_format: LogFormat,
@@ -71,6 +75,10 @@ pub enum Command {
         /// TLS private key (PEM).
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// This daemon's name as the owner of its cutovers [default: the host name]. Replicas on one
+        /// store need different names; a restart under the same name resumes its own cutovers.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
     },
     /// Starts a cutover of plan NAME on the daemon; with --wait, streams its live log and exits with its code.
     Start {
@@ -115,6 +123,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// The shared store: `cutover store init --store dynamodb://TABLE` creates its table.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Checks the plan without calling AWS.
     Validate {
         #[arg(long, value_name = "FILE")]
@@ -135,6 +148,13 @@ pub enum Command {
         #[arg(long, value_name = "TIME")]
         to: Option<String>,
     },
+}
+
+/// What to do with the shared store.
+#[derive(Subcommand, Debug)]
+pub enum StoreAction {
+    /// Creates the table of `--store dynamodb://TABLE` (on-demand), if it does not exist.
+    Init,
 }
 
 /// Which cutover an operator action is for, and why.

@@ -83,8 +83,14 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
-    let state_dir = cli.state_dir.clone();
+    let state_dir = StoreArgs {
+        dir: cli.state_dir.clone(),
+        url: cli.store.clone(),
+    };
     match cli.command {
+        Command::Store {
+            action: args::StoreAction::Init,
+        } => store_init(state_dir).await,
         Command::Validate { config } => Ok(match load_plan(&config) {
             Ok(plan) => {
                 println!(
@@ -102,7 +108,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let Ok(plan) = load_plan(&config) else {
                 return Ok(EXIT_USAGE);
             };
-            let store = open_store(state_dir)?;
+            let store = open_store(state_dir.clone()).await?;
             let result = run::run(plan.clone(), store, output).await;
             if let Err(e) = &result {
                 status::print_bare(&plan, output, Outcome::Error, format!("{e:#}"));
@@ -135,7 +141,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 let Ok(plan) = load_plan(&config) else {
                     return Ok(EXIT_USAGE);
                 };
-                let store = open_store(state_dir)?;
+                let store = open_store(state_dir.clone()).await?;
                 run::rollback(plan, store, reason, to, output).await
             }
             (None, None) => unreachable!("clap requires an id or --config"),
@@ -146,7 +152,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             token_file,
             tls_cert,
             tls_key,
-        } => serve(listen, plans, token_file, tls_cert.zip(tls_key), state_dir).await,
+            name,
+        } => serve(listen, plans, token_file, tls_cert.zip(tls_key), state_dir, name).await,
         Command::Start {
             plan,
             vars,
@@ -179,7 +186,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let Ok(plan) = load_plan(&config) else {
                 return Ok(EXIT_USAGE);
             };
-            let store = open_store(state_dir)?;
+            let store = open_store(state_dir.clone()).await?;
             status::status(plan, store, output).await
         }
     }
@@ -199,7 +206,7 @@ fn watch_exit(outcome: Option<Outcome>) -> i32 {
 /// `pause`, `resume` or `promote`: through the daemon (`ID`), or through the journal of the
 /// latest cutover of the plan's target (`--config`), which the process that owns it acts on
 /// within a second.
-async fn control(a: ControlArgs, kind: Control, state_dir: Option<PathBuf>) -> anyhow::Result<i32> {
+async fn control(a: ControlArgs, kind: Control, state_dir: StoreArgs) -> anyhow::Result<i32> {
     let Some(config) = a.config else {
         let id = a.id.expect("clap requires an id or --config");
         let v = a
@@ -213,7 +220,7 @@ async fn control(a: ControlArgs, kind: Control, state_dir: Option<PathBuf>) -> a
     let Ok(plan) = load_plan(&config) else {
         return Ok(EXIT_USAGE);
     };
-    let store = open_store(state_dir)?;
+    let store = open_store(state_dir.clone()).await?;
     let target = plan.alb.target_arn().to_string();
     let Some(id) = store.latest(&target).await? else {
         error!("no cutover of {target} is recorded in the {}", store.describe());
@@ -245,7 +252,8 @@ async fn serve(
     plans: PathBuf,
     token_file: Option<PathBuf>,
     tls: Option<(PathBuf, PathBuf)>,
-    state_dir: Option<PathBuf>,
+    state_dir: StoreArgs,
+    name: Option<String>,
 ) -> anyhow::Result<i32> {
     if let Some(file) = &token_file
         && let Err(e) = args::check_token_file(file)
@@ -276,7 +284,7 @@ async fn serve(
         return Ok(EXIT_USAGE);
     }
     let plans = std::path::absolute(&plans)?;
-    let store = open_store(state_dir)?;
+    let store = open_store(state_dir.clone()).await?;
     let listener = std::net::TcpListener::bind(&listen).with_context(|| format!("binding {listen}"))?;
     let tls = match tls {
         Some((cert, key)) => {
@@ -301,9 +309,11 @@ async fn serve(
             _ => std::future::pending::<()>().await,
         }
     };
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "daemon".into());
+    let name = name.unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "daemon".into())
+    });
     crate::daemon::serve(
         listener,
         tls,
@@ -337,11 +347,39 @@ fn default_state_dir() -> PathBuf {
     home.join(".local/state/cutover")
 }
 
-/// The journal store: the state directory (`--state-dir`, or the default).
-fn open_store(flag: Option<PathBuf>) -> anyhow::Result<Arc<dyn Store>> {
-    let dir = flag.unwrap_or_else(default_state_dir);
+/// Where journals and leases live: `--store URL`, else `--state-dir DIR` (or its default).
+#[derive(Debug, Clone)]
+struct StoreArgs {
+    dir: Option<PathBuf>,
+    url: Option<String>,
+}
+
+/// The journal store: the shared store `--store` names, or the state directory.
+async fn open_store(args: StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &args.url {
+        let conf = crate::aws::load().await;
+        return crate::journal::open(url, &conf)
+            .await
+            .with_context(|| format!("opening the store {url}"));
+    }
+    let dir = args.dir.unwrap_or_else(default_state_dir);
     let state = StateDir::open(&dir).with_context(|| format!("opening the state directory {}", dir.display()))?;
     Ok(Arc::new(state))
+}
+
+/// `cutover store init`: the shared store's table, created once.
+async fn store_init(args: StoreArgs) -> anyhow::Result<i32> {
+    let Some(url) = args.url else {
+        error!("store init needs --store dynamodb://TABLE (or CUTOVER_STORE): the state directory needs no setup");
+        return Ok(EXIT_USAGE);
+    };
+    let conf = crate::aws::load().await;
+    let table = crate::journal::dynamo::table_of(&url).with_context(|| format!("--store {url}"))?;
+    crate::journal::dynamo::init(&conf, table)
+        .await
+        .with_context(|| format!("creating the table of {url}"))?;
+    println!("{url}: ready");
+    Ok(EXIT_OK)
 }
 
 /// SIGINT and SIGTERM, as a watch channel the engine can poll at any step.

@@ -65,8 +65,10 @@ pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> an
             error!("cannot go on: {e}; putting traffic back on {live}");
             let known = engine.saga().action;
             let writing = Writing::FromKnown(known.as_ref());
+            let may = || journal.may_act();
             return Ok(
-                match traffic::set_and_verify(&engine.traffic, Split::all_on(live), verify_timeout, writing).await {
+                match traffic::set_and_verify(&engine.traffic, Split::all_on(live), verify_timeout, writing, &may).await
+                {
                     Ok(split) => {
                         let reason =
                             format!("{e}; traffic restored to {live} ({split}) without running the undo chain");
@@ -176,9 +178,15 @@ pub(super) async fn rollback(
     let by = engine::whoami();
     let restored = match &journal {
         Some(j) => engine::operator_rollback(j, &alb, live, plan.alb.verify_timeout, &reason, &by).await,
-        None => traffic::set_and_verify(&alb, Split::all_on(live), plan.alb.verify_timeout, Writing::AfterRead)
-            .await
-            .map_err(engine::EngineError::Traffic),
+        None => traffic::set_and_verify(
+            &alb,
+            Split::all_on(live),
+            plan.alb.verify_timeout,
+            Writing::AfterRead,
+            traffic::ALWAYS,
+        )
+        .await
+        .map_err(engine::EngineError::Traffic),
     };
     let split = match restored {
         Ok(split) => split,

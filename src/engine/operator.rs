@@ -41,6 +41,7 @@ pub async fn operator_rollback<T: Traffic>(
         Split::all_on(live),
         verify_timeout,
         Writing::FromKnown(known.as_ref()),
+        traffic::ALWAYS,
     )
     .await
     .map_err(EngineError::Traffic)?;

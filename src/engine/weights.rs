@@ -48,9 +48,16 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         self.emit(Event::WeightIntent { step: i, split: target }).await?;
         self.ensure_owner()?;
         let started = tokio::time::Instant::now();
-        let split = traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout, Writing::AfterRead)
-            .await
-            .map_err(|e| Failure::step(format!("setting weights: {e}")))?;
+        let may = || self.journal.may_act();
+        let split = traffic::set_and_verify(
+            &self.traffic,
+            target,
+            self.plan.alb.verify_timeout,
+            Writing::AfterRead,
+            &may,
+        )
+        .await
+        .map_err(|e| Failure::step(format!("setting weights: {e}")))?;
         self.emit(Event::WeightVerified {
             step: i,
             split,
@@ -81,7 +88,8 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         for attempt in 1..=RESTORE.attempts {
             self.ensure_owner().map_err(RestoreError::NotOwner)?;
             let writing = Writing::FromKnown(known.as_ref());
-            match traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout, writing).await {
+            let may = || self.journal.may_act();
+            match traffic::set_and_verify(&self.traffic, target, self.plan.alb.verify_timeout, writing, &may).await {
                 Ok(split) => return Ok(split),
                 Err(e) => {
                     error!("restoring traffic, attempt {attempt}/{}: {e}", RESTORE.attempts);
@@ -124,7 +132,8 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 return;
             }
             let writing = Writing::FromKnown(known);
-            match traffic::set_and_verify(&self.traffic, split, self.plan.alb.verify_timeout, writing).await {
+            let may = || self.journal.may_act();
+            match traffic::set_and_verify(&self.traffic, split, self.plan.alb.verify_timeout, writing, &may).await {
                 Ok(read) => {
                     let _ = self
                         .note(

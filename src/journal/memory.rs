@@ -57,10 +57,13 @@ impl LeaseHolder for Renewing {
 impl Drop for Renewing {
     fn drop(&mut self) {
         self.task.abort();
-        // A clean release: the next owner need not wait for the lease to run out.
+        // A clean release: the next owner need not wait for the lease to run out. The item stays
+        // (expired), so the next token is still higher: a stale fence never becomes valid again.
         let mut inner = self.inner.lock().unwrap();
-        if inner.leases.get(&self.target).is_some_and(|h| h.token == self.token) {
-            inner.leases.remove(&self.target);
+        if let Some(h) = inner.leases.get_mut(&self.target)
+            && h.token == self.token
+        {
+            h.expires = Instant::now();
         }
     }
 }
@@ -251,7 +254,9 @@ mod tests {
         let lock = store.try_lock("t", "a").await.unwrap().expect("free");
         assert!(store.try_lock("t", "b").await.unwrap().is_none());
         drop(lock);
-        assert!(store.try_lock("t", "b").await.unwrap().is_some());
+        let next = store.try_lock("t", "b").await.unwrap().expect("released");
+        // Regression (review): a release removed the lease, and the next token was 1 again.
+        assert_eq!(next.fence().token, 2, "tokens only grow");
         assert!(matches!(
             store.append("nope", &Event::StepStarted { step: 0 }, None).await,
             Err(JournalError::NotFound(_))

@@ -47,6 +47,9 @@ pub enum TrafficError {
     /// The weights to write are outside what an ALB accepts.
     #[error("invalid weights: {0}")]
     Invalid(String),
+    /// The writer's lease is gone: another process owns the traffic now.
+    #[error("not written: this process no longer holds the lease of the listener or rule")]
+    NotOwner,
     /// The weights did not read back as written within the bound.
     #[error("weights did not read back as written within {bound:?}: wrote {wrote}, read {read}")]
     NotVerified { wrote: Split, read: Split, bound: Duration },
@@ -119,14 +122,19 @@ pub enum Writing<'a> {
     FromKnown(Option<&'a ActionSnapshot>),
 }
 
+/// A `may_write` for writers without a lease to lose (an operator's `--to`, tests).
+pub const ALWAYS: &(dyn Fn() -> bool + Sync) = &|| true;
+
 /// Writes `split` and reads the whole forward action back until it matches (blue, green and
 /// the other target groups), for at most `bound`, backing off with [`READ_BACK`]; retryable
-/// AWS errors are retried the same way until the bound.
+/// AWS errors are retried the same way until the bound. `may_write` is asked before every
+/// write attempt: an owner whose lease ran out must not write, even in the middle of retries.
 pub async fn set_and_verify<T: Traffic>(
     traffic: &T,
     split: Split,
     bound: Duration,
     writing: Writing<'_>,
+    may_write: &(dyn Fn() -> bool + Sync),
 ) -> Result<Split, TrafficError> {
     validate(split)?;
     let deadline = tokio::time::Instant::now() + bound;
@@ -135,6 +143,9 @@ pub async fn set_and_verify<T: Traffic>(
         tokio::time::Instant::now() < deadline && (e.retryable() || matches!(e, TrafficError::NotVerified { .. }))
     };
     (|| async {
+        if !may_write() {
+            return Err(TrafficError::NotOwner);
+        }
         match writing {
             Writing::AfterRead => traffic.write(split).await,
             Writing::FromKnown(known) => traffic.write_known(split, known).await,

@@ -30,10 +30,15 @@ async fn the_plain_target_group_shape_reads_as_all_on_blue_and_writes_as_forward
     let split = alb.read().await.unwrap();
     assert_eq!(split.holder(), Some(Color::Blue));
     let half = Split::with_new(Color::Green, 500);
-    let read =
-        cutover::traffic::set_and_verify(&alb, half, Duration::from_secs(5), cutover::traffic::Writing::AfterRead)
-            .await
-            .unwrap();
+    let read = cutover::traffic::set_and_verify(
+        &alb,
+        half,
+        Duration::from_secs(5),
+        cutover::traffic::Writing::AfterRead,
+        cutover::traffic::ALWAYS,
+    )
+    .await
+    .unwrap();
     assert_eq!(read, half);
 }
 
@@ -59,6 +64,7 @@ async fn a_write_keeps_stickiness_and_the_target_group_order() {
         Split::with_new(Color::Green, 250),
         Duration::from_secs(5),
         cutover::traffic::Writing::AfterRead,
+        cutover::traffic::ALWAYS,
     )
     .await
     .unwrap();
@@ -88,7 +94,8 @@ async fn a_rule_is_read_and_written_instead_of_the_default_action() {
             &alb,
             all_green,
             Duration::from_secs(5),
-            cutover::traffic::Writing::AfterRead
+            cutover::traffic::Writing::AfterRead,
+            cutover::traffic::ALWAYS,
         )
         .await
         .unwrap(),

@@ -452,6 +452,7 @@ async fn drift_while_the_daemon_was_down_pauses_for_an_operator() {
         manual,
         Duration::from_secs(5),
         cutover::traffic::Writing::AfterRead,
+        cutover::traffic::ALWAYS,
     )
     .await
     .unwrap();

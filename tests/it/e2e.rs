@@ -371,6 +371,7 @@ async fn a_split_start_is_not_started_and_changes_nothing() {
         split,
         Duration::from_secs(5),
         cutover::traffic::Writing::AfterRead,
+        cutover::traffic::ALWAYS,
     )
     .await
     .unwrap();

@@ -25,9 +25,15 @@ fn set_profile(wd: &Workdir, profile: Value) {
 async fn set_weights_by_hand(world: &World, split: Split) {
     let conf = sdk(&world.endpoint).await;
     let alb = cutover::traffic::Alb::new(aws_sdk_elasticloadbalancingv2::Client::new(&conf), &alb_config(world));
-    cutover::traffic::set_and_verify(&alb, split, Duration::from_secs(5), Writing::AfterRead)
-        .await
-        .unwrap();
+    cutover::traffic::set_and_verify(
+        &alb,
+        split,
+        Duration::from_secs(5),
+        Writing::AfterRead,
+        cutover::traffic::ALWAYS,
+    )
+    .await
+    .unwrap();
 }
 
 fn event_count(wd: &Workdir, kind: &str) -> usize {
