@@ -52,7 +52,9 @@ fn start_moto() -> (Killed, String) {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(root().join(".venv-moto/bin/moto_server"))
+    // One request at a time, so conditional writes are atomic (see deploy/local/moto_server.py).
+    let child = Command::new(root().join(".venv-moto/bin/python"))
+        .arg(root().join("deploy/local/moto_server.py"))
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -53,7 +53,8 @@ print(s.getsockname()[1])' "${port:-0}")"; then
   fi
   local url="http://127.0.0.1:$port"
   # Detached from our stdout, so `url=$(moto.sh start)` returns at once.
-  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$logfile" 2>&1 < /dev/null &
+  # Through moto_server.py, which makes each request atomic (as DynamoDB's conditional writes are).
+  "$venv/bin/python" "$here/moto_server.py" -H 127.0.0.1 -p "$port" >"$logfile" 2>&1 < /dev/null &
   local pid=$!
   echo "$pid" > "$pidfile"
   echo "$url" > "$urlfile"
@@ -86,7 +87,7 @@ stop() {
   local pid
   pid="$(cat "$pidfile")"
   # Only if that pid is still a moto server (not a stranger that reused it).
-  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q moto_server; then
+  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q moto_server.py; then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do
       kill -0 "$pid" 2>/dev/null || break

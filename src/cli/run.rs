@@ -37,8 +37,16 @@ pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> an
         Err(e) => return Ok(not_started(&plan, output, e.to_string())),
     };
     // Held for the whole run: one process drives a listener (or rule) at a time, and
-    // `cutover rollback` knows from it whether this run is still alive.
-    let _lease = started.lease;
+    // `cutover rollback` knows from it whether this run is still alive. Released before the
+    // process exits, so the next run need not wait for it to run out.
+    let lease = started.lease.clone();
+    let code = drive(plan, clients, started, output).await;
+    lease.release().await;
+    code
+}
+
+/// The run's cutover, from its start to its summary; the exit code.
+async fn drive(plan: Plan, clients: Clients, started: start::Started, output: Output) -> anyhow::Result<i32> {
     let (id, live, split) = (started.id, started.live, started.split);
     let new = live.other();
     info!(
@@ -54,7 +62,7 @@ pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> an
         Ok(outcome) => outcome,
         // The lease was lost (the store unreachable for longer than its time-to-live): another
         // process owns the cutover now and acts on it; this one must not touch the traffic.
-        Err(e) if e.lease_lost() => {
+        Err(e) if e.lease_lost() || !journal.may_act() => {
             error!("{e}; the process that takes the cutover over (a daemon on the same store) acts on it");
             print_bare(&engine.plan, output, Outcome::Error, e.to_string());
             return Ok(EXIT_ERROR);
@@ -62,7 +70,10 @@ pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> an
         // The journal failed (disk full, corrupt): cutover cannot go on, but it must not leave
         // traffic split. Put it back on the live colour and say so.
         Err(e) => {
-            error!("cannot go on: {e}; putting traffic back on {live}");
+            error!(
+                "cannot go on: {e}; this run still holds the cutover's lease, so it puts traffic back on {live} \
+                 itself (the undo chain is left to `cutover rollback`, or to a daemon on a shared store)"
+            );
             let known = engine.saga().action;
             let writing = Writing::FromKnown(known.as_ref());
             let may = || journal.may_act();
@@ -237,7 +248,7 @@ pub(super) async fn rollback(
         }
         Some(lease) => {
             // This process owns the cutover now: its appends are fenced by the lease.
-            let journal = Journal::owned(store.clone(), &id, lease);
+            let journal = Journal::owned(store.clone(), &id, lease.clone());
             // The undo chain follows the plan the cutover started with.
             let records = journal.read_all().await?;
             let plan = match engine::journaled_plan(&journal, &records).await {
@@ -250,7 +261,9 @@ pub(super) async fn rollback(
             let a = start::adapters(&clients, &plan, live.other(), &[]);
             let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal.clone(), Clock::start()).await?;
             // Signals are logged and ignored: nothing interrupts a rollback.
-            engine.drive(signals()).await?
+            let outcome = engine.drive(signals()).await;
+            lease.release().await;
+            outcome?
         }
     };
     print_summary(&summarize(&journal.read_all().await?), output);

@@ -180,7 +180,6 @@ impl Daemon {
         // Held across spawn and insert: a task that ends at once cannot be forgotten before it is listed.
         let mut tasks = self.tasks.lock().unwrap();
         let handle = tokio::spawn(async move {
-            let _lease = lease;
             // Forget the task however it ends (a panic included), so a later rollback can drive it.
             let _forget = Forget(me.clone(), task_id.clone());
             // No interrupts in the daemon: shutting down never rolls back.
@@ -191,6 +190,8 @@ impl Daemon {
                     error!(id = %task_id, "cutover {task_id} stopped: {e}; `cutover rollback` or a restart resumes it")
                 }
             }
+            // Let the target go for its next cutover (a panic drops the lease, which releases it too).
+            lease.release().await;
         });
         tasks.insert(id, handle);
         Ok(())

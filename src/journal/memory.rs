@@ -48,23 +48,35 @@ struct Renewing {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl LeaseHolder for Renewing {
-    fn held_for(&self, margin: Duration) -> bool {
-        Instant::now() + margin < *self.until.lock().unwrap()
-    }
-}
-
-impl Drop for Renewing {
-    fn drop(&mut self) {
+impl Renewing {
+    /// A clean release: the next owner need not wait for the lease to run out. The item stays
+    /// (expired), so the next token is still higher: a stale fence never becomes valid again.
+    fn let_go(&self) {
         self.task.abort();
-        // A clean release: the next owner need not wait for the lease to run out. The item stays
-        // (expired), so the next token is still higher: a stale fence never becomes valid again.
+        *self.until.lock().unwrap() = Instant::now();
         let mut inner = self.inner.lock().unwrap();
         if let Some(h) = inner.leases.get_mut(&self.target)
             && h.token == self.token
         {
             h.expires = Instant::now();
         }
+    }
+}
+
+impl LeaseHolder for Renewing {
+    fn held_for(&self, margin: Duration) -> bool {
+        Instant::now() + margin < *self.until.lock().unwrap()
+    }
+
+    fn release(&self) -> BoxFuture<'_, ()> {
+        self.let_go();
+        Box::pin(async {})
+    }
+}
+
+impl Drop for Renewing {
+    fn drop(&mut self) {
+        self.let_go();
     }
 }
 

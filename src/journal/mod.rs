@@ -107,6 +107,13 @@ pub struct Lease {
 pub trait LeaseHolder: Send + Sync {
     /// Whether the lease is still this process's for at least `margin` more.
     fn held_for(&self, margin: Duration) -> bool;
+
+    /// Lets the lease go now, waiting for the store to record it, so the next owner need not
+    /// wait for it to run out. Idempotent; after it, [`held_for`](Self::held_for) is false.
+    /// (A file lock goes with its file, when the last holder drops it or the process exits.)
+    fn release(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 impl Lease {
@@ -128,6 +135,13 @@ impl Lease {
     /// Whether this process may still act as the owner (with [`LEASE_MARGIN`] to spare).
     pub fn is_held(&self) -> bool {
         self.holder.held_for(LEASE_MARGIN)
+    }
+
+    /// Lets the lease go at the end of a cutover and waits until the store recorded it. A
+    /// process about to exit must call it: the release a drop starts is a task that dies with
+    /// the process, and the next owner would wait out the lease's time-to-live.
+    pub async fn release(&self) {
+        self.holder.release().await
     }
 }
 

@@ -24,5 +24,6 @@ mod plans;
 mod proxy;
 mod rescue;
 mod safety;
+mod shared;
 mod store;
 mod util;

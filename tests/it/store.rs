@@ -478,3 +478,30 @@ async fn init_creates_the_table_once_and_is_idempotent() {
         "{e}"
     );
 }
+
+/// Regression (issue 9): under load, two runners both took the same lease, because moto's
+/// threaded server applies a conditional write without a lock (two winners in 35 of 100
+/// eight-way races). DynamoDB's are atomic, so the tests' moto serializes requests
+/// (`deploy/local/moto_server.py`). Eight stores race for each of 20 targets: one wins each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_takers_of_a_lease_have_exactly_one_winner() {
+    let (_moto, conf, _store) = table().await;
+    for trial in 0..20 {
+        let target = format!("{TARGET}-race-{trial}");
+        let racers = (0..8).map(|i| {
+            let store = DynamoStore::new(&conf, TABLE);
+            let target = target.clone();
+            tokio::spawn(async move { store.try_lock(&target, &format!("racer {i}")).await.expect("try_lock") })
+        });
+        let leases: Vec<_> = futures_util::future::join_all(racers)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        let winners = leases.iter().filter(|l| l.is_some()).count();
+        assert_eq!(
+            winners, 1,
+            "trial {trial}: {winners} racers took the lease of one target"
+        );
+    }
+}

@@ -38,15 +38,17 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// Started through `deploy/local/moto_server.py`, which handles one request at a time:
+    /// DynamoDB's conditional writes are atomic, moto's threaded server's are not (two winners
+    /// of one race, under load), and the leases rest on them.
     pub fn start() -> Moto {
-        let server = {
-            python();
-            venv().join("bin/moto_server")
-        };
+        let py = python();
+        let server = root().join("deploy/local/moto_server.py");
         // Retry on the rare race where another test takes the port between probe and bind.
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let child = Command::new(&server)
+            let child = Command::new(&py)
+                .arg(&server)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

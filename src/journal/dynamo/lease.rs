@@ -1,11 +1,13 @@
 //! Leases in the table: the takeover, the renewal task, the release, and what `lease` shows
 //! (the rules are in [`journal`](crate::journal); how this file keeps them, in [`super`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -20,30 +22,52 @@ struct Renewing {
     /// Until when the lease is ours: [`LEASE_TTL`] after sending the last renewal that got through.
     until: Arc<Mutex<Instant>>,
     task: tokio::task::JoinHandle<()>,
+    /// Set by the first release (explicit or by drop): a lease is released once.
+    released: AtomicBool,
+}
+
+impl Renewing {
+    /// Stops the renewals and claims the release: `false` when it was already claimed.
+    fn let_go(&self) -> bool {
+        self.task.abort();
+        *self.until.lock().unwrap() = Instant::now();
+        !self.released.swap(true, Ordering::SeqCst)
+    }
+}
+
+/// Releases the lease item, logging (never failing): an unreleased lease runs out by itself.
+async fn release(store: DynamoStore, target: String, token: u64) {
+    match store.release(&target, token).await {
+        Ok(true) => debug!("released the lease of {target} (token {token})"),
+        Ok(false) => debug!("the lease of {target} (token {token}) was no longer ours to release"),
+        Err(e) => warn!("releasing the lease of {target} (token {token}): {e}; it runs out by itself"),
+    }
 }
 
 impl LeaseHolder for Renewing {
     fn held_for(&self, margin: Duration) -> bool {
-        Instant::now() + margin < *self.until.lock().unwrap()
+        !self.released.load(Ordering::SeqCst) && Instant::now() + margin < *self.until.lock().unwrap()
+    }
+
+    fn release(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if self.let_go() {
+                release(self.store.clone(), self.target.clone(), self.token).await
+            }
+        })
     }
 }
 
 impl Drop for Renewing {
     fn drop(&mut self) {
-        self.task.abort();
-        // A clean release, so the next owner need not wait for the lease to run out. Drop cannot
-        // wait for it: it runs on the runtime, if there still is one.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        if !self.let_go() {
             return;
-        };
-        let (store, target, token) = (self.store.clone(), self.target.clone(), self.token);
-        runtime.spawn(async move {
-            match store.release(&target, token).await {
-                Ok(true) => debug!("released the lease of {target} (token {token})"),
-                Ok(false) => debug!("the lease of {target} (token {token}) was no longer ours to release"),
-                Err(e) => warn!("releasing the lease of {target} (token {token}): {e}; it runs out by itself"),
-            }
-        });
+        }
+        // Not released explicitly (a task that ended early, a panic): release it from a task,
+        // since drop cannot wait. It may die with the process; then the lease runs out.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(release(self.store.clone(), self.target.clone(), self.token));
+        }
     }
 }
 
@@ -101,6 +125,7 @@ impl DynamoStore {
             token,
             until,
             task,
+            released: AtomicBool::new(false),
         };
         Ok(Some(Lease::new(target, token, Box::new(holder))))
     }
