@@ -21,5 +21,6 @@ mod judge_e2e;
 mod openapi;
 mod plans;
 mod proxy;
+mod report;
 mod safety;
 mod util;
