@@ -27,8 +27,16 @@ if [[ "$(id -u)" -ne 0 ]]; then
   sudo=(sudo)
 fi
 echo "installing ${packages[*]} (Debian packages) for the report's browser tests" >&2
-"${sudo[@]}" apt-get update -qq || fail "apt-get update failed"
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" \
-  || fail "apt-get install ${packages[*]} failed"
+# apt's progress goes to a log, shown only when something fails.
+log="$(mktemp "${TMPDIR:-/tmp}/install-chromium.XXXXXX")"
+trap 'rm -f "$log"' EXIT
+apt() {
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@" >"$log" 2>&1 || {
+    tail -n 20 "$log" >&2
+    fail "apt-get $* failed"
+  }
+}
+apt update
+apt install -y --no-install-recommends "${packages[@]}"
 [[ -x "$browser" ]] || fail "$browser is still missing after the install"
 "$browser" --version >/dev/null 2>&1 || fail "$browser does not run: $("$browser" --version 2>&1 | tail -n 1)"

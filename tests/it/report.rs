@@ -171,10 +171,10 @@ struct Expect {
 /// against `want`. Every problem found, one per line.
 fn check_chart(wd: &Workdir, html: &str, want: &Expect) -> Result<(), String> {
     assert!(!html.contains("<script"), "the report itself runs no script");
-    let page = wd.path().join(format!("measured-{}.html", rand_suffix()));
+    let page = tempfile::Builder::new().suffix(".html").tempfile_in(wd.path()).unwrap();
     let srcdoc = html.replace('&', "&amp;").replace('"', "&quot;");
-    std::fs::write(&page, MEASURE.replacen("REPORT", &srcdoc, 1)).unwrap();
-    let dom = browse(&page, &["--window-size=800,900".into(), "--dump-dom".into()]);
+    std::fs::write(page.path(), MEASURE.replacen("REPORT", &srcdoc, 1)).unwrap();
+    let dom = browse(page.path(), &["--window-size=800,900".into(), "--dump-dom".into()]);
     let all = tags(&dom);
     let mut problems = vec![];
     let root = all
@@ -270,12 +270,6 @@ fn check_chart(wd: &Workdir, html: &str, want: &Expect) -> Result<(), String> {
     } else {
         Err(problems.join("\n"))
     }
-}
-
-fn rand_suffix() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Decodes a PNG (Python's zlib; RGB or RGBA, 8 bits, not interlaced) and measures it.
@@ -378,8 +372,14 @@ fn report(wd: &Workdir, world: &World, plan: &Path, format: &str) -> String {
     std::fs::read_to_string(file).unwrap()
 }
 
-fn thresholds() -> (f64, f64) {
-    (0.05, 0.25) // util::plan: max_error_rate 0.05, max_latency 250ms
+/// What `util::plan` judges against: `max_error_rate = 0.05`, `max_latency = "250ms"`.
+fn expect(levels: &[f64], rollback: bool) -> Expect {
+    Expect {
+        levels: levels.to_vec(),
+        error_rate: 0.05,
+        latency: 0.25,
+        rollback,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -414,13 +414,13 @@ async fn a_promoted_cutover_s_report_shows_its_steps_and_no_rollback_in_a_browse
     );
 
     let html = report(&wd, &world, &plan, "html");
-    let (error_rate, latency) = thresholds();
-    let want = Expect {
-        levels: vec![0.0, 50.0, 100.0],
-        error_rate,
-        latency,
-        rollback: false,
-    };
+    // Without --output (or with `-`) the report goes to stdout.
+    let out = run(wd.cutover(&world.endpoint, &["report", "--config", plan.to_str().unwrap()]));
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout)),
+        (Some(0), html.as_str().into())
+    );
+    let want = expect(&[0.0, 50.0, 100.0], false);
     check_chart(&wd, &html, &want).unwrap_or_else(|e| panic!("{e}"));
     screenshot(&wd, &html, "promoted-375", (375, 1400));
 }
@@ -464,13 +464,7 @@ async fn a_rolled_back_cutover_s_report_marks_the_rollback_and_the_checks_catch_
     );
 
     let html = report(&wd, &world, &plan, "html");
-    let (error_rate, latency) = thresholds();
-    let want = Expect {
-        levels: vec![0.0, 50.0, 0.0],
-        error_rate,
-        latency,
-        rollback: true,
-    };
+    let want = expect(&[0.0, 50.0, 0.0], true);
     check_chart(&wd, &html, &want).unwrap_or_else(|e| panic!("{e}"));
     screenshot(&wd, &html, "rolled-back-375", (375, 1400));
     screenshot(&wd, &html, "rolled-back-1024", (1024, 1300));
@@ -662,13 +656,7 @@ async fn an_operator_rollback_on_the_daemon_is_reported_by_the_daemon_with_who_a
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), html);
 
-    let (error_rate, latency) = thresholds();
-    let want = Expect {
-        levels: vec![0.0, 50.0, 0.0],
-        error_rate,
-        latency,
-        rollback: true,
-    };
+    let want = expect(&[0.0, 50.0, 0.0], true);
     check_chart(&wd, &html, &want).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         html.matches(r#"data-kind="operator""#).count() >= 3,
