@@ -442,9 +442,7 @@ impl Fold {
                 started_at: st.started_at.clone(),
                 finished_at: st.finished_at.clone(),
                 duration_secs: between(&st.started_at, &st.finished_at),
-                failure: (matches!(st.status, StepStatus::Failed) || self.failures.contains_key(&i))
-                    .then(|| self.failures.get(&i).cloned())
-                    .flatten(),
+                failure: self.failures.get(&i).cloned(),
                 hooks: self.hooks.get(&i).cloned().unwrap_or_default(),
             })
             .collect();

@@ -158,11 +158,17 @@ pub fn page(r: &Report) -> String {
 
     out.push_str("<section id=\"timeline\"><h2>Timeline</h2><figure>\n");
     out.push_str(&svg::chart(r));
+    let rollback = match &r.rollback {
+        Some(_) => {
+            " The red line across the chart is the rollback, the dashed green one traffic verified back on the \
+             live colour."
+        }
+        None => "",
+    };
     let _ = write!(
         out,
         "<figcaption>Time since the start ({}). Each dot is one judged period of the new colour, \
-         coloured by its verdict; the dashed red lines are the plan's thresholds; the red line across \
-         the chart is the rollback, the dashed green one traffic verified back on the live colour.",
+         coloured by its verdict; the dashed red lines are the plan's thresholds.{rollback}",
         esc(&words::at(r.started_at.as_deref()))
     );
     legend(&mut out);

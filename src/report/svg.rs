@@ -192,7 +192,12 @@ impl Chart<'_> {
         );
         for x in w {
             let label = format!("{}%", x.new_percent);
-            let y = (p.y(x.new_percent) - 3.0).max(p.top + 8.0);
+            // Above the line, or below it near the top (where the step labels are).
+            let y = if x.new_percent > 75.0 {
+                p.y(x.new_percent) + 10.0
+            } else {
+                p.y(x.new_percent) - 3.0
+            };
             let at = self.x(x.t);
             // A change near the right edge is labelled on its left, inside the chart.
             if at > W - RIGHT - 24.0 {
