@@ -15,9 +15,14 @@
 #   2nd cutover: green is live, blue is new and returns 30 % errors
 #                                                          -> rolled back (exit 3)
 #
-# Exits 0 only when both outcomes are the expected ones. Everything it creates
-# lives in a temporary directory (kept, and named, when the demo fails, or with
-# CUTOVER_DEMO_KEEP=1); moto and the simulator are stopped on exit.
+# After each cutover it writes that cutover's report (`cutover report`, built from
+# the journal alone) as HTML, Markdown and JSON into target/demo-reports/ (or
+# $CUTOVER_DEMO_REPORTS), and says where: open cutover-2-rolled-back.html to see
+# what the rollback saw.
+#
+# Exits 0 only when both outcomes are the expected ones. Everything else it
+# creates lives in a temporary directory (kept, and named, when the demo fails,
+# or with CUTOVER_DEMO_KEEP=1); moto and the simulator are stopped on exit.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -207,6 +212,23 @@ run_cutover() {
   cutover_pid=""
 }
 
+reports="${CUTOVER_DEMO_REPORTS:-$root/target/demo-reports}"
+mkdir -p "$reports"
+# write_reports NAME: the report of the plan's latest cutover, in the three formats.
+write_reports() {
+  local format ext
+  for format in html markdown json; do
+    case "$format" in markdown) ext=md ;; *) ext="$format" ;; esac
+    if ! "$cutover" report --config "$work/plan.toml" --state-dir "$work/state" \
+      --format "$format" --output "$reports/$1.$ext" 2>> "$work/report.log"; then
+      echo "  UNEXPECTED: cutover report --format $format failed (log: $work/report.log)" >&2
+      failed=1
+      return
+    fi
+  done
+  echo "  report: $reports/$1.html (and .md, .json)" >&2
+}
+
 failed=0
 # check LABEL EXIT_CODE WANT_CODE SUMMARY_FILE WANT_OUTCOME
 check() {
@@ -230,6 +252,7 @@ run_cutover "$work/run1.json"
 rc1=$rc
 summarize "cutover 1" "$rc1" "$work/run1.json"
 check "cutover 1" "$rc1" 0 "$work/run1.json" promoted
+write_reports cutover-1-promoted
 
 say "blue (now the new colour) starts returning 30% errors"
 write_profile '{"rps": 200, "blue_error_rate": 0.3, "green_error_rate": 0.0, "blue_latency": 0.05, "green_latency": 0.05}'
@@ -240,10 +263,12 @@ run_cutover "$work/run2.json"
 rc2=$rc
 summarize "cutover 2" "$rc2" "$work/run2.json"
 check "cutover 2" "$rc2" 3 "$work/run2.json" rolled_back
+write_reports cutover-2-rolled-back
 
 echo >&2
 if [[ "$failed" -eq 0 ]]; then
   echo "demo OK: the healthy colour was promoted, the failing one rolled back by itself" >&2
+  echo "their reports: $reports/cutover-1-promoted.html, $reports/cutover-2-rolled-back.html" >&2
   status=0
 else
   echo "demo FAILED: see above (traffic log: $work/traffic.log)" >&2

@@ -128,6 +128,27 @@ pub enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Writes a cutover's report, from its journal alone (never AWS): of the latest cutover of the
+    /// plan's listener or rule (`--config FILE`), of `--id ID` in the state directory, or of a
+    /// daemon's cutover (`ID --server URL`). One self-contained HTML page by default.
+    Report {
+        /// A daemon's cutover id (with --server).
+        #[arg(conflicts_with_all = ["config", "local_id"], required_unless_present_any = ["config", "local_id"])]
+        id: Option<String>,
+        /// The plan: reports on the latest cutover of its listener (or rule), in the state directory.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// A cutover id in the state directory, instead of the plan's latest.
+        #[arg(long = "id", id = "local_id", value_name = "ID")]
+        local_id: Option<String>,
+        /// Where to write it; `-` (the default) is stdout.
+        #[arg(long, value_name = "FILE", default_value = "-")]
+        output: PathBuf,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+        format: ReportFormat,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Checks the plan without calling AWS.
     Validate {
         #[arg(long, value_name = "FILE")]
@@ -274,4 +295,25 @@ pub enum LogFormat {
 pub enum Output {
     Text,
     Json,
+}
+
+/// The formats of `cutover report`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum ReportFormat {
+    /// One self-contained HTML page with the timeline chart.
+    Html,
+    /// The record as one JSON object.
+    Json,
+    /// The record in Markdown, for a ticket or a post-mortem.
+    Markdown,
+}
+
+impl From<ReportFormat> for crate::report::Format {
+    fn from(f: ReportFormat) -> Self {
+        match f {
+            ReportFormat::Html => crate::report::Format::Html,
+            ReportFormat::Json => crate::report::Format::Json,
+            ReportFormat::Markdown => crate::report::Format::Markdown,
+        }
+    }
 }

@@ -182,6 +182,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Promote(a) => control(a, Control::Promote, state_dir).await,
         Command::Approve(a) => control(a, Control::Approve, state_dir).await,
         Command::Reject(a) => control(a, Control::Reject, state_dir).await,
+        Command::Report {
+            id,
+            config,
+            local_id,
+            output,
+            format,
+            server,
+        } => report(id, config, local_id, output, format.into(), server, state_dir).await,
         Command::Status { config, output } => {
             let Ok(plan) = load_plan(&config) else {
                 return Ok(EXIT_USAGE);
@@ -190,6 +198,59 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             status::status(plan, store, output).await
         }
     }
+}
+
+/// `cutover report`: a daemon's cutover (`ID --server URL`, rendered by the daemon), or one in the
+/// state directory (`--id ID`, or the latest of the plan's target with `--config`).
+async fn report(
+    id: Option<String>,
+    config: Option<PathBuf>,
+    local_id: Option<String>,
+    output: PathBuf,
+    format: crate::report::Format,
+    server: args::ServerArgs,
+    state_dir: StoreArgs,
+) -> anyhow::Result<i32> {
+    let text = match (id, local_id, config) {
+        (Some(id), _, _) => {
+            let token = args::read_token(server.token_file.as_deref(), server.token.clone())?;
+            crate::report::client::fetch(&server.server, &token, &id, format).await?
+        }
+        (None, local_id, config) => {
+            let store = open_store(state_dir).await?;
+            let id = match (local_id, config) {
+                (Some(id), _) => id,
+                (None, Some(config)) => {
+                    let Ok(plan) = load_plan(&config) else {
+                        return Ok(EXIT_USAGE);
+                    };
+                    let target = plan.alb.target_arn().to_string();
+                    let Some(id) = store.latest(&target).await? else {
+                        error!("no cutover of {target} is recorded in the {}", store.describe());
+                        return Ok(EXIT_ERROR);
+                    };
+                    id
+                }
+                (None, None) => unreachable!("clap requires an id, --id or --config"),
+            };
+            let report = crate::report::load(&store, &id)
+                .await
+                .with_context(|| format!("reading cutover {id} in the {}", store.describe()))?;
+            crate::report::render(&report, format)
+        }
+    };
+    if output.as_os_str() == "-" {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(text.as_bytes())
+            .context("writing the report to stdout")?;
+        stdout.flush().context("writing the report to stdout")?;
+    } else {
+        std::fs::write(&output, &text).with_context(|| format!("writing the report to {}", output.display()))?;
+        info!("{} report written to {}", format.as_str(), output.display());
+    }
+    Ok(EXIT_OK)
 }
 
 /// The exit code of a watched cutover: its outcome's, or 1 if the stream ended without one.

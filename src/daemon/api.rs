@@ -68,6 +68,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/cutovers", post(start).get(list))
         .route("/v1/cutovers/{id}", get(get_one))
         .route("/v1/cutovers/{id}/events", get(events))
+        .route("/v1/cutovers/{id}/report", get(report))
         .route("/v1/cutovers/{id}/rollback", post(rollback))
         .route(
             "/v1/cutovers/{id}/pause",
@@ -394,6 +395,34 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
+/// `GET /v1/cutovers/ID/report` query (`format` in `api/openapi.json`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// The cutover's report, built from its journal (never from AWS): HTML by default, or the record
+/// as JSON or Markdown (`?format=json|markdown`).
+async fn report(
+    State(d): State<Arc<Daemon>>,
+    UrlPath(id): UrlPath<String>,
+    q: Result<axum::extract::Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let q = q.map_err(|e| err(StatusCode::BAD_REQUEST, format!("invalid query: {}", e.body_text())))?;
+    let format = match q.0.format.as_deref() {
+        None => crate::report::Format::Html,
+        Some(f) => f.parse().map_err(|e: String| err(StatusCode::BAD_REQUEST, e))?,
+    };
+    if !valid_id(&id) {
+        return Err(err(StatusCode::NOT_FOUND, format!("no cutover {id}")));
+    }
+    let report = crate::report::load(&d.store, &id).await?;
+    let body = crate::report::render(&report, format);
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+}
+
 async fn rollback(
     State(d): State<Arc<Daemon>>,
     UrlPath(id): UrlPath<String>,
@@ -561,6 +590,7 @@ mod tests {
             "/v1/cutovers",
             "/v1/cutovers/{id}",
             "/v1/cutovers/{id}/events",
+            "/v1/cutovers/{id}/report",
             "/v1/cutovers/{id}/rollback",
             "/v1/cutovers/{id}/pause",
             "/v1/cutovers/{id}/resume",

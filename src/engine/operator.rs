@@ -91,6 +91,9 @@ pub enum ControlError {
     /// `approve` or `reject` while no approval step waits.
     #[error("cutover {0}: no approval is waiting")]
     NothingToApprove(String),
+    /// The waiting approval has its answer already: the first one counts.
+    #[error("cutover {id}: the approval was already {answer}")]
+    AlreadyAnswered { id: String, answer: String },
     /// The plan does not let this person answer this approval.
     #[error("{0}")]
     NotAllowed(String),
@@ -143,6 +146,13 @@ pub async fn control(journal: &Journal, kind: Control, by: &str, reason: Option<
                 .running_step()
                 .filter(|i| saga.approvals.get(i).is_some_and(|a| a.requested))
                 .ok_or_else(|| ControlError::NothingToApprove(id.clone()))?;
+            if let Some((approved, who, why)) = saga.approvals[&step].answers.first() {
+                let word = if *approved { "approved" } else { "rejected" };
+                return Err(ControlError::AlreadyAnswered {
+                    id,
+                    answer: format!("{word} by {who} ({why})"),
+                });
+            }
             let plan = super::journaled_plan(journal, &records)
                 .await
                 .map_err(ControlError::NotAllowed)?;

@@ -22,6 +22,7 @@ mod judge_e2e;
 mod openapi;
 mod plans;
 mod proxy;
+mod report;
 mod rescue;
 mod safety;
 mod shared;

@@ -386,7 +386,7 @@ impl Api {
 }
 
 /// Steps that journal most kinds of event: a check, a hook with an undo, a long bake that an
-/// operator pauses, resumes and promotes, and a short one.
+/// operator pauses, resumes and promotes, an approval, a short bake, and a lifecycle hook.
 const STEPS: &str = r#"
 [[steps]]
 action = "verify"
@@ -403,9 +403,17 @@ weight = 50
 bake = "10m"
 
 [[steps]]
+action = "approve"
+timeout = "10m"
+
+[[steps]]
 action = "shift"
 weight = 100
 bake = "2s"
+
+[[hooks]]
+at = "after_shift"
+command = ["true"]
 "#;
 
 /// A plans directory: `web` for `world`, `broken` (invalid), `ghost` (a listener that does not exist).
@@ -467,6 +475,9 @@ async fn every_answer_of_the_daemon_is_what_the_api_document_says() {
         ("POST", "/v1/cutovers/{id}/pause"),
         ("POST", "/v1/cutovers/{id}/resume"),
         ("POST", "/v1/cutovers/{id}/promote"),
+        ("POST", "/v1/cutovers/{id}/approve"),
+        ("POST", "/v1/cutovers/{id}/reject"),
+        ("GET", "/v1/cutovers/{id}/report"),
     ] {
         let path = route.replace("{id}", some_id);
         for token in [None, Some("wrong-token-0123456789abcdef-openapi")] {
@@ -547,7 +558,7 @@ async fn every_answer_of_the_daemon_is_what_the_api_document_says() {
         )
         .await;
     assert_eq!(a.status, 404);
-    for action in ["rollback", "pause", "resume", "promote"] {
+    for action in ["rollback", "pause", "resume", "promote", "approve", "reject"] {
         assert_eq!(api.action(some_id, action, Body::None).await.status, 404, "{action}");
     }
 
@@ -612,13 +623,27 @@ async fn every_answer_of_the_daemon_is_what_the_api_document_says() {
         .await;
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(api.action(&id, "resume", Body::None).await.status, 409, "not paused");
+    assert_eq!(
+        api.action(&id, "approve", Body::None).await.status,
+        409,
+        "no approval waits"
+    );
     let a = api
         .action(&id, "promote", Body::Json(json!({"reason": "looks good"})))
         .await;
     assert_eq!(a.status, 200, "{}", a.text());
+    api.wait_until(&id, "the approval step", |v| v["step"] == "approve")
+        .await;
+    let a = api
+        .action(&id, "approve", Body::Json(json!({"reason": "dashboards green"})))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let a = api.action(&id, "reject", Body::None).await;
+    assert_eq!(a.status, 409, "the first answer counts: {}", a.text());
+    assert!(a.text().contains("already approved by api"), "{}", a.text());
     let v = api.wait_until(&id, "promoted", |v| v["outcome"].is_string()).await;
     assert_eq!(v["outcome"], "promoted", "{v}");
-    for action in ["pause", "resume", "promote"] {
+    for action in ["pause", "resume", "promote", "approve", "reject"] {
         assert_eq!(
             api.action(&id, action, Body::None).await.status,
             409,
@@ -649,6 +674,9 @@ async fn every_answer_of_the_daemon_is_what_the_api_document_says() {
         "paused",
         "resumed",
         "promote_requested",
+        "approval_requested",
+        "approved",
+        "lifecycle_hook",
         "finished",
     ] {
         assert!(seen.contains(&kind), "no {kind} record in {seen:?}");
