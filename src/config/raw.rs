@@ -20,6 +20,8 @@ pub(super) struct RawPlan {
     pub(super) steps: Option<Vec<RawStep>>,
     #[serde(default)]
     pub(super) environment: RawEnvironment,
+    #[serde(default)]
+    pub(super) notify: Vec<super::notify::RawNotify>,
 }
 
 #[derive(Deserialize, Default)]

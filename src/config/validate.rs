@@ -304,6 +304,7 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         on_orphan: r.on_orphan.unwrap_or_default(),
     };
     let environment = environment(&v, raw.environment)?;
+    let notify = super::notify::entries(&v, raw.notify, path.parent().unwrap_or(Path::new(".")))?;
 
     let steps = steps::steps(&v, raw.steps)?;
 
@@ -315,6 +316,7 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         rollback,
         steps,
         environment,
+        notify,
         source: String::new(),
     })
 }
