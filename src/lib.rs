@@ -16,6 +16,7 @@
 //! * [`engine`]: drives a saga through the adapters;
 //! * [`state`]: one cutover's state as people and tools see it, folded from its journal;
 //! * [`backtest`]: the criteria replayed over CloudWatch history (`cutover backtest`);
+//! * [`notify`]: Slack, PagerDuty and webhook notifications, derived from the journal;
 //! * [`daemon`]: `cutover serve`, the control API, many cutovers at once, and its clients;
 //! * [`cli`]: the `cutover` command line.
 
@@ -31,6 +32,7 @@ pub mod journal;
 pub mod judge;
 pub mod live_log;
 pub mod metrics;
+pub mod notify;
 pub mod saga;
 pub mod state;
 pub mod traffic;

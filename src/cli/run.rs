@@ -47,6 +47,13 @@ pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> an
     );
     let a = start::adapters(&clients, &plan, new, &[]);
     let journal = started.journal;
+    // [[notify]]: a task of its own that tails this journal; the engine knows nothing of it.
+    let notifier = crate::notify::Notifier::start(
+        &plan,
+        &journal,
+        crate::notify::From::Beginning,
+        crate::notify::DRAIN_RUN,
+    );
     let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal.clone(), Clock::start()).await?;
     let verify_timeout = engine.plan.alb.verify_timeout;
     let outcome = match engine.drive(signals()).await {
@@ -84,6 +91,8 @@ pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> an
         }
     };
     print_summary(&summarize(&journal.read_all().await?), output);
+    // The outcome is journaled: let the last notifications go out (for at most DRAIN_RUN).
+    notifier.finish().await;
     Ok(outcome.exit_code())
 }
 

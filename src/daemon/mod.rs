@@ -172,6 +172,15 @@ impl Daemon {
             .map(|s| s.new_color)
             .ok_or_else(|| SpawnError::NoStart(id.clone()))?;
         let a = start::adapters(&self.aws, &plan, new, std::slice::from_ref(&self.token));
+        // [[notify]]: a task of its own that tails the journal, from where this daemon's part
+        // begins (see `notify::From::daemon`); it ends once the engine task has ended (the
+        // notifier dropped) and its queue is sent.
+        let notifier = crate::notify::Notifier::start(
+            &plan,
+            &journal,
+            crate::notify::From::daemon(&records),
+            crate::notify::DRAIN_DAEMON,
+        );
         let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal, Clock::start()).await?;
         let me = self.clone();
         let task_id = id.clone();
@@ -179,6 +188,7 @@ impl Daemon {
         let mut tasks = self.tasks.lock().unwrap();
         let handle = tokio::spawn(async move {
             let _lease = lease;
+            let _notifier = notifier;
             // Forget the task however it ends (a panic included), so a later rollback can drive it.
             let _forget = Forget(me.clone(), task_id.clone());
             // No interrupts in the daemon: shutting down never rolls back.
