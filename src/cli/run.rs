@@ -51,7 +51,7 @@ pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> an
     let notifier = crate::notify::Notifier::start(
         &plan,
         &journal,
-        crate::notify::From::Beginning,
+        crate::notify::Since::Beginning,
         crate::notify::DRAIN_RUN,
     );
     let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal.clone(), Clock::start()).await?;

@@ -173,12 +173,12 @@ impl Daemon {
             .ok_or_else(|| SpawnError::NoStart(id.clone()))?;
         let a = start::adapters(&self.aws, &plan, new, std::slice::from_ref(&self.token));
         // [[notify]]: a task of its own that tails the journal, from where this daemon's part
-        // begins (see `notify::From::daemon`); it ends once the engine task has ended (the
+        // begins (see `notify::Since::daemon`); it ends once the engine task has ended (the
         // notifier dropped) and its queue is sent.
         let notifier = crate::notify::Notifier::start(
             &plan,
             &journal,
-            crate::notify::From::daemon(&records),
+            crate::notify::Since::daemon(&records),
             crate::notify::DRAIN_DAEMON,
         );
         let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal, Clock::start()).await?;

@@ -29,7 +29,7 @@
 //! record twice: every record is claimed (cutover id and journal position) before it is sent,
 //! in a table that outlives each notifier, so a second notifier of the same cutover in the same
 //! process (a daemon that drives it again) goes on after the last record the first one took.
-//! Across processes nothing is shared, so the rule is by position ([`From`]): `cutover run`
+//! Across processes nothing is shared, so the rule is by position ([`Since`]): `cutover run`
 //! notifies its whole journal (it created it); the daemon notifies a cutover it starts from its
 //! first record, and one it adopts or resumes (after its own restart, or from a dead owner)
 //! from its `adopted` record on — what the previous owner had journaled is not sent again, and
@@ -38,7 +38,7 @@
 //! stream) has the whole story. The webhook's `X-Cutover-Delivery` is the same for the same
 //! record and entry in any process, for receivers that want to de-duplicate themselves.
 //!
-//! * `mod.rs` (this file): [`Notifier`], the claim table, [`From`];
+//! * `mod.rs` (this file): [`Notifier`], the claim table, [`Since`];
 //! * [`fold`]: records → changes (the event vocabulary's mapping);
 //! * [`route`]: which entry is sent what (PagerDuty's trigger and resolve);
 //! * [`words`], [`slack`], [`pagerduty`], [`webhook`]: the payloads (pure);
@@ -81,28 +81,28 @@ pub const DRAIN_DAEMON: Duration = Duration::from_secs(60);
 
 /// Where in a journal a notifier starts sending (records before it are folded, not sent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum From {
+pub enum Since {
     /// From the first record: a cutover this process started.
     Beginning,
     /// From the record at this position (0-based) on.
     Seq(u64),
 }
 
-impl From {
+impl Since {
     /// Where the daemon starts notifying a cutover whose journal holds `records` when its task
     /// is spawned: from the beginning for a cutover it has just started (nothing but its start
     /// is journaled); from the `adopted` record when it has just adopted or resumed it (the
     /// record is the last one, or the last but one before its orphaned rollback request); from
     /// the end otherwise (an API rollback of an orphan: what comes next is this process's).
-    pub fn daemon(records: &[Record]) -> From {
+    pub fn daemon(records: &[Record]) -> Since {
         use crate::saga::{Event, Trigger};
         let n = records.len();
         if records.iter().all(|r| r.event.start().is_some()) {
-            return From::Beginning;
+            return Since::Beginning;
         }
         let adopted = |i: usize| matches!(records.get(i).map(|r| &r.event), Some(Event::Adopted { .. }));
         if n >= 1 && adopted(n - 1) {
-            return From::Seq(n as u64 - 1);
+            return Since::Seq(n as u64 - 1);
         }
         if n >= 2
             && adopted(n - 2)
@@ -114,15 +114,15 @@ impl From {
                 }
             )
         {
-            return From::Seq(n as u64 - 2);
+            return Since::Seq(n as u64 - 2);
         }
-        From::Seq(n as u64)
+        Since::Seq(n as u64)
     }
 
     fn seq(self) -> u64 {
         match self {
-            From::Beginning => 0,
-            From::Seq(n) => n,
+            Since::Beginning => 0,
+            Since::Seq(n) => n,
         }
     }
 }
@@ -156,7 +156,7 @@ impl Notifier {
     /// Starts notifying the cutover of `journal` for `plan`'s `[[notify]]` entries, sending
     /// records from `from` on; after the stop, queued deliveries get `drain` to go out. A plan
     /// without entries starts nothing.
-    pub fn start(plan: &Plan, journal: &Journal, from: From, drain: Duration) -> Notifier {
+    pub fn start(plan: &Plan, journal: &Journal, from: Since, drain: Duration) -> Notifier {
         let idle = Notifier { stop: None, task: None };
         if plan.notify.is_empty() {
             return idle;
@@ -176,9 +176,13 @@ impl Notifier {
             .map(|(i, n)| Sink::new(i, n, &http, &place))
             .collect();
         let (stop, stopped) = oneshot::channel();
+        // Read through a journal handle of its own, without the owner's lease: a notifier still
+        // draining after its cutover's task ended must not keep the target's lease (the next
+        // cutover of that listener would be refused until it let go).
+        let unowned = Journal::new(journal.store().clone(), journal.id());
         let tail = Tail {
             id: journal.id().to_string(),
-            reader: journal.reader(),
+            reader: unowned.reader(),
             from: from.seq(),
             fold: Fold::default(),
             sinks,

@@ -802,16 +802,16 @@ fn the_daemon_starts_at_its_own_part_of_a_journal() {
         })
     };
     let step = || rec(Event::StepStarted { step: 0 });
-    assert_eq!(From::daemon(&[rec(started())]), From::Beginning);
-    assert_eq!(From::daemon(&[rec(started()), step(), adopted()]), From::Seq(2));
+    assert_eq!(Since::daemon(&[rec(started())]), Since::Beginning);
+    assert_eq!(Since::daemon(&[rec(started()), step(), adopted()]), Since::Seq(2));
     assert_eq!(
-        From::daemon(&[rec(started()), step(), adopted(), rb(Trigger::Orphaned)]),
-        From::Seq(2)
+        Since::daemon(&[rec(started()), step(), adopted(), rb(Trigger::Orphaned)]),
+        Since::Seq(2)
     );
     // An API rollback of an orphan: the operator's records are the owner's past.
     assert_eq!(
-        From::daemon(&[rec(started()), step(), adopted(), step(), rb(Trigger::Operator)]),
-        From::Seq(5)
+        Since::daemon(&[rec(started()), step(), adopted(), step(), rb(Trigger::Operator)]),
+        Since::Seq(5)
     );
 }
 
@@ -925,7 +925,9 @@ async fn a_notifier_sends_in_order_once_per_process_and_skips_an_entry_without_i
     let store = crate::journal::memory::MemoryStore::default();
     let id = format!("notify-unit-{}", std::process::id());
     store.create_with_id(&id);
-    let journal = Journal::new(Arc::new(store), &id);
+    let store: Arc<dyn crate::journal::Store> = Arc::new(store);
+    let lease = Arc::new(store.try_lock("arn", "run test").await.unwrap().unwrap());
+    let journal = Journal::owned(store.clone(), &id, lease.clone());
     for e in [
         started(),
         Event::StepStarted { step: 0 },
@@ -934,8 +936,17 @@ async fn a_notifier_sends_in_order_once_per_process_and_skips_an_entry_without_i
         journal.append(&e).await.unwrap();
     }
     let before = deliver::counts::snapshot();
-    let notifier = Notifier::start(&plan, &journal, From::Beginning, Duration::from_secs(5));
+    let notifier = Notifier::start(&plan, &journal, Since::Beginning, Duration::from_secs(5));
     tokio::time::sleep(POLL * 2).await;
+    // Regression: the notifier read through the owner's journal handle, so it held the target's
+    // lease for as long as it drained after the engine task had ended. The owner lets go: the
+    // lease is free at once, though the notifier goes on.
+    drop((journal, lease));
+    let journal = Journal::new(store.clone(), &id);
+    assert!(
+        store.try_lock("arn", "next").await.unwrap().is_some(),
+        "the notifier keeps the lease"
+    );
     journal.append(&Event::StepStarted { step: 1 }).await.unwrap();
     journal
         .append(&Event::StepDone { step: 1, elapsed_ms: 3 })
@@ -943,7 +954,7 @@ async fn a_notifier_sends_in_order_once_per_process_and_skips_an_entry_without_i
         .unwrap();
     notifier.finish().await;
     // A second notifier of the same cutover in the same process sends nothing again.
-    Notifier::start(&plan, &journal, From::Beginning, Duration::from_secs(5))
+    Notifier::start(&plan, &journal, Since::Beginning, Duration::from_secs(5))
         .finish()
         .await;
 
