@@ -18,6 +18,7 @@ mod e2e;
 #[path = "../support/fault_proxy.rs"]
 mod fault_proxy;
 mod judge_e2e;
+mod notify;
 mod openapi;
 mod plans;
 mod proxy;
