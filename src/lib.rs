@@ -17,6 +17,7 @@
 //! * [`state`]: one cutover's state as people and tools see it, folded from its journal;
 //! * [`backtest`]: the criteria replayed over CloudWatch history (`cutover backtest`);
 //! * [`report`]: a cutover's report (HTML with its timeline, JSON, Markdown), from its journal alone;
+//! * [`notify`]: Slack, PagerDuty and webhook notifications, derived from the journal;
 //! * [`daemon`]: `cutover serve`, the control API, many cutovers at once, and its clients;
 //! * [`cli`]: the `cutover` command line.
 
@@ -32,6 +33,7 @@ pub mod journal;
 pub mod judge;
 pub mod live_log;
 pub mod metrics;
+pub mod notify;
 pub mod report;
 pub mod saga;
 pub mod state;

@@ -47,6 +47,7 @@ pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> an
 
 /// The run's cutover, from its start to its summary; the exit code.
 async fn drive(plan: Plan, clients: Clients, started: start::Started, output: Output) -> anyhow::Result<i32> {
+    let started_lease = started.lease.clone();
     let (id, live, split) = (started.id, started.live, started.split);
     let new = live.other();
     info!(
@@ -56,6 +57,13 @@ async fn drive(plan: Plan, clients: Clients, started: start::Started, output: Ou
     );
     let a = start::adapters(&clients, &plan, new, &[]);
     let journal = started.journal;
+    // [[notify]]: a task of its own that tails this journal; the engine knows nothing of it.
+    let notifier = crate::notify::Notifier::start(
+        &plan,
+        &journal,
+        crate::notify::Since::Beginning,
+        crate::notify::DRAIN_RUN,
+    );
     let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal.clone(), Clock::start()).await?;
     let verify_timeout = engine.plan.alb.verify_timeout;
     let outcome = match engine.drive(signals()).await {
@@ -98,6 +106,10 @@ async fn drive(plan: Plan, clients: Clients, started: start::Started, output: Ou
         }
     };
     print_summary(&summarize(&journal.read_all().await?), output);
+    // The outcome is journaled: the next cutover of the target may start while the last
+    // notifications go out (for at most DRAIN_RUN).
+    started_lease.release().await;
+    notifier.finish().await;
     Ok(outcome.exit_code())
 }
 
@@ -259,10 +271,23 @@ pub(super) async fn rollback(
                 }
             };
             let a = start::adapters(&clients, &plan, live.other(), &[]);
+            // [[notify]]: the run that started it is gone, so this process tells the plan's
+            // receivers about the rollback, from its request on.
+            let requested = records
+                .iter()
+                .rposition(|r| matches!(r.event, crate::saga::Event::RollbackRequested { .. }))
+                .unwrap_or(records.len());
+            let notifier = crate::notify::Notifier::start(
+                &plan,
+                &journal,
+                crate::notify::Since::Seq(requested as u64),
+                crate::notify::DRAIN_RUN,
+            );
             let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal.clone(), Clock::start()).await?;
             // Signals are logged and ignored: nothing interrupts a rollback.
             let outcome = engine.drive(signals()).await;
             lease.release().await;
+            notifier.finish().await;
             outcome?
         }
     };

@@ -11,9 +11,11 @@
 //! * [`validate`]: every value checked, defaults filled in (they live there and only there;
 //!   `validate/steps.rs` for `[[steps]]`);
 //! * [`bounds`]: the allowed range of every numeric and duration key, and why;
-//! * [`position`]: the line and the dotted key of a byte offset in the text.
+//! * [`position`]: the line and the dotted key of a byte offset in the text;
+//! * [`notify`]: `[[notify]]`, where notifications go and where their secrets come from.
 
 mod bounds;
+pub mod notify;
 mod position;
 mod raw;
 #[cfg(test)]
@@ -73,6 +75,8 @@ pub struct Plan {
     pub hooks: Vec<LifecycleHook>,
     /// The whole cutover's deadline, from its start: past it, it rolls back (`deadline`).
     pub deadline: Option<Duration>,
+    /// Where notifications go (`[[notify]]`), in the plan's order.
+    pub notify: Vec<notify::Notify>,
     /// The text it was parsed from (kept with each cutover's journal).
     pub source: String,
 }

@@ -25,6 +25,9 @@ pub(super) struct RawPlan {
     pub(super) hooks: Vec<RawHook>,
     /// The whole cutover's deadline, a duration.
     pub(super) deadline: Option<String>,
+    /// `[[notify]]`.
+    #[serde(default)]
+    pub(super) notify: Vec<super::notify::RawNotify>,
 }
 
 /// A `[[hooks]]` entry: a check (`command` or `http`) and where it runs.

@@ -311,6 +311,7 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         )?,
     };
     let environment = environment(&v, raw.environment)?;
+    let notify = super::notify::entries(&v, raw.notify, path.parent().unwrap_or(Path::new(".")))?;
 
     let steps = steps::steps(&v, raw.steps)?;
     let hooks = steps::hooks(&v, raw.hooks)?;
@@ -329,6 +330,7 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
         environment,
         hooks,
         deadline,
+        notify,
         source: String::new(),
     })
 }

@@ -174,12 +174,22 @@ impl Daemon {
             .ok_or_else(|| SpawnError::NoStart(id.clone()))?;
         let secrets: Vec<String> = self.tokens.iter().map(|(_, t)| t.clone()).collect();
         let a = start::adapters(&self.aws, &plan, new, &secrets);
+        // [[notify]]: a task of its own that tails the journal, from where this daemon's part
+        // begins (see `notify::Since::daemon`); it ends once the engine task has ended (the
+        // notifier dropped) and its queue is sent.
+        let notifier = crate::notify::Notifier::start(
+            &plan,
+            &journal,
+            crate::notify::Since::daemon(&records),
+            crate::notify::DRAIN_DAEMON,
+        );
         let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal, Clock::start()).await?;
         let me = self.clone();
         let task_id = id.clone();
         // Held across spawn and insert: a task that ends at once cannot be forgotten before it is listed.
         let mut tasks = self.tasks.lock().unwrap();
         let handle = tokio::spawn(async move {
+            let _notifier = notifier;
             // Forget the task however it ends (a panic included), so a later rollback can drive it.
             let _forget = Forget(me.clone(), task_id.clone());
             // No interrupts in the daemon: shutting down never rolls back.

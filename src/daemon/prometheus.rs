@@ -1,5 +1,5 @@
 //! `/metrics`: Prometheus text exposition, computed from the cutovers' states (so it
-//! survives restarts) and the process's AWS call counters.
+//! survives restarts), the process's AWS call counters and its notification counters.
 
 use std::collections::BTreeMap;
 
@@ -94,9 +94,50 @@ pub(super) fn render(states: &[CutoverState], calls: &BTreeMap<String, (u64, u64
         "# HELP cutover_poll_lag_seconds Seconds between now and the end of the newest judged window.\n# TYPE cutover_poll_lag_seconds gauge\n",
     );
     out.push_str(&lag);
+    out.push_str(&notifications(&crate::notify::deliver::counts::snapshot()));
+    out
+}
+
+/// `cutover_notifications_total{kind,result}` from `(kind, result) → count`: every delivery
+/// since the process started, `delivered`, `failed` (all its attempts failed, or it was still
+/// queued when the notifier had to stop) or `skipped` (its entry's URL or key was missing).
+fn notifications(counts: &BTreeMap<(&'static str, &'static str), u64>) -> String {
+    let mut out = String::from(
+        "# HELP cutover_notifications_total Notifications by kind (slack, pagerduty, webhook) and result (delivered, failed, skipped).\n# TYPE cutover_notifications_total counter\n",
+    );
+    for ((kind, result), n) in counts {
+        out.push_str(&format!(
+            "cutover_notifications_total{{kind=\"{kind}\",result=\"{result}\"}} {n}\n"
+        ));
+    }
     out
 }
 
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_counters_have_every_kind_and_result() {
+        let mut counts = crate::notify::deliver::counts::snapshot();
+        counts.insert(("webhook", "delivered"), 3);
+        let text = notifications(&counts);
+        assert!(text.contains("# TYPE cutover_notifications_total counter\n"), "{text}");
+        assert!(
+            text.contains("cutover_notifications_total{kind=\"webhook\",result=\"delivered\"} 3\n"),
+            "{text}"
+        );
+        for kind in ["slack", "pagerduty", "webhook"] {
+            for result in ["delivered", "failed", "skipped"] {
+                assert!(
+                    text.contains(&format!("{{kind=\"{kind}\",result=\"{result}\"}}")),
+                    "{kind} {result}: {text}"
+                );
+            }
+        }
+    }
 }

@@ -491,6 +491,25 @@ impl Saga {
         }
     }
 
+    /// The outcome a rollback started by `trigger` ends in: an operator's (or an interrupt's)
+    /// is `rolled_back_by_operator`; a failed step before any step with effects began changed
+    /// nothing (`not_started`); anything else is `rolled_back`. (Notifications name a rollback
+    /// by it as soon as it starts.)
+    pub fn rollback_outcome(&self, trigger: Trigger) -> Outcome {
+        let changed = self
+            .status
+            .iter()
+            .zip(&self.steps)
+            .any(|(s, info)| info.has_effects && *s != StepStatus::Pending);
+        match trigger {
+            Trigger::Operator | Trigger::Interrupt => Outcome::RolledBackByOperator,
+            Trigger::Step if !changed => Outcome::NotStarted,
+            Trigger::Judge | Trigger::Step | Trigger::Stalled | Trigger::Orphaned | Trigger::Deadline => {
+                Outcome::RolledBack
+            }
+        }
+    }
+
     /// What the engine must do next.
     pub fn next(&self) -> Next {
         match &self.phase {
@@ -522,19 +541,7 @@ impl Saga {
                 if let Some(i) = self.next_undo() {
                     return Next::Undo(i);
                 }
-                // Nothing was changed when no step with effects ever began.
-                let changed = self
-                    .status
-                    .iter()
-                    .zip(&self.steps)
-                    .any(|(s, info)| info.has_effects && *s != StepStatus::Pending);
-                let outcome = match trigger {
-                    Trigger::Operator | Trigger::Interrupt => Outcome::RolledBackByOperator,
-                    Trigger::Step if !changed => Outcome::NotStarted,
-                    Trigger::Judge | Trigger::Step | Trigger::Stalled | Trigger::Orphaned | Trigger::Deadline => {
-                        Outcome::RolledBack
-                    }
-                };
+                let outcome = self.rollback_outcome(*trigger);
                 let failed_undos: Vec<&str> = self
                     .status
                     .iter()

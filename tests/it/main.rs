@@ -19,6 +19,7 @@ mod e2e;
 mod fault_proxy;
 mod humans;
 mod judge_e2e;
+mod notify;
 mod openapi;
 mod plans;
 mod proxy;
