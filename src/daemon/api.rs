@@ -89,22 +89,32 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route(
             "/v1/cutovers/{id}/reject",
             post(|s, p, c, k, b| control_action(Control::Reject, s, p, c, k, b)),
-        )
-        .route_layer(middleware::from_fn_with_state(daemon.clone(), auth));
+        );
+    // The token is checked before routing, for every path under /v1: an unknown /v1 path or
+    // method answers 401 without a token, so the routes cannot be listed unauthenticated.
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .merge(v1)
         .fallback(|| async { err(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(middleware::from_fn_with_state(daemon.clone(), auth))
         .with_state(daemon)
 }
 
+/// Whether a path is the API's, behind the token.
+fn needs_token(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
+}
+
 async fn auth(State(d): State<Arc<Daemon>>, headers: HeaderMap, req: Request, next: Next) -> Response {
-    let given = headers
+    if !needs_token(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let given = presented.unwrap_or("");
     // Constant time in each token's content (their lengths are not a secret worth hiding);
     // every token is compared, so the time does not say which one matched.
     let mut caller = None;
@@ -119,7 +129,17 @@ async fn auth(State(d): State<Arc<Daemon>>, headers: HeaderMap, req: Request, ne
             req.extensions_mut().insert(Caller(name));
             next.run(req).await
         }
-        None => err(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response(),
+        None => {
+            // RFC 6750: say which scheme, and whether the token given was wrong.
+            let challenge = match presented {
+                Some(_) => r#"Bearer realm="cutover", error="invalid_token""#,
+                None => r#"Bearer realm="cutover""#,
+            };
+            let mut resp = err(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static(challenge));
+            resp
+        }
     }
 }
 
@@ -350,12 +370,22 @@ async fn get_one(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> 
 }
 
 /// Server-sent events: every journal record from the start, then new ones as they come,
-/// until the cutover finishes (or the daemon shuts down).
+/// until the cutover finishes (or the daemon shuts down). A record's event id is its position
+/// in the journal, from 1; a client that reconnects with `Last-Event-ID: N` gets the records
+/// after the Nth only.
 async fn events(
     State(d): State<Arc<Daemon>>,
     UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
 ) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>>> {
     let (journal, _) = d.journal(&id).await?;
+    // An id that is not a position (another server's, garbage) is as if there were none: the
+    // client gets everything, which is never wrong, only longer.
+    let skip: u64 = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
     let reader = journal.reader();
     let shutdown = d.shutdown.clone();
     // The stream ends once everything written so far is sent and the saga has finished (as the
@@ -366,16 +396,26 @@ async fn events(
             std::collections::VecDeque::<Record>::new(),
             Saga::default(),
             shutdown,
-            0u64,
+            (0u64, skip),
         ),
-        |(mut reader, mut queue, mut saga, shutdown, mut n)| async move {
+        |(mut reader, mut queue, mut saga, shutdown, (mut n, mut skip))| async move {
             loop {
+                while skip > 0
+                    && let Some(r) = queue.front()
+                {
+                    // Already sent before the client reconnected; the saga still sees it, so
+                    // the stream still ends where the cutover does.
+                    let _ = saga.apply(&r.event);
+                    queue.pop_front();
+                    n += 1;
+                    skip -= 1;
+                }
                 if let Some(r) = queue.pop_front() {
                     n += 1;
                     let _ = saga.apply(&r.event);
                     let data = serde_json::to_string(&r).unwrap_or_default();
                     let ev = SseEvent::default().event("record").id(n.to_string()).data(data);
-                    return Some((Ok(ev), (reader, queue, saga, shutdown, n)));
+                    return Some((Ok(ev), (reader, queue, saga, shutdown, (n, skip))));
                 }
                 if *shutdown.borrow() {
                     return None;

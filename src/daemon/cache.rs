@@ -56,6 +56,11 @@ impl Cache {
         Ok(entry.state.clone())
     }
 
+    /// Forgets a pruned cutover.
+    pub(super) fn forget(&self, id: &str) {
+        self.entries.lock().unwrap().remove(id);
+    }
+
     /// The states of every cutover, newest first (unreadable journals left out).
     pub(super) async fn all(&self) -> Result<Vec<CutoverState>, JournalError> {
         let mut ids = self.store.ids().await?;

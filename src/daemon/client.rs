@@ -2,8 +2,6 @@
 //! `rollback|pause|resume|promote ID`. They talk to `cutover serve` over its
 //! control API and render its event stream as the same live log `run` prints.
 
-use std::io::Write;
-
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 
@@ -125,22 +123,25 @@ impl Client {
         .await
     }
 
-    /// Streams a cutover's events to stderr as the live log until it finishes; returns its outcome.
+    /// Streams a cutover's events as the live log (stderr, in `--log-format`) until it
+    /// finishes; returns its outcome.
     ///
     /// If the stream breaks before the end (the daemon restarted), it reconnects for up to
-    /// `RECONNECT_FOR` and skips the records it has already shown. The outcome is the saga's,
-    /// folded from the records, not merely the first `finished` record.
+    /// `RECONNECT_FOR` with `Last-Event-ID` set to the last record it showed, so the daemon
+    /// sends only what came after (records it sees again, from a daemon that replays anyway,
+    /// are skipped by their id). The outcome is the saga's, folded from the records, not
+    /// merely the first `finished` record.
     pub async fn watch(&self, id: &str) -> anyhow::Result<Option<Outcome>> {
         let url = format!("{}/v1/cutovers/{id}/events", self.base);
         let mut renderer = Renderer::new();
         let mut saga = Saga::default();
-        let mut seen = 0usize;
+        let mut last: Option<u64> = None;
         let mut broken_since: Option<std::time::Instant> = None;
         loop {
-            match self.stream_once(&url, &mut renderer, &mut saga, &mut seen).await {
+            match self.stream_once(&url, id, &mut renderer, &mut saga, &mut last).await {
                 Ok(()) if saga.outcome().is_some() => return Ok(saga.outcome().map(|(o, _)| o)),
                 Ok(()) => {}
-                Err(e) if seen == 0 && broken_since.is_none() => return Err(e),
+                Err(e) if last.is_none() && broken_since.is_none() => return Err(e),
                 Err(e) => tracing::warn!("event stream: {e:#}"),
             }
             let since = *broken_since.get_or_insert_with(std::time::Instant::now);
@@ -151,54 +152,69 @@ impl Client {
         }
     }
 
-    /// One connection: renders records after the first `seen` ones; returns when the stream ends.
+    /// One connection: renders the records after `last` (the id of the last one shown);
+    /// returns when the stream ends.
     async fn stream_once(
         &self,
         url: &str,
+        id: &str,
         renderer: &mut Renderer,
         saga: &mut Saga,
-        seen: &mut usize,
+        last: &mut Option<u64>,
     ) -> anyhow::Result<()> {
-        let mut resp = self
+        use futures_util::StreamExt;
+        let mut req = self
             .http
             .get(url)
             .bearer_auth(&self.token)
-            .header("accept", "text/event-stream")
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
+            .header("accept", "text/event-stream");
+        if let Some(n) = last {
+            req = req.header("last-event-id", n.to_string());
+        }
+        let resp = req.send().await.with_context(|| format!("GET {url}"))?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap_or_default();
             bail!("GET {url}: HTTP {status}: {text}");
         }
-        let mut buf = String::new();
-        let mut index = 0usize;
-        let stderr = std::io::stderr();
-        while let Some(chunk) = resp.chunk().await.context("reading the event stream")? {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            // SSE: events are separated by a blank line; a record is one `data:` line.
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                for line in block.lines() {
-                    let Some(data) = line.strip_prefix("data:") else {
-                        continue;
-                    };
-                    let Ok(record) = serde_json::from_str::<Record>(data.trim_start()) else {
-                        continue;
-                    };
-                    index += 1;
-                    if index <= *seen {
-                        continue; // Shown before a reconnect.
-                    }
-                    *seen = index;
-                    let _ = saga.apply(&record.event);
-                    let _ = writeln!(stderr.lock(), "{}", renderer.text(&record));
-                }
+        let mut records = std::pin::pin!(records(resp.bytes_stream()));
+        while let Some(item) = records.next().await {
+            let (n, record) = item?;
+            if let (Some(n), Some(seen)) = (n, *last)
+                && n <= seen
+            {
+                continue; // Shown before a reconnect.
             }
+            *last = n.or(last.map(|l| l + 1)).or(Some(1));
+            let _ = saga.apply(&record.event);
+            let line = renderer.render(&record.event);
+            crate::live_log::output::log(&line, Some(id), Some(&record.at));
         }
         Ok(())
     }
+}
+
+/// The journal records of a daemon's event stream, with their ids (the record's position,
+/// from 1), decoded by `eventsource-stream`: a character split across two chunks, a `data`
+/// field over several lines and comments (keep-alives) are the parser's business. Events of
+/// another type than `record`, and data that is not a record, are skipped.
+pub fn records<S, B, E>(bytes: S) -> impl futures_util::Stream<Item = anyhow::Result<(Option<u64>, Record)>>
+where
+    S: futures_util::Stream<Item = Result<B, E>>,
+    B: AsRef<[u8]>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+    bytes.eventsource().filter_map(|item| async move {
+        match item {
+            Err(e) => Some(Err(anyhow!("reading the event stream: {e}"))),
+            Ok(ev) if ev.event != "record" => None,
+            Ok(ev) => serde_json::from_str::<Record>(&ev.data)
+                .ok()
+                .map(|r| Ok((ev.id.parse().ok(), r))),
+        }
+    })
 }
 
 /// How long `watch` keeps reconnecting to a daemon that went away (a restart takes seconds).

@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use tracing::{error, info, warn};
+use tracing::warn;
 
 use crate::color::{Color, Split};
 use crate::config::{Plan, Step, fmt_permille};
@@ -292,6 +292,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         journal: Journal,
         clock: Clock,
     ) -> Result<Self, EngineError> {
+        let plan_streak_limit = plan.rollback.criteria.failures_to_rollback;
         let mut engine = Engine {
             saga: Mutex::new(Saga::judging(plan.rollback.criteria.clone())),
             reader: tokio::sync::Mutex::new(journal.reader()),
@@ -305,7 +306,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             clock,
             deadline: None,
             who: whoami(),
-            renderer: Mutex::new(Renderer::new()),
+            renderer: Mutex::new(Renderer::new().with_streak_limit(plan_streak_limit)),
         };
         let records = engine.sync().await?;
         // Render what is already there so the live log's context (colours, labels) is known.
@@ -399,12 +400,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     async fn emit(&self, event: Event) -> Result<(), JournalError> {
         self.journal.append(&event).await?;
         let line = self.renderer.lock().unwrap().render(&event);
-        let step = line.step.unwrap_or_default();
-        match line.level {
-            Level::Info => info!(step = %step, "{}", line.message),
-            Level::Warn => warn!(step = %step, "{}", line.message),
-            Level::Error => error!(step = %step, "{}", line.message),
-        }
+        crate::live_log::output::log(&line, Some(self.journal.id()), None);
         Ok(())
     }
 

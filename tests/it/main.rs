@@ -12,6 +12,7 @@
 )]
 
 mod adapters;
+mod aws_errors;
 mod backtest;
 mod daemon;
 mod e2e;
