@@ -199,7 +199,11 @@ fn hint(operation: &str, code: Option<&str>, message: &str, region: Option<&str>
     let policy = "deploy/iam-policy.json lists what cutover needs";
     match code {
         Some(
-            "ListenerNotFound" | "RuleNotFound" | "TargetGroupNotFound" | "LoadBalancerNotFound" | "ResourceNotFoundException",
+            "ListenerNotFound"
+            | "RuleNotFound"
+            | "TargetGroupNotFound"
+            | "LoadBalancerNotFound"
+            | "ResourceNotFoundException",
         ) if operation != "DescribeTable" => Some(match region {
             Some(r) => format!(
                 "check the ARN in the plan, and that it is in {r}, the region the calls went to \
@@ -207,13 +211,20 @@ fn hint(operation: &str, code: Option<&str>, message: &str, region: Option<&str>
             ),
             None => "check the ARN in the plan and the region".into(),
         }),
-        Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError") => Some(format!(
-            "the credentials in use may not call {operation}: {policy}"
-        )),
+        Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError") => {
+            Some(format!("the credentials in use may not call {operation}: {policy}"))
+        }
         Some(
-            "InvalidClientTokenId" | "UnrecognizedClientException" | "SignatureDoesNotMatch" | "ExpiredToken"
-            | "ExpiredTokenException" | "InvalidSignatureException" | "AuthFailure",
-        ) => Some("the AWS credentials are wrong or expired: check AWS_PROFILE or AWS_ACCESS_KEY_ID, or log in again".into()),
+            "InvalidClientTokenId"
+            | "UnrecognizedClientException"
+            | "SignatureDoesNotMatch"
+            | "ExpiredToken"
+            | "ExpiredTokenException"
+            | "InvalidSignatureException"
+            | "AuthFailure",
+        ) => Some(
+            "the AWS credentials are wrong or expired: check AWS_PROFILE or AWS_ACCESS_KEY_ID, or log in again".into(),
+        ),
         None if message.contains("loading credentials") || message.contains("no credentials") => Some(
             "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
              or run where an instance or task role is"
@@ -259,7 +270,8 @@ mod tests {
 
     #[test]
     fn arns_carry_their_region() {
-        let arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/prod/50dc6c495c0c9188/f2f7dc8efc522ab2";
+        let arn =
+            "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/prod/50dc6c495c0c9188/f2f7dc8efc522ab2";
         assert_eq!(arn_region(arn), Some("eu-west-1"));
         assert_eq!(arn_region("arn:aws:iam::123456789012:role/x"), None);
         assert_eq!(arn_region("not an arn"), None);
@@ -273,8 +285,12 @@ mod tests {
         assert!(hint("ModifyListener", Some("AccessDenied"), "").contains("deploy/iam-policy.json"));
         assert!(hint("DescribeListeners", Some("ExpiredToken"), "").contains("expired"));
         assert!(
-            hint("DescribeListeners", None, "dispatch failure: other: no credentials found in chain")
-                .contains("no AWS credentials found")
+            hint(
+                "DescribeListeners",
+                None,
+                "dispatch failure: other: no credentials found in chain"
+            )
+            .contains("no AWS credentials found")
         );
         assert!(hint("GetMetricData", None, "timed out").contains("reach"));
         // A missing table is the store's to explain (it names `cutover store init`).

@@ -103,14 +103,8 @@ pub async fn run(config: &Path, new: Color, from: &str, to: Option<&str>, json: 
         crate::aws::Patience::Driving,
     )
     .await;
-    let cw = CloudWatch::new(
-        clients.cloudwatch,
-        &plan.metrics,
-        &plan.alb,
-        new,
-        &plan.rollback.alarms,
-    )
-    .with_custom(&plan.rollback.metrics);
+    let cw = CloudWatch::new(clients.cloudwatch, &plan.metrics, &plan.alb, new, &plan.rollback.alarms)
+        .with_custom(&plan.rollback.metrics);
     let chunk = cw.periods_per_call();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -166,14 +160,14 @@ pub async fn replay<M: Metrics>(
     let mut report = Report::default();
     if !json {
         let _ = writeln!(
-        out,
-        "backtest of {} ({new} new, {} live): {} periods {} → {}",
-        plan.service,
-        new.other(),
-        humantime::format_duration(plan.metrics.period),
-        rfc3339(from),
-        rfc3339(to)
-    );
+            out,
+            "backtest of {} ({new} new, {} live): {} periods {} → {}",
+            plan.service,
+            new.other(),
+            humantime::format_duration(plan.metrics.period),
+            rfc3339(from),
+            rfc3339(to)
+        );
     }
     let mut t = from;
     while t < to {
@@ -347,9 +341,18 @@ min_requests = 100
             calls: Mutex::new(vec![]),
         };
         let mut out = Vec::new();
-        let report = replay(&plan(), &history, 4, Color::Green, start, start + 13 * 60, false, &mut out)
-            .await
-            .unwrap();
+        let report = replay(
+            &plan(),
+            &history,
+            4,
+            Color::Green,
+            start,
+            start + 13 * 60,
+            false,
+            &mut out,
+        )
+        .await
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         // 13 periods in pages of 4: every period read once, none skipped.
         assert_eq!(
@@ -397,9 +400,18 @@ min_requests = 100
             calls: Mutex::new(vec![]),
         };
         let mut out = Vec::new();
-        let report = replay(&plan(), &history, 4, Color::Green, start, start + 13 * 60, true, &mut out)
-            .await
-            .unwrap();
+        let report = replay(
+            &plan(),
+            &history,
+            4,
+            Color::Green,
+            start,
+            start + 13 * 60,
+            true,
+            &mut out,
+        )
+        .await
+        .unwrap();
         assert_eq!(
             conclude(&plan(), Color::Green, &report, true, &mut out).unwrap(),
             EXIT_WOULD_ROLL_BACK
@@ -433,7 +445,10 @@ min_requests = 100
             .unwrap();
         assert_eq!(report.counts, [60, 0, 0, 0, 0]);
         let mut out = Vec::new();
-        assert_eq!(conclude(&plan(), Color::Blue, &report, false, &mut out).unwrap(), EXIT_CLEAN);
+        assert_eq!(
+            conclude(&plan(), Color::Blue, &report, false, &mut out).unwrap(),
+            EXIT_CLEAN
+        );
         assert_eq!(
             String::from_utf8(out).unwrap().trim(),
             "would not have rolled back; 60 periods: 60 pass, 0 fail, 0 inconclusive, 0 no data, 0 shared failure"

@@ -318,7 +318,11 @@ pub fn unrunnable(argv: &[String], dir: &std::path::Path) -> Option<String> {
             return Err(format!("{} is a directory", path.display()));
         }
         if meta.permissions().mode() & 0o111 == 0 {
-            return Err(format!("{} is not executable (chmod +x {})", path.display(), path.display()));
+            return Err(format!(
+                "{} is not executable (chmod +x {})",
+                path.display(),
+                path.display()
+            ));
         }
         Ok(())
     };
@@ -326,10 +330,14 @@ pub fn unrunnable(argv: &[String], dir: &std::path::Path) -> Option<String> {
         return check(&dir.join(program)).err();
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file());
+    let found = std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file());
     match found {
         Some(p) => check(&p).err(),
-        None => Some(format!("{program} is not on PATH (write ./{program} for a file beside the plan)")),
+        None => Some(format!(
+            "{program} is not on PATH (write ./{program} for a file beside the plan)"
+        )),
     }
 }
 
@@ -450,10 +458,22 @@ mod tests {
         file("notes.txt", 0o644);
         let argv = |s: &str| vec![s.to_string()];
         assert_eq!(unrunnable(&argv("./deploy.sh"), dir.path()), None);
-        assert!(unrunnable(&argv("./missing.sh"), dir.path()).unwrap().contains("does not exist"));
-        assert!(unrunnable(&argv("./notes.txt"), dir.path()).unwrap().contains("is not executable"));
+        assert!(
+            unrunnable(&argv("./missing.sh"), dir.path())
+                .unwrap()
+                .contains("does not exist")
+        );
+        assert!(
+            unrunnable(&argv("./notes.txt"), dir.path())
+                .unwrap()
+                .contains("is not executable")
+        );
         assert!(unrunnable(&argv("./"), dir.path()).unwrap().contains("is a directory"));
         assert_eq!(unrunnable(&argv("sh"), dir.path()), None);
-        assert!(unrunnable(&argv("no-such-program-0x14"), dir.path()).unwrap().contains("not on PATH"));
+        assert!(
+            unrunnable(&argv("no-such-program-0x14"), dir.path())
+                .unwrap()
+                .contains("not on PATH")
+        );
     }
 }

@@ -242,7 +242,9 @@ pub enum Command {
     },
     /// Replays the plan's criteria over CloudWatch history; writes nothing to the ALB.
     /// Exit 0: would not have rolled back; 3: would have; 2: usage or plan error.
-    #[command(after_help = "Exit codes:\n  0  would not have rolled back\n  1  any other error\n  2  usage or plan error\n  3  would have rolled back")]
+    #[command(
+        after_help = "Exit codes:\n  0  would not have rolled back\n  1  any other error\n  2  usage or plan error\n  3  would have rolled back"
+    )]
     Backtest {
         /// The plan whose criteria are replayed
         #[arg(long, short = 'c', value_name = "FILE")]

@@ -155,7 +155,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             tls_key,
             name,
             retain,
-        } => serve(listen, plans, token_file, tls_cert.zip(tls_key), state_dir, name, retain).await,
+        } => {
+            serve(
+                listen,
+                plans,
+                token_file,
+                tls_cert.zip(tls_key),
+                state_dir,
+                name,
+                retain,
+            )
+            .await
+        }
         Command::Start {
             plan,
             vars,

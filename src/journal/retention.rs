@@ -54,11 +54,7 @@ pub async fn prunable(store: &Arc<dyn Store>, keep: Duration, now: SystemTime) -
 /// be written when its process died): only the target's index could say, and without `Started`
 /// the journal does not name its target, so a never-started journal is kept while it is the
 /// newest of all (the one a dying `begin` could have indexed).
-async fn is_someones_latest(
-    store: &Arc<dyn Store>,
-    id: &str,
-    records: &[super::Record],
-) -> Result<bool, JournalError> {
+async fn is_someones_latest(store: &Arc<dyn Store>, id: &str, records: &[super::Record]) -> Result<bool, JournalError> {
     if super::start_of(records).is_some() {
         return Ok(false);
     }
@@ -134,7 +130,12 @@ mod tests {
         assert_eq!(ids, vec![old.clone()]);
         assert!(!ids.contains(&latest_a) && !ids.contains(&unfinished));
         // With the retention longer than their age, nothing goes.
-        assert!(prunable(&store, Duration::from_secs(2 * 86_400), later).await.unwrap().is_empty());
+        assert!(
+            prunable(&store, Duration::from_secs(2 * 86_400), later)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         store.remove(&old).await.unwrap();
         assert!(!store.ids().await.unwrap().contains(&old));
     }

@@ -343,7 +343,11 @@ impl Renderer {
                 let l = self.label(*step);
                 // A judge's failure was just shown, as its verdict: refer to it.
                 let message = if self.said.contains(reason) {
-                    format!("ROLLING BACK from {l}: {} failed {} (the verdict above)", trigger.as_str(), self.new_color())
+                    format!(
+                        "ROLLING BACK from {l}: {} failed {} (the verdict above)",
+                        trigger.as_str(),
+                        self.new_color()
+                    )
                 } else {
                     format!("ROLLING BACK from {l}: step failed ({}): {reason}", trigger.as_str())
                 };
@@ -438,7 +442,6 @@ impl Renderer {
     fn bake_of(&self, step: usize) -> Option<u64> {
         self.bake_secs.get(&step).copied()
     }
-
 }
 
 /// The journal's name of an event (its `event` tag).

@@ -42,9 +42,7 @@ pub fn wants_color(choice: ColorChoice, is_terminal: bool, no_color: Option<&OsS
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            is_terminal && no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb")
-        }
+        ColorChoice::Auto => is_terminal && no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb"),
     }
 }
 

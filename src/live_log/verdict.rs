@@ -6,8 +6,8 @@
 //! verdict's findings, and the whole reason travels in the JSON form's `reason` field:
 //!
 //! ```text
-//! green FAIL 2/2 → ROLLBACK: 5xx 30.00% (30/100) > 5.00% · bake 2s/5s
-//! green pass: 5xx 0.10% (1/1000), latency 52ms · bake 1m/10m
+//! green FAIL 2/2 → ROLLBACK: 5xx 30% (30/100) > 5% · bake 2s/5s
+//! green pass: 5xx 0.1% (1/1000), latency 52ms · bake 1m/10m
 //! ```
 
 use crate::judge::{Finding, Outcome, Status, Verdict};
@@ -162,8 +162,16 @@ fn limit_in(reason: &str) -> Option<u32> {
         .and_then(|d| d.parse().ok())
 }
 
+/// A percentage to two decimals without trailing zeros (`30%`, `0.1%`, `0.12%`): the line
+/// must fit 80 columns with the time and level in front.
 fn pct(x: f64) -> String {
-    format!("{:.2}%", x * 100.0)
+    let s = format!("{:.2}", x * 100.0);
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    format!("{s}%")
 }
 
 fn count(x: f64) -> String {
@@ -247,13 +255,16 @@ mod tests {
     fn a_failing_verdict_leads_with_the_streak_and_the_number_that_decided() {
         let v = verdict(Outcome::Fail, 2, true, vec![error_rate(Status::Fail)]);
         let text = line("green", &v, None, Some("2s/5s".into()));
-        assert_eq!(text, "green FAIL 2/2 → ROLLBACK: 5xx 30.00% (30/100) > 5.00% · bake 2s/5s");
+        assert_eq!(
+            text,
+            "green FAIL 2/2 → ROLLBACK: 5xx 30% (30/100) > 5% · bake 2s/5s"
+        );
         // With the time and level in front, it still fits 80 columns.
         assert!(format!("02:46:30 WARN  {text}").chars().count() <= 80, "{text}");
         let first = verdict(Outcome::Fail, 1, false, vec![error_rate(Status::Fail)]);
         assert_eq!(
             line("green", &first, Some(3), None),
-            "green FAIL 1/3: 5xx 30.00% (30/100) > 5.00%"
+            "green FAIL 1/3: 5xx 30% (30/100) > 5%"
         );
     }
 
@@ -263,12 +274,23 @@ mod tests {
         pass.evidence.as_mut().unwrap().new.errors = 1.0;
         assert_eq!(
             line("green", &pass, None, Some("1m/10m".into())),
-            "green pass: 5xx 1.00% (1/100), latency 50ms · bake 1m/10m"
+            "green pass: 5xx 1% (1/100), latency 50ms · bake 1m/10m"
         );
         let none = verdict(Outcome::NoData, 0, false, vec![]);
-        assert_eq!(line("blue", &none, None, None), "blue no data: no requests reached blue");
+        assert_eq!(
+            line("blue", &none, None, None),
+            "blue no data: no requests reached blue"
+        );
         let gathering = verdict(Outcome::Inconclusive, 0, false, vec![]);
         assert!(line("green", &gathering, None, None).starts_with("green inconclusive: 100 requests so far"));
+    }
+
+    #[test]
+    fn percentages_drop_trailing_zeros() {
+        assert_eq!(pct(0.3), "30%");
+        assert_eq!(pct(0.001), "0.1%");
+        assert_eq!(pct(0.0012), "0.12%");
+        assert_eq!(pct(0.0), "0%");
     }
 
     #[test]
@@ -277,7 +299,10 @@ mod tests {
         let f = fields(&v, None);
         assert_eq!(f.verdict, Some("fail"));
         assert_eq!((f.streak, f.streak_limit, f.rollback), (Some(2), Some(2), Some(true)));
-        assert_eq!((f.requests, f.errors, f.error_rate), (Some(100.0), Some(30.0), Some(0.3)));
+        assert_eq!(
+            (f.requests, f.errors, f.error_rate),
+            (Some(100.0), Some(30.0), Some(0.3))
+        );
         assert_eq!(f.threshold, Some(0.05));
         assert_eq!(f.reason.as_deref(), Some(v.reason.as_str()));
     }

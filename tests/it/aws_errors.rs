@@ -46,9 +46,15 @@ fn a_region_other_than_the_arns_is_warned_about_and_explained() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "a warning and the error: {stderr}");
-    assert!(lines[0].contains("says region eu-central-1, but the plan's ARNs are in us-east-1"), "{stderr}");
+    assert!(
+        lines[0].contains("says region eu-central-1, but the plan's ARNs are in us-east-1"),
+        "{stderr}"
+    );
     assert!(lines[1].contains("ListenerNotFound"), "{stderr}");
-    assert!(lines[1].contains("eu-central-1, the region the calls went to"), "{stderr}");
+    assert!(
+        lines[1].contains("eu-central-1, the region the calls went to"),
+        "{stderr}"
+    );
 }
 
 /// Regression (issue 14.1): without credentials, four IMDS warnings with the SDK's debug dump
@@ -72,8 +78,14 @@ fn missing_credentials_are_one_line_with_what_to_set() {
         assert_eq!(out.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{format}: {stderr}");
-        assert!(stderr.contains("no AWS credentials found: set AWS_PROFILE"), "{format}: {stderr}");
-        assert!(!stderr.contains("raw: Response") && stderr.len() < 1000, "{format}: {stderr}");
+        assert!(
+            stderr.contains("no AWS credentials found: set AWS_PROFILE"),
+            "{format}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("raw: Response") && stderr.len() < 1000,
+            "{format}: {stderr}"
+        );
         if format == "json" {
             let v: serde_json::Value = serde_json::from_str(stderr.trim()).expect("a JSON line");
             assert_eq!(v["level"], "ERROR");
