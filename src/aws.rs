@@ -181,6 +181,12 @@ where
         SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (None, true, chain(&err)),
         _ => (None, false, chain(&err)),
     };
+    // The credential chain lists every provider it tried, one clause each (six on a laptop):
+    // that list is for CUTOVER_LOG=debug, the line says what is missing.
+    let message = match message.find("no credentials found in chain") {
+        Some(_) => "no credentials found in the credential chain".to_string(),
+        None => message,
+    };
     let message = match hint(operation, code.as_deref(), &message, REGION.lock().unwrap().as_deref()) {
         Some(h) => format!("{message} ({h})"),
         None => message,

@@ -49,8 +49,7 @@ pub fn wants_color(choice: ColorChoice, is_terminal: bool, no_color: Option<&OsS
 /// The filter when `CUTOVER_LOG` is not set: cutover's own lines, and only errors of the SDK
 /// (its credential chain warns once per provider it tries, IMDS four times on a laptop; what
 /// matters reaches the user as the call's error, with a hint).
-const DEFAULT_FILTER: &str = "info,aws_config=error,aws_smithy_runtime=error,aws_smithy_runtime_api=error,\
-                              aws_sdk_elasticloadbalancingv2=error,aws_sdk_cloudwatch=error,aws_sdk_dynamodb=error";
+const DEFAULT_FILTER: &str = "error,cutover=info";
 
 /// Installs the subscriber: JSON lines or the human form, on stderr, filtered by `CUTOVER_LOG`
 /// (an `EnvFilter`: `debug` shows the SDK's own logs and the whole error of every failed call).

@@ -32,7 +32,7 @@ pub(super) fn line(new: &str, v: &Verdict, streak_limit: Option<u32>, bake: Opti
             if v.rollback {
                 head.push_str(" → ROLLBACK");
             } else if v.would_rollback {
-                head.push_str(" → would roll back (advisory)");
+                head.push_str(" → would roll back (advisory mode: not rolling back)");
             }
             let decided: Vec<String> = v
                 .findings
@@ -49,8 +49,13 @@ pub(super) fn line(new: &str, v: &Verdict, streak_limit: Option<u32>, bake: Opti
         }
         Outcome::Pass => format!("{new} pass: {}", numbers(v)),
         Outcome::Inconclusive => format!(
-            "{new} inconclusive: {} requests so far, too few to judge",
-            count(new_sample.requests)
+            "{new} inconclusive: {} requests so far, {}",
+            count(new_sample.requests),
+            if v.evidence_pending {
+                "growing the window"
+            } else {
+                "too few to judge"
+            }
         ),
         Outcome::NoData => format!("{new} no data: no requests reached {new}"),
         Outcome::SharedFailure => {
@@ -255,10 +260,7 @@ mod tests {
     fn a_failing_verdict_leads_with_the_streak_and_the_number_that_decided() {
         let v = verdict(Outcome::Fail, 2, true, vec![error_rate(Status::Fail)]);
         let text = line("green", &v, None, Some("2s/5s".into()));
-        assert_eq!(
-            text,
-            "green FAIL 2/2 → ROLLBACK: 5xx 30% (30/100) > 5% · bake 2s/5s"
-        );
+        assert_eq!(text, "green FAIL 2/2 → ROLLBACK: 5xx 30% (30/100) > 5% · bake 2s/5s");
         // With the time and level in front, it still fits 80 columns.
         assert!(format!("02:46:30 WARN  {text}").chars().count() <= 80, "{text}");
         let first = verdict(Outcome::Fail, 1, false, vec![error_rate(Status::Fail)]);

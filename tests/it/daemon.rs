@@ -214,7 +214,7 @@ run = ["sh", "-c", "echo \"$CUTOVER_VAR_VERSION\" > version.txt"]
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("weights verified by read-back"), "{log}");
     assert!(log.contains("green pass: "), "{log}");
-    assert!(log.contains("cutover promoted"), "{log}");
+    assert!(log.contains("PROMOTED"), "{log}");
     assert_eq!(
         std::fs::read_to_string(dir.join("version.txt")).unwrap().trim(),
         "2.1.0"
@@ -379,10 +379,10 @@ async fn operator_actions_pause_resume_promote_and_rollback() {
     let journal = std::fs::read_to_string(wd.state().join("cutovers").join(&id).join("journal.jsonl")).unwrap();
     for needle in [
         "\"event\":\"paused\"",
-        "alice (API,",
+        "says alice)",
         "\"event\":\"resumed\"",
         "\"event\":\"promote_requested\"",
-        "bob (API,",
+        "says bob)",
     ] {
         assert!(journal.contains(needle), "{needle} missing from the journal");
     }
@@ -601,7 +601,7 @@ async fn watch_replays_the_past_then_streams_live_until_the_end() {
     let first = log.lines().next().unwrap_or_default();
     assert!(first.contains(&format!("cutover {id} of it: blue is live")), "{first}");
     assert!(log.contains("step 2/2 shift 100%: started"), "{log}");
-    assert!(log.lines().last().unwrap().contains("cutover promoted"), "{log}");
+    assert!(log.lines().last().unwrap().contains("PROMOTED"), "{log}");
 }
 
 /// A pipeline's `start --wait` outlives a daemon restart: it reconnects and exits with the
