@@ -40,7 +40,7 @@
 //! * `try_lock`: `UpdateItem` `ADD token 1, SET owner, expires, claim` if
 //!   `attribute_not_exists(token) OR expires <= now`.
 //! * renewal, every `LEASE_RENEW`: `UpdateItem` `SET expires` if `token = mine AND expires > now`.
-//! * release (the [`Lease`] dropped): `UpdateItem` `SET expires = 0` if `token = mine`.
+//! * release ([`Lease::release`], or the [`Lease`] dropped): `UpdateItem` `SET expires = 0` if `token = mine`.
 //! * `ids`: `Query` `pk = index`, strongly consistent, every page.
 //! * [`init`]: `DescribeTable`; `CreateTable` if the table is missing; `DescribeTable` until it
 //!   is active.
@@ -72,8 +72,10 @@
 //!   clock: `LEASE_TTL` after the moment the last renewal that got through was *sent* (never after
 //!   its answer came), so a holder cut off from the table stops acting `LEASE_MARGIN` before the
 //!   table's expiry;
-//! * dropping the [`Lease`] stops the renewals and releases it from a spawned task (a process
-//!   that exits at once may not get there: its lease then runs out after `LEASE_TTL`).
+//! * [`Lease::release`] stops the renewals and releases it, waiting for the table's answer:
+//!   every process calls it before it exits. Dropping an unreleased [`Lease`] (a task that
+//!   ended early) releases it from a spawned task, which may die with the process: its lease
+//!   then runs out after `LEASE_TTL`.
 //!
 //! **Clock skew.** `expires` is the holder's wall clock (Unix milliseconds) at the moment it
 //! sent the renewal, plus `LEASE_TTL`; another process compares it with its own wall clock when
