@@ -167,6 +167,10 @@ pub struct Engine<T, M, H> {
     /// Where the saga has read the journal up to. Held across a read, so that two syncs
     /// never fold the same records twice.
     reader: tokio::sync::Mutex<Reader>,
+    /// When the journal was last read: the watcher of a running step reads it only when the
+    /// step itself has not for a while (one read a `JOURNAL_POLL`, not two, on a shared store
+    /// that bills reads).
+    synced_at: Mutex<tokio::time::Instant>,
     live: Color,
     new: Color,
     clock: Clock,
@@ -295,6 +299,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         let mut engine = Engine {
             saga: Mutex::new(Saga::judging(plan.rollback.criteria.clone())),
             reader: tokio::sync::Mutex::new(journal.reader()),
+            synced_at: Mutex::new(tokio::time::Instant::now()),
             plan,
             traffic,
             metrics,
@@ -343,6 +348,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     async fn sync(&self) -> Result<Vec<Record>, EngineError> {
         let mut reader = self.reader.lock().await;
         let records = reader.read_new().await?;
+        *self.synced_at.lock().unwrap() = tokio::time::Instant::now();
         let mut saga = self.saga.lock().unwrap();
         for r in &records {
             saga.apply(&r.event).map_err(|cause| EngineError::Saga {
@@ -372,6 +378,11 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             EngineError::Journal(e) => Failure::Journal(e),
             other => Failure::step(other.to_string()),
         })?;
+        self.stop_if_rolling_back()
+    }
+
+    /// Stops the running step if the saga, as of the last sync, is rolling back.
+    fn stop_if_rolling_back(&self) -> Result<(), Failure> {
         match self.saga().phase {
             Phase::RollingBack {
                 trigger, reason, by, ..
@@ -386,8 +397,16 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Resolves when a rollback has been requested (and journaled) while a step runs.
     async fn rollback_requested(&self) -> Failure {
         loop {
-            tokio::time::sleep(JOURNAL_POLL).await;
-            match self.sync_forward().await {
+            // A step that reads the journal itself (a bake, a gate: every `JOURNAL_POLL`) keeps
+            // the saga fresh; read only when nobody has for a little longer than that.
+            let last = *self.synced_at.lock().unwrap();
+            tokio::time::sleep_until(last + JOURNAL_POLL + JOURNAL_POLL / 4).await;
+            let checked = if *self.synced_at.lock().unwrap() > last {
+                self.stop_if_rolling_back()
+            } else {
+                self.sync_forward().await
+            };
+            match checked {
                 Ok(()) => {}
                 Err(Failure::Journal(e)) => warn!("reading the journal for operator actions: {e}"),
                 Err(f) => return f,
