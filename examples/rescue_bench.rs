@@ -18,8 +18,10 @@
 //!    on-demand rates.
 //! 2. **An owner's death.** `N` times: a `cutover run --store` at 50 % in a long bake is killed
 //!    with SIGKILL; the time until moto's weights are all on the live colour again (polled directly every
-//!    100 ms) and until the daemon has journaled the cutover's end. The floor is the lease's
-//!    time-to-live (15 s: a dead owner cannot release it) plus up to one rescue poll (5 s).
+//!    100 ms) and until the daemon has journaled the cutover's end. A dead owner cannot release
+//!    its lease, so it runs out 10–15 s after the kill (15 s after the last renewal, which came
+//!    at most 5 s before), and the next rescue poll (every 5 s) adopts it: 10–20 s, plus the
+//!    rescue pass and the restore.
 //!
 //! Needs moto (`deploy/local/install-moto.sh`) and a built `cutover` binary.
 
@@ -285,7 +287,7 @@ async fn main() {
         );
     }
     println!(
-        "   kill → traffic back on the live colour: median {:.2} s, max {:.2} s; → finished: median {:.2} s, max {:.2} s (n={trials}; floor: lease TTL 15 s + rescue poll ≤ 5 s)",
+        "   kill → traffic back on the live colour: median {:.2} s, max {:.2} s; → finished: median {:.2} s, max {:.2} s (n={trials}; expected 10–20 s: the lease runs out 10–15 s after the kill, then a rescue poll ≤ 5 s)",
         median(back.clone()),
         max(&back),
         median(finished.clone()),
