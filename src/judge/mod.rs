@@ -274,7 +274,8 @@ impl Judge {
         let recent = self.recent.map(|g| g.evidence());
         let enough = total.is_some_and(|t| t.new.requests >= c.min_requests as f64);
         let mut recent_done = false;
-        if let (Some(total), Some(recent)) = (&total, &recent) {
+        // A period without requests of the new colour adds nothing: nothing is judged on it.
+        if let (true, Some(total), Some(recent)) = (has_data, &total, &recent) {
             let ctx = Ctx {
                 c,
                 live: &self.live_name,

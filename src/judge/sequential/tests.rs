@@ -230,12 +230,19 @@ proptest! {
     /// The anytime bounds sit where the e-value crosses 1/α, and move with the data.
     #[test]
     fn bounds_agree_with_rejections(e in 0u64..200, n in 200u64..5000, f in 0u64..50) {
+        // (The bounds are bisected to 1e−8: closer than that to the limit, either answer is right.)
         let mut t = ThresholdTest::new(0.01, 0.01);
         t.update(e, n);
-        prop_assert_eq!(t.rejected(), t.lower_bound() > 0.01 + 1e-9);
+        let lb = t.lower_bound();
+        if (lb - 0.01).abs() > 1e-7 {
+            prop_assert_eq!(t.rejected(), lb > 0.01);
+        }
         let mut d = DifferenceTest::new(0.005, 0.01);
         d.update(n, e, n, f);
-        prop_assert_eq!(d.rejected(), d.lower_bound() > 0.005 + 1e-9);
+        let lb = d.lower_bound();
+        if (lb - 0.005).abs() > 1e-7 {
+            prop_assert_eq!(d.rejected(), lb > 0.005);
+        }
         let mut more = DifferenceTest::new(0.005, 0.01);
         more.update(n, e + 10, n, f);
         prop_assert!(more.lower_bound() >= d.lower_bound());

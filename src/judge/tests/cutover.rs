@@ -200,3 +200,33 @@ fn a_judge_replayed_from_its_journaled_windows_decides_as_the_original() {
     let next = sec(200, (55.0, 3.0), (60.0, 0.0));
     assert_eq!(original.judge(&next), replayed.judge(&next));
 }
+
+/// A period without requests of the new colour judges nothing, even after a test has rejected:
+/// it neither fails nor passes, and leaves the streak as it was.
+#[test]
+fn a_period_without_data_judges_nothing_after_a_rejection() {
+    let mut judge = Judge::new(with(|c| c.failures_to_rollback = 3));
+    let windows = [
+        ("30/15", "30/0"),
+        ("30/15", "30/0"),
+        ("30/15", "30/0"),
+        ("40/20", "40/0"),
+        ("30/15", "30/0"),
+    ];
+    for (i, (n, l)) in windows.iter().enumerate() {
+        judge.judge(&window(i, n, l));
+    }
+    // Failed at the 4th and 5th (the cutover had 100 requests from the 4th on).
+    assert_eq!(judge.failures(), 2);
+    assert!(
+        judge.evidence_pending(),
+        "the recent window holds the 5th's 30 requests"
+    );
+    let v = judge.judge(&window(5, "-", "30/0"));
+    assert_eq!(
+        (v.outcome, v.failures, v.rollback),
+        (Outcome::NoData, 2, false),
+        "{}",
+        v.reason
+    );
+}
