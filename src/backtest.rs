@@ -412,6 +412,39 @@ min_requests = 100
         );
     }
 
+    /// Regression (issue 10): a live colour already failing the plan's thresholds in the quarter
+    /// hour before the range would have stopped verify; the backtest says so, with exit 5, and
+    /// still replays the range.
+    #[tokio::test]
+    async fn a_live_colour_failing_before_the_range_would_not_have_started() {
+        let metrics = FakeMetrics::healthy(60);
+        metrics.set_live(Sample {
+            requests: 1000.0,
+            errors: 200.0,
+            latency: Some(0.05),
+        });
+        let mut out = Vec::new();
+        let report = replay(&plan(), &metrics, 1440, Color::Green, 3600, 7200, &mut out)
+            .await
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("baseline of blue 1970-01-01T00:45:00Z → 1970-01-01T01:00:00Z: 15 periods, 5xx 20.00% (3000/15000); already failing: blue's error rate 20.00%"),
+            "{text}"
+        );
+        assert_eq!(report.windows(), 60);
+        let mut out = Vec::new();
+        assert_eq!(
+            conclude(&plan(), Color::Green, &report, &mut out).unwrap(),
+            EXIT_WOULD_NOT_START
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("would not have started: blue already failed the plan's thresholds before the range"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn the_range_is_whole_settled_periods() {
         let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
