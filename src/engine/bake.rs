@@ -243,9 +243,10 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             }
             if let Judging::Bake(duration) = judging {
                 // A bake never ends on a failing streak (it waits for a pass, or the rollback), nor with
-                // evidence still gathering in a growing window, nor paused for drift.
-                // Gathering evidence may extend a bake up to twice its length; past that the bake
-                // ends on what was judged (a service too quiet to ever reach min_requests).
+                // the judge's recent window still gathering toward min_requests, nor paused for drift.
+                // Gathering may extend a bake up to twice its length; past that the bake ends on what
+                // was judged (a service too quiet to fill a window), and the next bake's judge goes on
+                // with the same evidence.
                 let gathering = pending && Duration::from_secs(baked) < duration * 2;
                 if !paused
                     && drifted.is_none()
