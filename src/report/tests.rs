@@ -65,6 +65,10 @@ fn verdict(step: usize, at: u64, outcome: V, errors: f64, latency: f64, failures
         live: None,
         p_value: None,
         statistic: None,
+        test: None,
+        log_e_value: None,
+        log_threshold: None,
+        bound: None,
     };
     Event::Verdict {
         step,
