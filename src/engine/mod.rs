@@ -167,6 +167,10 @@ pub struct Engine<T, M, H> {
     /// Where the saga has read the journal up to. Held across a read, so that two syncs
     /// never fold the same records twice.
     reader: tokio::sync::Mutex<Reader>,
+    /// When the journal was last read: the watcher of a running step reads it only when the
+    /// step itself has not for a while (one read a `JOURNAL_POLL`, not two, on a shared store
+    /// that bills reads).
+    synced_at: Mutex<tokio::time::Instant>,
     live: Color,
     new: Color,
     clock: Clock,
@@ -247,17 +251,41 @@ pub async fn started_plan(journal: &Journal, records: &[Record]) -> Result<Plan,
 
 /// The local user's name: who a person at this terminal is, for approvals and for who started
 /// a cutover (the daemon names its callers by their tokens instead).
+///
+/// `USER`, else `LOGNAME`, else the name `/etc/passwd` gives this process's uid (containers and
+/// CI runners often set neither variable), else `uid N`.
 pub fn principal() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    let set = |name| std::env::var(name).ok().filter(|v: &String| !v.trim().is_empty());
+    if let Some(user) = set("USER").or_else(|| set("LOGNAME")) {
+        return user;
+    }
+    let Some(uid) = own_uid() else {
+        return "unknown".into();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    user_of_uid(&passwd, uid).unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// This process's real uid, from `/proc/self/status` (no `unsafe` for `getuid`).
+fn own_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The name of `uid` in a passwd file's text (`name:x:uid:gid:…` lines).
+fn user_of_uid(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?;
+        (id.parse() == Ok(uid) && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 /// `user@host pid N`: who an operator event came from.
 pub fn whoami() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+    let user = principal();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
@@ -296,6 +324,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         let mut engine = Engine {
             saga: Mutex::new(Saga::judging(plan.rollback.criteria.clone())),
             reader: tokio::sync::Mutex::new(journal.reader()),
+            synced_at: Mutex::new(tokio::time::Instant::now()),
             plan,
             traffic,
             metrics,
@@ -344,6 +373,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     async fn sync(&self) -> Result<Vec<Record>, EngineError> {
         let mut reader = self.reader.lock().await;
         let records = reader.read_new().await?;
+        *self.synced_at.lock().unwrap() = tokio::time::Instant::now();
         let mut saga = self.saga.lock().unwrap();
         for r in &records {
             saga.apply(&r.event).map_err(|cause| EngineError::Saga {
@@ -373,6 +403,11 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             EngineError::Journal(e) => Failure::Journal(e),
             other => Failure::step(other.to_string()),
         })?;
+        self.stop_if_rolling_back()
+    }
+
+    /// Stops the running step if the saga, as of the last sync, is rolling back.
+    fn stop_if_rolling_back(&self) -> Result<(), Failure> {
         match self.saga().phase {
             Phase::RollingBack {
                 trigger, reason, by, ..
@@ -387,8 +422,16 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Resolves when a rollback has been requested (and journaled) while a step runs.
     async fn rollback_requested(&self) -> Failure {
         loop {
-            tokio::time::sleep(JOURNAL_POLL).await;
-            match self.sync_forward().await {
+            // A step that reads the journal itself (a bake, a gate: every `JOURNAL_POLL`) keeps
+            // the saga fresh; read only when nobody has for a little longer than that.
+            let last = *self.synced_at.lock().unwrap();
+            tokio::time::sleep_until(last + JOURNAL_POLL + JOURNAL_POLL / 4).await;
+            let checked = if *self.synced_at.lock().unwrap() > last {
+                self.stop_if_rolling_back()
+            } else {
+                self.sync_forward().await
+            };
+            match checked {
                 Ok(()) => {}
                 Err(Failure::Journal(e)) => warn!("reading the journal for operator actions: {e}"),
                 Err(f) => return f,

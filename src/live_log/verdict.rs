@@ -251,6 +251,10 @@ mod tests {
             live: None,
             p_value: Some(0.0001),
             statistic: None,
+            test: None,
+            log_e_value: None,
+            log_threshold: None,
+            bound: None,
         }
     }
 

@@ -379,6 +379,8 @@ async fn operator_actions_pause_resume_promote_and_rollback() {
     let journal = std::fs::read_to_string(wd.state().join("cutovers").join(&id).join("journal.jsonl")).unwrap();
     for needle in [
         "\"event\":\"paused\"",
+        // The token's name (a lone CUTOVER_TOKEN is `api`), with what the body said beside it.
+        "\"by\":\"api (API, 127.0.0.1:",
         "says alice)",
         "\"event\":\"resumed\"",
         "\"event\":\"promote_requested\"",
