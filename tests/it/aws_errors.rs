@@ -92,3 +92,38 @@ fn missing_credentials_are_one_line_with_what_to_set() {
         }
     }
 }
+
+/// Regression (issue 14.1): against a hung endpoint `status` took 20 s (40 s for `rollback
+/// --to`) before it said anything. An endpoint that accepts connections and never answers:
+/// the interactive deadlines give up within seconds, with a hint at the endpoint.
+#[test]
+fn a_hung_endpoint_fails_interactive_commands_within_seconds() {
+    let moto = Moto::start();
+    let world = fixture(&moto, &[]);
+    let wd = Workdir::new();
+    let plan = wd.write_plan(&plan(&world, "", QUICK_STEPS));
+    // Accepts, reads nothing, answers nothing: a black hole behind a load balancer.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_url = format!("http://{}", hung.local_addr().unwrap());
+    let _holder = std::thread::spawn(move || {
+        let mut held = vec![];
+        for s in hung.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    for args in [
+        vec!["status", "--config", plan.to_str().unwrap()],
+        vec!["rollback", "--config", plan.to_str().unwrap(), "--to", "blue"],
+    ] {
+        let started = std::time::Instant::now();
+        let out = run(wd.cutover(&hung_url, &args));
+        let took = started.elapsed();
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        assert!(took < std::time::Duration::from_secs(15), "{args:?} took {took:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("is AWS_ENDPOINT_URL={hung_url} reachable?")),
+            "{args:?}: {stderr}"
+        );
+    }
+}
