@@ -274,7 +274,9 @@ impl Renderer {
                 l.fields.bake_secs = total;
                 if verdict.rollback {
                     l.mark = Some(Mark::Rollback);
+                    // The engine fails the step with the verdict's reason behind the colour's name.
                     self.said.insert(verdict.reason.clone());
+                    self.said.insert(format!("{} {}", self.new_color(), verdict.reason));
                 }
                 l
             }
@@ -365,11 +367,7 @@ impl Renderer {
                 let l = self.label(*step);
                 // A judge's failure was just shown, as its verdict: refer to it.
                 let message = if self.said.contains(reason) {
-                    format!(
-                        "ROLLING BACK from {l}: {} failed {} (the verdict above)",
-                        trigger.as_str(),
-                        self.new_color()
-                    )
+                    format!("ROLLING BACK from {l} ({}): the verdict above", trigger.as_str())
                 } else {
                     format!("ROLLING BACK from {l}: step failed ({}): {reason}", trigger.as_str())
                 };
@@ -506,3 +504,6 @@ fn fmt_ms(ms: u64) -> String {
         format!("{:.1}s", ms as f64 / 1000.0)
     }
 }
+
+#[cfg(test)]
+mod tests;

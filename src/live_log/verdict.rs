@@ -196,11 +196,17 @@ fn num(x: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::judge::{Evidence, Sample, Window};
 
-    fn verdict(outcome: Outcome, failures: u32, rollback: bool, findings: Vec<Finding>) -> Verdict {
+    /// A verdict on 30 errors in 100 requests, with `failures` and `rollback` as given.
+    pub(in crate::live_log) fn verdict(
+        outcome: Outcome,
+        failures: u32,
+        rollback: bool,
+        findings: Vec<Finding>,
+    ) -> Verdict {
         let new = Sample {
             requests: 100.0,
             errors: 30.0,
@@ -242,7 +248,7 @@ mod tests {
         }
     }
 
-    fn error_rate(status: Status) -> Finding {
+    pub(in crate::live_log) fn error_rate(status: Status) -> Finding {
         Finding {
             check: "error_rate".into(),
             status,
