@@ -29,4 +29,5 @@ mod rescue;
 mod safety;
 mod shared;
 mod store;
+mod terminal;
 mod util;
