@@ -81,12 +81,16 @@ fn pty() -> (std::fs::File, OwnedFd) {
 
 const ESC: &str = "\x1b[";
 
+/// Where stderr goes, the flags, the environment, whether colour is expected, and what the
+/// case is.
+type Case<'a> = (Stderr, &'a [&'a str], &'a [(&'a str, &'a str)], bool, &'a str);
+
 /// Regression (issue 14.3): `with_ansi(is_terminal())` ignored NO_COLOR on a terminal, and
 /// there was no `--color`.
 #[test]
 fn colour_follows_the_terminal_no_color_and_the_flag() {
     use Stderr::*;
-    let cases: &[(Stderr, &[&str], &[(&str, &str)], bool, &str)] = &[
+    let cases: &[Case] = &[
         (Terminal, &[], &[], true, "a terminal is coloured"),
         (Terminal, &[], &[("NO_COLOR", "1")], false, "NO_COLOR on a terminal"),
         (
