@@ -20,6 +20,7 @@ mod e2e;
 mod fault_proxy;
 mod humans;
 mod judge_e2e;
+mod machines;
 mod notify;
 mod openapi;
 mod plans;
