@@ -241,9 +241,10 @@ pub enum Command {
         output: Output,
     },
     /// Replays the plan's criteria over CloudWatch history; writes nothing to the ALB.
-    /// Exit 0: would not have rolled back; 3: would have; 2: usage or plan error.
+    /// Exit 0: would not have rolled back; 3: would have; 5: would not have started (the live
+    /// colour already failed the thresholds); 2: usage or plan error.
     #[command(
-        after_help = "Exit codes:\n  0  would not have rolled back\n  1  any other error\n  2  usage or plan error\n  3  would have rolled back"
+        after_help = "Exit codes:\n  0  would not have rolled back\n  1  any other error\n  2  usage or plan error\n  3  would have rolled back\n  5  would not have started: the live colour already failed the thresholds"
     )]
     Backtest {
         /// The plan whose criteria are replayed

@@ -18,6 +18,7 @@ mod daemon;
 mod e2e;
 #[path = "../support/fault_proxy.rs"]
 mod fault_proxy;
+mod help;
 mod humans;
 mod judge_e2e;
 mod machines;
