@@ -365,9 +365,18 @@ impl Renderer {
             }
             Event::StepFailed { step, trigger, reason } => {
                 let l = self.label(*step);
-                // A judge's failure was just shown, as its verdict: refer to it.
+                // A judge's failure was just shown as its verdict, an operator's or an interrupt's
+                // reason as its request: refer to it.
                 let message = if self.said.contains(reason) {
-                    format!("ROLLING BACK from {l} ({}): the verdict above", trigger.as_str())
+                    format!(
+                        "ROLLING BACK from {l} ({}): {} above",
+                        trigger.as_str(),
+                        if *trigger == crate::saga::Trigger::Judge {
+                            "the verdict"
+                        } else {
+                            "the reason"
+                        }
+                    )
                 } else {
                     format!("ROLLING BACK from {l}: step failed ({}): {reason}", trigger.as_str())
                 };

@@ -123,6 +123,17 @@ fn an_operators_reason_is_shown_once() {
         asked.message,
         "ROLLBACK requested (operator) by alice: checkout 5xx page"
     );
+    r.render(&Event::StepStarted { step: 0 });
+    // Regression: the step an interrupt or an operator stops referred to "the verdict above".
+    let stopped = r.render(&Event::StepFailed {
+        step: 0,
+        trigger: Trigger::Operator,
+        reason: "checkout 5xx page".into(),
+    });
+    assert_eq!(
+        stopped.message,
+        "ROLLING BACK from shift 50% (operator): the reason above"
+    );
     let done = r.render(&Event::Finished {
         outcome: Outcome::RolledBackByOperator,
         reason: "checkout 5xx page".into(),
