@@ -4,20 +4,18 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use super::Daemon;
 use crate::color::Color;
@@ -26,19 +24,15 @@ use crate::engine::operator::{self, Control, ControlError};
 use crate::engine::start::{self, NotStarted};
 use crate::engine::{self};
 use crate::journal::{self, Journal, JournalError, Record};
-use crate::saga::Saga;
 use crate::state::CutoverState;
 use crate::traffic::Alb;
 
 /// The OpenAPI document of the control API, checked in at `api/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../api/openapi.json");
 
-/// How often an event stream looks for new journal records.
-const EVENT_POLL: Duration = Duration::from_millis(200);
-
 /// An API error: a status and a JSON body `{"error": "…"}`.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -59,7 +53,7 @@ impl From<JournalError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// The routes: `/health` and `/metrics` open, everything under `/v1` behind the token.
 pub fn router(daemon: Arc<Daemon>) -> Router {
@@ -67,7 +61,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/cutovers", post(start).get(list))
         .route("/v1/cutovers/{id}", get(get_one))
-        .route("/v1/cutovers/{id}/events", get(events))
+        .route("/v1/cutovers/{id}/events", get(super::events::events))
         .route("/v1/cutovers/{id}/report", get(report))
         .route("/v1/cutovers/{id}/rollback", post(rollback))
         .route(
@@ -270,7 +264,7 @@ fn caller(token: &Caller, by: Option<String>, addr: SocketAddr) -> String {
 
 impl Daemon {
     /// The journal of cutover `id`, with its records; 404 when there is none.
-    async fn journal(&self, id: &str) -> ApiResult<(Journal, Vec<Record>)> {
+    pub(super) async fn journal(&self, id: &str) -> ApiResult<(Journal, Vec<Record>)> {
         if !valid_id(id) {
             return Err(err(StatusCode::NOT_FOUND, format!("no cutover {id}")));
         }
@@ -367,72 +361,6 @@ async fn list(State(d): State<Arc<Daemon>>) -> ApiResult<Json<Value>> {
 
 async fn get_one(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<CutoverState>> {
     Ok(Json(d.state_of(&id).await?))
-}
-
-/// Server-sent events: every journal record from the start, then new ones as they come,
-/// until the cutover finishes (or the daemon shuts down). A record's event id is its position
-/// in the journal, from 1; a client that reconnects with `Last-Event-ID: N` gets the records
-/// after the Nth only.
-async fn events(
-    State(d): State<Arc<Daemon>>,
-    UrlPath(id): UrlPath<String>,
-    headers: HeaderMap,
-) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>>> {
-    let (journal, _) = d.journal(&id).await?;
-    // An id that is not a position (another server's, garbage) is as if there were none: the
-    // client gets everything, which is never wrong, only longer.
-    let skip: u64 = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let reader = journal.reader();
-    let shutdown = d.shutdown.clone();
-    // The stream ends once everything written so far is sent and the saga has finished (as the
-    // saga sees it: a promotion journaled while an operator's rollback runs is not the end).
-    let stream = futures_util::stream::unfold(
-        (
-            reader,
-            std::collections::VecDeque::<Record>::new(),
-            Saga::default(),
-            shutdown,
-            (0u64, skip),
-        ),
-        |(mut reader, mut queue, mut saga, shutdown, (mut n, mut skip))| async move {
-            loop {
-                while skip > 0
-                    && let Some(r) = queue.front()
-                {
-                    // Already sent before the client reconnected; the saga still sees it, so
-                    // the stream still ends where the cutover does.
-                    let _ = saga.apply(&r.event);
-                    queue.pop_front();
-                    n += 1;
-                    skip -= 1;
-                }
-                if let Some(r) = queue.pop_front() {
-                    n += 1;
-                    let _ = saga.apply(&r.event);
-                    let data = serde_json::to_string(&r).unwrap_or_default();
-                    let ev = SseEvent::default().event("record").id(n.to_string()).data(data);
-                    return Some((Ok(ev), (reader, queue, saga, shutdown, (n, skip))));
-                }
-                if *shutdown.borrow() {
-                    return None;
-                }
-                match reader.read_new().await {
-                    Ok(records) if !records.is_empty() => queue.extend(records),
-                    Ok(_) if saga.outcome().is_some() => return None,
-                    Ok(_) => tokio::time::sleep(EVENT_POLL).await,
-                    Err(e) => {
-                        warn!("event stream: {e}");
-                        return None;
-                    }
-                }
-            }
-        },
-    );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// `GET /v1/cutovers/ID/report` query (`format` in `api/openapi.json`).

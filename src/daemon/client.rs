@@ -265,4 +265,74 @@ mod tests {
         assert!(parse_var("version=1").is_err());
         assert!(parse_var("NOEQUALS").is_err());
     }
+
+    /// The records `records` decodes from `chunks`, as (id, the note's message).
+    async fn decode(chunks: Vec<Vec<u8>>) -> Vec<(Option<u64>, String)> {
+        use futures_util::StreamExt;
+        let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+        records(stream)
+            .map(|r| {
+                let (id, record) = r.unwrap();
+                match record.event {
+                    crate::saga::Event::Note { message, .. } => (id, message),
+                    other => panic!("not a note: {other:?}"),
+                }
+            })
+            .collect()
+            .await
+    }
+
+    fn note(message: &str) -> String {
+        format!(r#"{{"at":"2026-11-22T02:46:30.453Z","event":"note","step":0,"level":"warn","message":"{message}"}}"#)
+    }
+
+    /// Regression (issue 14.7): the client decoded UTF-8 chunk by chunk, so a `→` split across
+    /// two chunks (as a proxy or TLS may split it) came out as two replacement characters.
+    #[tokio::test]
+    async fn a_character_split_across_chunks_survives() {
+        let text = format!(
+            "event: record\nid: 7\ndata: {}\n\n",
+            note("fail 2/2 → rollback, p ≤ 0.01")
+        );
+        let bytes = text.into_bytes();
+        // Cut inside every multi-byte character in turn, and everywhere else too.
+        for cut in 1..bytes.len() {
+            let got = decode(vec![bytes[..cut].to_vec(), bytes[cut..].to_vec()]).await;
+            assert_eq!(
+                got,
+                [(Some(7), "fail 2/2 → rollback, p ≤ 0.01".to_string())],
+                "cut at {cut}"
+            );
+        }
+        // One byte a chunk.
+        let got = decode(bytes.iter().map(|b| vec![*b]).collect()).await;
+        assert_eq!(got[0].1, "fail 2/2 → rollback, p ≤ 0.01");
+    }
+
+    /// Regression (issue 14.7): only a single-line `data:` was understood. The standard joins
+    /// the lines of a multi-line `data` with newlines, which JSON takes as whitespace.
+    #[tokio::test]
+    async fn multi_line_data_comments_ids_and_other_events() {
+        let record = note("two lines");
+        let (head, tail) = record.split_at(record.find(",\"event\"").unwrap() + 1);
+        let text = format!(
+            ": keep-alive\n\n\
+             event: record\nid: 1\ndata: {head}\ndata: {tail}\n\n\
+             event: ping\ndata: {{}}\n\n\
+             event: record\r\nid: 2\r\ndata:{}\r\n\r\n\
+             event: record\ndata: {}\n\n",
+            note("crlf, no space after the colon"),
+            note("no id")
+        );
+        let got = decode(vec![text.into_bytes()]).await;
+        assert_eq!(
+            got,
+            [
+                (Some(1), "two lines".to_string()),
+                (Some(2), "crlf, no space after the colon".to_string()),
+                // The standard keeps the last id for an event that sets none.
+                (Some(2), "no id".to_string()),
+            ]
+        );
+    }
 }

@@ -22,6 +22,7 @@
 //!
 //! * `mod.rs` (this file): [`serve`], the shared [`Daemon`], spawning and resuming engines;
 //! * `api.rs`: the routes, authentication and handlers;
+//! * `events.rs`: a cutover's journal as server-sent events, resumed from `Last-Event-ID`;
 //! * `cache.rs`: each journal's [`CutoverState`](crate::state::CutoverState), read incrementally;
 //! * `prometheus.rs`: `/metrics`;
 //! * [`client`]: the command-line clients of the API.
@@ -29,6 +30,7 @@
 mod api;
 mod cache;
 pub mod client;
+mod events;
 mod prometheus;
 
 pub use api::{OPENAPI, router, valid_var_key};

@@ -653,3 +653,53 @@ async fn start_wait_survives_a_daemon_restart() {
     let (_, v) = api(&s2, "GET", &format!("/v1/cutovers/{id}"), None).await;
     assert_eq!(v["outcome"], "promoted");
 }
+
+/// The ids of the records `GET /v1/cutovers/ID/events` sends, with `Last-Event-ID` if given.
+async fn event_ids(s: &Serve, id: &str, last: Option<&str>) -> Vec<u64> {
+    use futures_util::StreamExt;
+    let mut req = reqwest::Client::new()
+        .get(format!("{}/v1/cutovers/{id}/events", s.url))
+        .bearer_auth(TOKEN);
+    if let Some(n) = last {
+        req = req.header("last-event-id", n);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let records = cutover::daemon::client::records(resp.bytes_stream());
+    records
+        .map(|r| r.unwrap().0.expect("every record has an id"))
+        .collect()
+        .await
+}
+
+/// Regression (issue 14.7): the server ignored `Last-Event-ID` and a reconnecting client got
+/// the whole journal again.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_event_stream_resumes_after_the_last_event_id() {
+    let moto = Moto::start();
+    let world = fixture(&moto, &[]);
+    let wd = Workdir::new();
+    let _sim = Sim::start(&world, wd.path(), profile_healthy());
+    let dir = plans(&wd, "web", &world, QUICK_STEPS);
+    let s = Serve::start(&wd, &moto.endpoint, &dir);
+    let (_, v) = api(&s, "POST", "/v1/cutovers", Some(json!({"plan": "web"}))).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    wait_until(&s, &id, Duration::from_secs(60), "finished", |v| {
+        v["outcome"].is_string()
+    })
+    .await;
+    let all = event_ids(&s, &id, None).await;
+    assert!(all.len() > 10, "{all:?}");
+    assert_eq!(
+        all,
+        (1..=all.len() as u64).collect::<Vec<_>>(),
+        "ids are positions from 1"
+    );
+    let after = event_ids(&s, &id, Some("4")).await;
+    assert_eq!(after, all[4..].to_vec());
+    // Past the end: nothing more, and the stream still ends (the cutover has finished).
+    let n = all.len().to_string();
+    assert!(event_ids(&s, &id, Some(&n)).await.is_empty());
+    // Garbage is as if no id had been sent.
+    assert_eq!(event_ids(&s, &id, Some("yesterday")).await, all);
+}
