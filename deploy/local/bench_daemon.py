@@ -247,8 +247,16 @@ def scrape(api):
     return out, dt
 
 
-def by_label(metrics, name):
-    return {re.sub(r'^\{\w+="(.*)"\}$', r"\1", labels): v for (n, labels), v in metrics.items() if n == name}
+def by_label(metrics, name, key):
+    """The series of `name` summed by the value of label `key` (over every other label, such as
+    `service`)."""
+    out = {}
+    for (n, labels), v in metrics.items():
+        if n != name:
+            continue
+        value = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels)).get(key, "")
+        out[value] = out.get(value, 0) + v
+    return out
 
 
 def fan_out(fn, items, workers):
@@ -376,12 +384,12 @@ def run(args):
         window = time.monotonic() - w0
         cpu = cpu_seconds(pid) - cpu0
         m1, _ = scrape(api)
-        c0, c1 = by_label(m0, "cutover_aws_calls_total"), by_label(m1, "cutover_aws_calls_total")
+        c0, c1 = by_label(m0, "cutover_aws_calls_total", "operation"), by_label(m1, "cutover_aws_calls_total", "operation")
         report["aws_calls"] = {op: c1[op] - c0.get(op, 0) for op in c1 if c1[op] - c0.get(op, 0)}
-        report["aws_errors"] = {op: v for op, v in by_label(m1, "cutover_aws_errors_total").items() if v}
+        report["aws_errors"] = {op: v for op, v in by_label(m1, "cutover_aws_errors_total", "operation").items() if v}
         report["poll_lag"] = [v for (n, _), v in m1.items() if n == "cutover_poll_lag_seconds"]
-        report["active"] = m1.get(("cutover_active_cutovers", ""))
-        v0, v1 = by_label(m0, "cutover_verdicts_total"), by_label(m1, "cutover_verdicts_total")
+        report["active"] = sum(v for (n, _), v in m1.items() if n == "cutover_active_cutovers")
+        v0, v1 = by_label(m0, "cutover_verdicts_total", "result"), by_label(m1, "cutover_verdicts_total", "result")
         report["verdicts"] = {k: v1[k] - v0.get(k, 0) for k in v1 if v1[k] - v0.get(k, 0)}
         busy = proc_status(pid)
         report.update(rss=rss, threads=threads, cpu=cpu, window=window, busy=busy, after_starts=after_starts)
@@ -425,7 +433,7 @@ def run(args):
         time.sleep(2)
         report["after_rollback"] = proc_status(pid)
         report["metrics_after"] = scrape(api)[0]
-        report["aws_errors_after"] = {op: v for op, v in by_label(report["metrics_after"], "cutover_aws_errors_total").items() if v}
+        report["aws_errors_after"] = {op: v for op, v in by_label(report["metrics_after"], "cutover_aws_errors_total", "operation").items() if v}
 
         code, took = stop_daemon(proc)
         report["exit"] = (code, took)
@@ -483,7 +491,7 @@ def print_report(args, n, r):
           f"({r['metrics_lines']} samples)")
     print(f"  rollbacks    {n} POST rollback in {r['rollback_wall']:.2f}s; each {ms(r['rollback_latency'])}; "
           f"finished {r['finished']}, unfinished {r['unfinished']}; {r['moto_blue']}/{n} rules back on blue")
-    totals = by_label(r["metrics_after"], "cutover_aws_calls_total")
+    totals = by_label(r["metrics_after"], "cutover_aws_calls_total", "operation")
     print(f"  AWS totals   whole run: " + ", ".join(f"{op} {v:.0f}" for op, v in sorted(totals.items())))
     print(f"  after        VmRSS {mib(r['after_rollback']['VmRSS'])}, {r['after_rollback']['Threads']} threads "
           f"(all finished, 2s later)")

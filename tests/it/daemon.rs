@@ -260,20 +260,85 @@ run = ["sh", "-c", "echo \"$CUTOVER_VAR_VERSION\" > version.txt"]
 
     let (_, text) = call("GET", &format!("{}/metrics", s.url), None, None).await;
     let text = text.as_str().unwrap().to_string();
-    check_prometheus(&text);
-    assert!(
-        text.contains("cutover_cutovers_total{outcome=\"promoted\"} 1"),
-        "{text}"
+    let page = check_prometheus(&text);
+    // Counters by service (the plans' service is `it`), one for each outcome and trigger.
+    assert_eq!(
+        sample(
+            &page,
+            "cutover_cutovers_total",
+            &[("service", "it"), ("outcome", "promoted")]
+        ),
+        1.0
     );
-    assert!(
-        text.contains("cutover_cutovers_total{outcome=\"rolled_back\"} 1"),
-        "{text}"
+    assert_eq!(
+        sample(
+            &page,
+            "cutover_cutovers_total",
+            &[("service", "it"), ("outcome", "rolled_back")]
+        ),
+        1.0
     );
-    assert!(text.contains("cutover_rollbacks_total{trigger=\"judge\"} 1"), "{text}");
-    assert!(
-        text.contains("cutover_aws_calls_total{operation=\"ModifyListener\"}"),
-        "{text}"
+    assert_eq!(
+        sample(
+            &page,
+            "cutover_rollbacks_total",
+            &[("service", "it"), ("trigger", "judge")]
+        ),
+        1.0
     );
+    assert!(sample(&page, "cutover_aws_calls_total", &[("operation", "ModifyListener")]) > 0.0);
+    assert_eq!(
+        sample(&page, "cutover_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        1.0
+    );
+    assert_eq!(sample(&page, "cutover_journals", &[]), 2.0);
+    // The judge's rollback was detected and restored once: one observation in each histogram.
+    for name in ["cutover_detection_seconds", "cutover_rollback_duration_seconds"] {
+        let h = &page.families[name];
+        assert_eq!(h.family_type, openmetrics_parser::PrometheusType::Histogram, "{name}");
+        let s = h.iter_samples().next().unwrap();
+        let openmetrics_parser::PrometheusValue::Histogram(v) = &s.value else {
+            panic!("{name}")
+        };
+        assert_eq!(v.count, Some(1), "{name}: {text}");
+    }
+    assert!(!text.contains("_percent"), "shares are ratios: {text}");
+}
+
+/// `/metrics` through a strict parser of the text exposition format (issue 14.8): its grammar,
+/// one TYPE per family, histograms cumulative up to `+Inf`.
+fn check_prometheus(
+    text: &str,
+) -> openmetrics_parser::MetricsExposition<openmetrics_parser::PrometheusType, openmetrics_parser::PrometheusValue> {
+    openmetrics_parser::prometheus::parse_prometheus(text)
+        .unwrap_or_else(|e| panic!("/metrics is not the text exposition format ({e:?}):\n{text}"))
+}
+
+/// The value of the one sample of `name` whose labels include `labels`.
+fn sample(
+    page: &openmetrics_parser::MetricsExposition<
+        openmetrics_parser::PrometheusType,
+        openmetrics_parser::PrometheusValue,
+    >,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    use openmetrics_parser::PrometheusValue;
+    let family = page.families.get(name).unwrap_or_else(|| panic!("no {name}"));
+    let found: Vec<f64> = family
+        .iter_samples()
+        .filter(|s| {
+            let set = s.get_labelset().unwrap();
+            labels.iter().all(|(k, v)| set.get_label_value(k) == Some(*v))
+        })
+        .map(|s| match &s.value {
+            PrometheusValue::Counter(c) => c.value.as_f64(),
+            PrometheusValue::Gauge(g) | PrometheusValue::Unknown(g) => g.as_f64(),
+            other => panic!("{name} is not a number: {other:?}"),
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{name}{labels:?}: {found:?}");
+    found[0]
 }
 
 trait TapMkdir {
@@ -287,29 +352,6 @@ impl TapMkdir for PathBuf {
 }
 
 /// Every line of a Prometheus text exposition is a comment or `name{labels} value`.
-fn check_prometheus(text: &str) {
-    for line in text.lines() {
-        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") || line.is_empty() {
-            continue;
-        }
-        let (name_labels, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {line:?}"));
-        value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {line:?}"));
-        let name = name_labels.split('{').next().unwrap();
-        assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-            "bad name in {line:?}"
-        );
-        if let Some(labels) = name_labels.strip_prefix(name)
-            && !labels.is_empty()
-        {
-            assert!(
-                labels.starts_with('{') && labels.ends_with('}'),
-                "bad labels in {line:?}"
-            );
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_actions_pause_resume_promote_and_rollback() {
     let moto = Moto::start();

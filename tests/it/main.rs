@@ -28,6 +28,7 @@ mod plans;
 mod proxy;
 mod report;
 mod rescue;
+mod retention;
 mod safety;
 mod shared;
 mod store;
