@@ -191,6 +191,19 @@ pub enum Command {
         #[arg(long, short = 'n')]
         dry_run: bool,
     },
+    /// Asks a daemon whether it can serve (GET /health, no token): exit 0 if it answers 200
+    /// within 3 s, 1 otherwise. The container image's health check.
+    Health {
+        /// The daemon's URL
+        #[arg(
+            long,
+            short = 's',
+            env = "CUTOVER_SERVER",
+            value_name = "URL",
+            default_value = "http://127.0.0.1:7878"
+        )]
+        server: String,
+    },
     /// Prints a completion script for a shell: `cutover completions bash > /etc/bash_completion.d/cutover`.
     Completions {
         /// The shell

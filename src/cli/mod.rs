@@ -86,6 +86,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => store_init(state_dir).await,
         Command::Validate { config, output } => Ok(offline::validate(&config, output)),
         Command::Completions { shell } => Ok(offline::completions(shell)),
+        Command::Health { server } => Ok(match crate::daemon::client::health(&server).await {
+            Ok(()) => {
+                println!("{server}: healthy");
+                EXIT_OK
+            }
+            Err(e) => {
+                error!("unhealthy: {e:#}");
+                EXIT_ERROR
+            }
+        }),
         Command::Man { dir } => offline::man(dir.as_deref()),
         Command::Prune { older_than, dry_run } => {
             let store = open_store(state_dir.clone()).await?;

@@ -217,6 +217,29 @@ where
     })
 }
 
+/// How long `cutover health` waits for the daemon's answer: a container runtime runs the check
+/// every 30 s and counts a slow answer as a failure anyway.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `cutover health`: whether the daemon at `server` answers `GET /health` with 200 (no token:
+/// the endpoint is open).
+pub async fn health(server: &str) -> anyhow::Result<()> {
+    let base = server.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        bail!("--server {server:?} is not an http:// or https:// URL");
+    }
+    let url = format!("{base}/health");
+    let http = reqwest::Client::builder()
+        .timeout(HEALTH_TIMEOUT)
+        .build()
+        .context("building the HTTP client")?;
+    let resp = http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+    if !resp.status().is_success() {
+        bail!("GET {url}: HTTP {}", resp.status().as_u16());
+    }
+    Ok(())
+}
+
 /// How long `watch` keeps reconnecting to a daemon that went away (a restart takes seconds).
 const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 

@@ -24,6 +24,7 @@ mod judge_e2e;
 mod machines;
 mod notify;
 mod openapi;
+mod packaging;
 mod plans;
 mod proxy;
 mod report;
