@@ -59,10 +59,7 @@ fn the_systemd_unit_starts_the_daemon_as_the_binary_reads_it() {
         .collect();
     assert_eq!(argv[0], "/usr/local/bin/cutover");
     let token_file = format!("/run/credentials/cutover.service/{name}");
-    assert!(
-        argv.iter().any(|a| *a == token_file),
-        "{argv:?} does not read {token_file}"
-    );
+    assert!(argv.contains(&token_file), "{argv:?} does not read {token_file}");
     // The command line is one the binary accepts, flag for flag.
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("ExecStart does not parse: {e}"));
     assert!(matches!(cli.command, cutover::cli::args::Command::Serve { .. }));
