@@ -306,9 +306,16 @@ mod tests {
 }
 
 /// Every AWS call and every failed one, by operation, since the process started (for `/metrics`).
+///
+/// With `CUTOVER_AWS_CALL_LOG=FILE` (or [`log_to`]), each service's operation is also appended
+/// to FILE, once per process, as `SERVICE:Operation` (`CloudWatch:GetMetricData`): the
+/// integration tests collect them, and a test then checks that `deploy/iam-policy.json` grants
+/// exactly those (see `tests/iam_policy.rs`).
 pub mod calls {
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::io::Write;
+    use std::path::PathBuf;
+    use std::sync::{Mutex, OnceLock};
 
     use aws_smithy_runtime_api::box_error::BoxError;
     use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -323,6 +330,35 @@ pub mod calls {
     /// A snapshot of the counters.
     pub fn snapshot() -> BTreeMap<String, (u64, u64)> {
         COUNTS.lock().unwrap().clone()
+    }
+
+    /// Where this process logs the operations it calls: [`log_to`]'s file, else
+    /// `CUTOVER_AWS_CALL_LOG`'s, else nowhere.
+    static LOG: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+    /// The `SERVICE:Operation`s logged so far by this process.
+    static LOGGED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+    /// Logs this process's operations to `file` (for an in-process caller, such as the tests'
+    /// harness, that cannot set its own environment). The first setting wins.
+    pub fn log_to(file: PathBuf) {
+        let _ = LOG.set(Some(file));
+    }
+
+    /// Appends `SERVICE:Operation` to the log the first time this process calls it. One
+    /// `write` of one short line to an `O_APPEND` file: lines of processes writing at once do
+    /// not interleave. A log that cannot be written is no reason to fail an AWS call.
+    fn log(service: &str, operation: &str) {
+        let Some(file) = LOG.get_or_init(|| std::env::var_os("CUTOVER_AWS_CALL_LOG").map(PathBuf::from)) else {
+            return;
+        };
+        let line = format!("{service}:{operation}");
+        if !LOGGED.lock().unwrap().insert(line.clone()) {
+            return;
+        }
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
+            let _ = f.write_all(format!("{line}\n").as_bytes());
+        }
     }
 
     /// Counts each call (all its attempts as one) and whether it failed in the end.
@@ -340,10 +376,11 @@ pub mod calls {
             _runtime_components: &RuntimeComponents,
             cfg: &mut ConfigBag,
         ) -> Result<(), BoxError> {
-            let op = cfg
+            let (service, op) = cfg
                 .load::<Metadata>()
-                .map(|m| m.name().to_string())
-                .unwrap_or_else(|| "unknown".into());
+                .map(|m| (m.service().to_string(), m.name().to_string()))
+                .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+            log(&service, &op);
             let failed = !matches!(context.output_or_error(), Some(Ok(_)));
             let mut counts = COUNTS.lock().unwrap();
             let entry = counts.entry(op).or_default();
