@@ -19,6 +19,9 @@ use crate::saga::{Event, Outcome, Phase, Saga, StepStatus, Trigger};
 /// The JSON summary of a cutover (`--output json`): the contract's fields.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// The cutover's id; left out of a summary of a cutover that never got one (not started
+    /// before its journal was created), rather than `""`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
     pub service: String,
     pub outcome: Option<Outcome>,

@@ -745,3 +745,52 @@ async fn the_event_stream_resumes_after_the_last_event_id() {
     // Garbage is as if no id had been sent.
     assert_eq!(event_ids(&s, &id, Some("yesterday")).await, all);
 }
+
+/// Regression (issue 14.11): a 401 had no `WWW-Authenticate` header, and an unknown `/v1` path
+/// answered 404 without a token, so the routes could be listed by probing without one.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_is_asked_for_before_anything_under_v1_is_revealed() {
+    let moto = Moto::start();
+    let wd = Workdir::new();
+    let dir = wd.path().join("plans");
+    std::fs::create_dir_all(&dir).unwrap();
+    let s = Serve::start(&wd, &moto.endpoint, &dir);
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = http.get(format!("{}{path}", s.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    for path in ["/v1/cutovers", "/v1/no-such-route", "/v1", "/v1/cutovers/x/y/z"] {
+        let resp = get(path, None).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{path}");
+        assert_eq!(
+            resp.headers()["www-authenticate"],
+            r#"Bearer realm="cutover""#,
+            "{path}"
+        );
+        let resp = get(path, Some("wrong-token-0123456789abcdef")).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{path}");
+        assert_eq!(
+            resp.headers()["www-authenticate"],
+            r#"Bearer realm="cutover", error="invalid_token""#,
+            "{path}"
+        );
+    }
+    // A wrong method is as unauthenticated as a wrong path.
+    let resp = http.delete(format!("{}/v1/cutovers", s.url)).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    // With the token, an unknown route is a 404 (and the JSON error of every other answer).
+    let resp = get("/v1/no-such-route", Some(TOKEN)).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    assert!(resp.headers().get("www-authenticate").is_none());
+    let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert!(body["error"].is_string(), "{body}");
+    // Outside /v1 nothing needs a token: /health, /metrics, and a 404 for the rest.
+    assert_eq!(get("/health", None).await.unwrap().status().as_u16(), 200);
+    assert_eq!(get("/metrics", None).await.unwrap().status().as_u16(), 200);
+    assert_eq!(get("/v1x", None).await.unwrap().status().as_u16(), 404);
+    assert_eq!(get("/nothing", None).await.unwrap().status().as_u16(), 404);
+}

@@ -386,6 +386,9 @@ async fn a_split_start_is_not_started_and_changes_nothing() {
     let s = json(&out);
     assert_eq!(s["outcome"], "not_started");
     assert!(s["reason"].as_str().unwrap().contains("blue 70% green 30%"), "{s}");
+    // Regression (issue 14.11): it said `"id": ""`; no journal was created, so there is no id.
+    assert!(s.get("id").is_none(), "{s}");
+    assert_eq!(s["service"], "it");
     assert_eq!(weights(&world).await, split);
 }
 
