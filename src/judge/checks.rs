@@ -283,7 +283,7 @@ pub(super) fn assess_errors(ctx: &Ctx, a: &mut Assessment) -> Option<u64> {
         clause.push_str(&format!(", no {} traffic to compare", ctx.live));
     }
 
-    // Against the baseline, on the periods without live traffic (at 100 %).
+    // Against the baseline, on the periods with (almost) no live traffic (at 100 %).
     if let (Some(bt), Some(b)) = (&t.vs_baseline, ctx.baseline)
         && bt.test().trials() > 0
     {

@@ -137,6 +137,23 @@ fn at_100_percent_the_baseline_stands_in_for_the_live_colour() {
     );
 }
 
+/// Regression (review of issue 10): at "100 %" target-group stickiness keeps a trickle of
+/// requests on the live colour, the comparison with it is nearly powerless, and the baseline
+/// test was fed only periods with no live request at all: 1.5 % against a 0.5 % live colour and
+/// baseline (+1 pp, over δ = +0.5 pp; under the absolute 5 %) was promoted. A live colour under
+/// 5 % of the traffic is no traffic.
+#[test]
+fn a_trickle_of_sticky_live_traffic_at_100_percent_still_meets_the_baseline() {
+    let c = with(|c| c.max_error_rate = 0.05);
+    let mut judge = Judge::new(c).with_baseline(baseline(75.0, 15_000.0));
+    // Live: 20 requests a second, an error every 10 seconds (0.5 %).
+    let at = first_rollback(
+        &mut judge,
+        (0..600).map(|t| sec(t, (1000.0, 15.0), (20.0, f64::from(u8::from(t % 10 == 0))))),
+    );
+    assert!(at.is_some_and(|t| t <= 60), "{at:?}");
+}
+
 /// A baseline that comes after the first window is not used: the error budget was split without
 /// it, and a baseline read after the cutover began would be the cutover's own traffic.
 #[test]
