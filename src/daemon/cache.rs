@@ -56,6 +56,13 @@ impl Cache {
         Ok(entry.state.clone())
     }
 
+    /// The state of cutover `id` as last read, without reading (`None`: never read, or being read).
+    pub(super) fn cached(&self, id: &str) -> Option<CutoverState> {
+        let entry = self.entries.lock().unwrap().get(id)?.clone();
+        let entry = entry.try_lock().ok()?;
+        Some(entry.state.clone())
+    }
+
     /// The states of every cutover, newest first (unreadable journals left out).
     pub(super) async fn all(&self) -> Result<Vec<CutoverState>, JournalError> {
         let mut ids = self.store.ids().await?;

@@ -18,6 +18,7 @@
 //! * `steps.rs`: verify, deploy, migrate, health;
 //! * `bake.rs`: judging settled periods until a bake's judged time has passed;
 //! * `weights.rs`: set and verify, drift, and restoring the live colour;
+//! * [`pace`]: polls on wall-clock ticks, and how late they are;
 //! * [`operator`]: operator actions from any process (rollback, pause, resume, promote);
 //! * [`start`]: the clean start and the adapters, written once for `cutover run` and the daemon.
 
@@ -25,6 +26,7 @@ mod bake;
 mod drive;
 mod gates;
 pub mod operator;
+pub mod pace;
 pub mod start;
 mod steps;
 #[cfg(test)]
@@ -50,6 +52,11 @@ use crate::traffic::{ActionSnapshot, Traffic, TrafficError};
 
 /// How often, at most, the journal is read for operator actions while a step runs.
 const JOURNAL_POLL: Duration = Duration::from_secs(1);
+
+/// How often, at most, a remote store (DynamoDB) is read for other processes' appends while a
+/// step runs, when nothing says there is something new: at most the plan's `poll_interval`,
+/// so an owner reads its journal once a poll (see [`Engine::sync_forward_if_due`]).
+const REMOTE_JOURNAL_POLL: Duration = Duration::from_secs(15);
 
 /// The read policy: a read the engine acts on (the weights at verify and before a shift, target
 /// health, alarms at verify, the drift check, the weights at the end) that fails with a
@@ -164,6 +171,8 @@ pub struct Engine<T, M, H> {
     journal: Journal,
     /// The saga as of the last sync; behind a mutex so that a running step can sync too.
     saga: Mutex<Saga>,
+    /// When the journal was last read, and how many records it had then.
+    last_read: Mutex<(tokio::time::Instant, u64)>,
     /// Where the saga has read the journal up to. Held across a read, so that two syncs
     /// never fold the same records twice.
     reader: tokio::sync::Mutex<Reader>,
@@ -294,6 +303,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     ) -> Result<Self, EngineError> {
         let mut engine = Engine {
             saga: Mutex::new(Saga::judging(plan.rollback.criteria.clone())),
+            last_read: Mutex::new((tokio::time::Instant::now(), 0)),
             reader: tokio::sync::Mutex::new(journal.reader()),
             plan,
             traffic,
@@ -343,6 +353,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     async fn sync(&self) -> Result<Vec<Record>, EngineError> {
         let mut reader = self.reader.lock().await;
         let records = reader.read_new().await?;
+        *self.last_read.lock().unwrap() = (tokio::time::Instant::now(), reader.seq());
         let mut saga = self.saga.lock().unwrap();
         for r in &records {
             saga.apply(&r.event).map_err(|cause| EngineError::Saga {
@@ -383,11 +394,43 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         }
     }
 
+    /// Whether the periodic read of the journal is due. A local store is read every time (a read
+    /// costs a file read). A remote one only when this process appended to the journal since the
+    /// last read (the engine's own records, or the daemon's API's operator actions), or when the
+    /// plan's poll interval (at most [`REMOTE_JOURNAL_POLL`]) has passed: other processes'
+    /// actions reach the owner within a poll, and the owner reads its journal once a poll.
+    fn journal_read_due(&self) -> bool {
+        let store = self.journal.store();
+        if store.cheap_reads() {
+            return true;
+        }
+        let (at, seq) = *self.last_read.lock().unwrap();
+        let every = self.plan.metrics.poll_interval.min(REMOTE_JOURNAL_POLL);
+        store.known_len(self.journal.id()).is_none_or(|n| n > seq) || at.elapsed() >= every
+    }
+
+    /// [`Engine::sync_forward`] when the journal read is due (see [`Engine::journal_read_due`]);
+    /// otherwise only what the saga already knows.
+    async fn sync_forward_if_due(&self) -> Result<(), Failure> {
+        if self.journal_read_due() {
+            return self.sync_forward().await;
+        }
+        match self.saga().phase {
+            Phase::RollingBack {
+                trigger, reason, by, ..
+            } => Err(Failure::Step {
+                trigger,
+                reason: format!("rolled back by {by}: {reason}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Resolves when a rollback has been requested (and journaled) while a step runs.
     async fn rollback_requested(&self) -> Failure {
         loop {
             tokio::time::sleep(JOURNAL_POLL).await;
-            match self.sync_forward().await {
+            match self.sync_forward_if_due().await {
                 Ok(()) => {}
                 Err(Failure::Journal(e)) => warn!("reading the journal for operator actions: {e}"),
                 Err(f) => return f,

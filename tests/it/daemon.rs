@@ -25,9 +25,18 @@ impl Serve {
     }
 
     fn start_on(wd: &Workdir, endpoint: &str, plans: &Path, listen: &str) -> Serve {
+        Serve::start_with(wd, endpoint, plans, listen, &[])
+    }
+
+    /// With more arguments to `serve` (`--budget …`).
+    pub fn start_with(wd: &Workdir, endpoint: &str, plans: &Path, listen: &str, extra: &[&str]) -> Serve {
         let mut cmd = wd.cutover(
             endpoint,
-            &["serve", "--listen", listen, "--plans", plans.to_str().unwrap()],
+            &[
+                &["serve", "--listen", listen, "--plans", plans.to_str().unwrap()],
+                extra,
+            ]
+            .concat(),
         );
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -1,0 +1,313 @@
+//! One API class's token bucket: a refill rate and a burst, two lanes, and AIMD on throttling.
+//!
+//! 1. Tokens refill at the current rate up to the burst; a call takes one.
+//! 2. A poll ([`Lane::Poll`]) takes a token only while more than the *reserve* (a quarter of the
+//!    burst) is left, and never while an urgent call waits: polls cannot drain what a rollback
+//!    needs.
+//! 3. An urgent call ([`Lane::Urgent`]: a rollback's writes and read-back, the store's lease and
+//!    journal writes) takes any token there is; when there is none it waits for the next one,
+//!    ahead of every poll. So a rollback never waits behind a poll, and a storm of rollbacks
+//!    still goes out at the bucket's rate rather than into AWS's throttling.
+//! 4. A throttled answer from AWS halves the rate (at most once per [`DECREASE_EVERY`], so one
+//!    burst of throttles counts once), down to a sixteenth of the configured rate; every second
+//!    without throttling gives back a twentieth of the configured rate (about 20 s from the
+//!    floor to the full rate), never above it.
+//!
+//! Time is tokio's clock, so the unit tests drive it with a paused runtime.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Lane;
+
+/// A throttled answer within this long after the last decrease does not decrease again.
+pub const DECREASE_EVERY: Duration = Duration::from_secs(1);
+/// The rate never goes below the configured rate divided by this.
+pub const FLOOR_DIVISOR: f64 = 16.0;
+/// Each second without throttling, the rate grows back by the configured rate divided by this.
+pub const RECOVERY_DIVISOR: f64 = 20.0;
+
+/// A configured limit: `rate` calls a second on average, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    pub rate: f64,
+    pub burst: f64,
+}
+
+#[derive(Debug)]
+struct State {
+    tokens: f64,
+    /// The current rate (the configured one, or less after throttling).
+    rate: f64,
+    refilled: Instant,
+    /// When the rate was last halved.
+    decreased: Option<Instant>,
+    /// Since when the rate has not grown back: the last decrease or the last recovery step.
+    recovered: Instant,
+    urgent_waiting: u32,
+    /// Per lane (urgent, poll): calls and the time they waited for their tokens.
+    waits: [Waits; 2],
+}
+
+/// Calls of one lane and how long they waited for their tokens, since the process started.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Waits {
+    pub calls: u64,
+    /// Calls that found no token for them and had to wait.
+    pub delayed: u64,
+    pub waited_secs: f64,
+}
+
+fn slot(lane: Lane) -> usize {
+    match lane {
+        Lane::Urgent => 0,
+        Lane::Poll => 1,
+    }
+}
+
+/// The bucket of one API class.
+#[derive(Debug)]
+pub struct Bucket {
+    limit: Limit,
+    state: Mutex<State>,
+}
+
+/// What a bucket reports for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketStats {
+    pub limit: Limit,
+    /// The rate now (below `limit.rate` after throttling).
+    pub rate: f64,
+}
+
+impl Bucket {
+    pub fn new(limit: Limit) -> Bucket {
+        let now = Instant::now();
+        Bucket {
+            limit,
+            state: Mutex::new(State {
+                tokens: limit.burst,
+                rate: limit.rate,
+                refilled: now,
+                decreased: None,
+                recovered: now,
+                urgent_waiting: 0,
+                waits: [Waits::default(); 2],
+            }),
+        }
+    }
+
+    /// Tokens polls must leave for urgent calls.
+    fn reserve(&self) -> f64 {
+        (self.limit.burst / 4.0).max(1.0)
+    }
+
+    fn refill(&self, s: &mut State, now: Instant) {
+        // Recovery first: a second without throttling gives back a twentieth of the rate.
+        if s.rate < self.limit.rate {
+            let steps = now.saturating_duration_since(s.recovered).as_secs();
+            if steps >= 1 {
+                s.rate = (s.rate + steps as f64 * self.limit.rate / RECOVERY_DIVISOR).min(self.limit.rate);
+                s.recovered += Duration::from_secs(steps);
+            }
+        }
+        let elapsed = now.saturating_duration_since(s.refilled).as_secs_f64();
+        s.tokens = (s.tokens + elapsed * s.rate).min(self.limit.burst);
+        s.refilled = now;
+    }
+
+    /// Takes one token for a call in `lane`, waiting as long as the lane's rules say.
+    pub async fn acquire(&self, lane: Lane) {
+        let mut counted = false;
+        let started = Instant::now();
+        let mut slept = false;
+        loop {
+            let wait = {
+                let mut s = self.state.lock().unwrap();
+                let now = Instant::now();
+                self.refill(&mut s, now);
+                let took = |s: &mut State| {
+                    let w = &mut s.waits[slot(lane)];
+                    w.calls += 1;
+                    if slept {
+                        w.delayed += 1;
+                        w.waited_secs += now.saturating_duration_since(started).as_secs_f64();
+                    }
+                };
+                match lane {
+                    Lane::Urgent => {
+                        if s.tokens >= 1.0 {
+                            took(&mut s);
+                            s.tokens -= 1.0;
+                            if counted {
+                                s.urgent_waiting -= 1;
+                            }
+                            return;
+                        }
+                        if !counted {
+                            s.urgent_waiting += 1;
+                            counted = true;
+                        }
+                        (1.0 - s.tokens) / s.rate
+                    }
+                    Lane::Poll => {
+                        let floor = 1.0 + self.reserve();
+                        if s.urgent_waiting == 0 && s.tokens >= floor {
+                            took(&mut s);
+                            s.tokens -= 1.0;
+                            return;
+                        }
+                        // Behind an urgent call: look again once it has had its token.
+                        (floor - s.tokens).max(1.0 - s.tokens).max(0.0) / s.rate
+                    }
+                }
+            };
+            tokio::time::sleep(Duration::from_secs_f64(wait.max(0.001))).await;
+            slept = true;
+        }
+    }
+
+    /// AWS answered a call of this class with throttling: halve the rate (see the module doc).
+    pub fn throttled(&self) {
+        let mut s = self.state.lock().unwrap();
+        let now = Instant::now();
+        self.refill(&mut s, now);
+        if s.decreased
+            .is_some_and(|d| now.saturating_duration_since(d) < DECREASE_EVERY)
+        {
+            return;
+        }
+        s.rate = (s.rate / 2.0).max(self.limit.rate / FLOOR_DIVISOR);
+        s.decreased = Some(now);
+        s.recovered = now;
+    }
+
+    /// The calls of `lane` so far and how long they waited.
+    pub fn waits(&self, lane: Lane) -> Waits {
+        self.state.lock().unwrap().waits[slot(lane)]
+    }
+
+    pub fn stats(&self) -> BucketStats {
+        let mut s = self.state.lock().unwrap();
+        self.refill(&mut s, Instant::now());
+        BucketStats {
+            limit: self.limit,
+            rate: s.rate,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn bucket(rate: f64, burst: f64) -> Arc<Bucket> {
+        Arc::new(Bucket::new(Limit { rate, burst }))
+    }
+
+    /// How many of `n` acquisitions in `lane` complete within `within` from now.
+    async fn completed(b: &Arc<Bucket>, lane: Lane, n: usize, within: Duration) -> usize {
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = vec![];
+        for _ in 0..n {
+            let (b, done) = (b.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                b.acquire(lane).await;
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }));
+        }
+        tokio::time::sleep(within).await;
+        for t in tasks {
+            t.abort();
+        }
+        done.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_get_the_burst_less_the_reserve_then_the_rate() {
+        let b = bucket(10.0, 20.0);
+        // 20 tokens, 5 reserved: 15 at once, then 10 a second.
+        assert_eq!(completed(&b, Lane::Poll, 100, Duration::from_millis(1)).await, 15);
+        let b = bucket(10.0, 20.0);
+        assert_eq!(
+            completed(&b, Lane::Poll, 100, Duration::from_millis(2_050)).await,
+            15 + 20
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_urgent_call_takes_the_reserve_that_polls_leave() {
+        let b = bucket(10.0, 20.0);
+        assert_eq!(completed(&b, Lane::Poll, 100, Duration::from_millis(1)).await, 15);
+        let before = Instant::now();
+        b.acquire(Lane::Urgent).await;
+        assert_eq!(before.elapsed(), Duration::ZERO, "the urgent call waited");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_waits_of_each_lane_are_counted() {
+        let b = bucket(10.0, 20.0);
+        assert_eq!(completed(&b, Lane::Poll, 16, Duration::from_secs(1)).await, 16);
+        b.acquire(Lane::Urgent).await;
+        let (poll, urgent) = (b.waits(Lane::Poll), b.waits(Lane::Urgent));
+        assert_eq!((poll.calls, poll.delayed), (16, 1), "{poll:?}");
+        assert!(poll.waited_secs > 0.0);
+        assert_eq!((urgent.calls, urgent.delayed), (1, 0), "{urgent:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_urgent_calls_go_before_waiting_polls() {
+        let b = bucket(1.0, 4.0);
+        // Drain everything (urgent calls may take the reserve too).
+        assert_eq!(completed(&b, Lane::Urgent, 4, Duration::from_millis(1)).await, 4);
+        let order = Arc::new(Mutex::new(vec![]));
+        let mut tasks = vec![];
+        for (i, lane) in [Lane::Poll, Lane::Poll, Lane::Urgent, Lane::Urgent]
+            .into_iter()
+            .enumerate()
+        {
+            let (b, order) = (b.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                // The polls queue first.
+                tokio::time::sleep(Duration::from_millis(i as u64)).await;
+                b.acquire(lane).await;
+                order.lock().unwrap().push(lane);
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let order = order.lock().unwrap().clone();
+        assert_eq!(&order[..2], &[Lane::Urgent, Lane::Urgent], "{order:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_halves_the_rate_once_per_second_and_it_grows_back() {
+        let b = bucket(16.0, 16.0);
+        b.throttled();
+        b.throttled(); // the same burst of throttles: counted once
+        assert_eq!(b.stats().rate, 8.0);
+        for _ in 0..12 {
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+            b.throttled();
+        }
+        assert_eq!(b.stats().rate, 1.0, "floored at a sixteenth");
+        // A twentieth of 16 (0.8) per quiet second: full again after 19 s, not before.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let rate = b.stats().rate;
+        assert!(rate > 1.0 && rate < 16.0, "{rate}");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(b.stats().rate, 16.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_class_hands_out_fewer_tokens() {
+        let b = bucket(10.0, 5.0);
+        assert_eq!(completed(&b, Lane::Urgent, 5, Duration::from_millis(1)).await, 5);
+        b.throttled();
+        // 5 a second now: 5 tokens in the next second, not 10.
+        assert_eq!(completed(&b, Lane::Urgent, 100, Duration::from_millis(1_001)).await, 5);
+    }
+}
