@@ -17,93 +17,18 @@
 //!
 //! Needs moto (`deploy/local/install-moto.sh`) and a built `cutover` binary.
 
+#[path = "support/bench.rs"]
+mod bench;
 #[path = "../tests/support/fault_proxy.rs"]
 mod fault_proxy;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bench::*;
 use fault_proxy::{FaultProxy, Faults, Rule};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> PathBuf {
-    let py = root().join(".venv-moto/bin/python");
-    assert!(py.exists(), "moto is not installed: run deploy/local/install-moto.sh");
-    py
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_moto() -> (Killed, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    // One request at a time, so conditional writes are atomic (see deploy/local/moto_server.py).
-    let child = Command::new(root().join(".venv-moto/bin/python"))
-        .arg(root().join("deploy/local/moto_server.py"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "moto did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Killed(child), endpoint)
-}
-
-/// `fixture.py setup`: a load balancer named `name` in moto.
-fn world(endpoint: &str, name: &str) -> Value {
-    let out = Command::new(python())
-        .arg(root().join("deploy/local/fixture.py"))
-        .args(["setup", "--endpoint", endpoint, "--name", name])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn sim(endpoint: &str, w: &Value, dir: &Path, green_error_rate: f64) -> Killed {
-    let profile = dir.join("profile.json");
-    set_profile(&profile, green_error_rate);
-    Killed(
-        Command::new(python())
-            .arg(root().join("deploy/local/fixture.py"))
-            .args(["traffic", "--endpoint", endpoint, "--namespace", "Cutover/Bench"])
-            .args(["--listener-arn", w["listener_arn"].as_str().unwrap()])
-            .args(["--blue-tg", w["blue_target_group_arn"].as_str().unwrap()])
-            .args(["--green-tg", w["green_target_group_arn"].as_str().unwrap()])
-            .arg("--profile-file")
-            .arg(&profile)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn set_profile(path: &Path, green_error_rate: f64) {
-    let p = serde_json::json!({"rps": 200, "blue_error_rate": 0.0, "green_error_rate": green_error_rate,
-                               "blue_latency": 0.05, "green_latency": 0.05});
-    std::fs::write(path, p.to_string()).unwrap();
-}
 
 fn plan(w: &Value, bake: &str, verify_timeout: &str) -> String {
     format!(
@@ -145,67 +70,11 @@ bake = "3s"
     )
 }
 
-fn cutover(binary: &Path, endpoint: &str, dir: &Path, plan: &Path) -> Command {
-    let mut cmd = Command::new(binary);
-    cmd.args(["run", "--config"])
-        .arg(plan)
-        .args(["--output", "json"])
-        .env("CUTOVER_STATE_DIR", dir.join("state"))
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null());
+/// `cutover run --config plan --output json`.
+fn run(binary: &Path, endpoint: &str, dir: &Path, plan: &Path) -> Command {
+    let mut cmd = cutover(binary, endpoint, dir);
+    cmd.args(["run", "--config"]).arg(plan).args(["--output", "json"]);
     cmd
-}
-
-/// The weights as moto has them, read straight from moto (not through the proxy).
-fn moto_weights(endpoint: &str, w: &Value) -> (i64, i64) {
-    let out = Command::new(python())
-        .arg(root().join("deploy/local/fixture.py"))
-        .args(["weights", "--endpoint", endpoint])
-        .args(["--listener-arn", w["listener_arn"].as_str().unwrap()])
-        .args(["--blue-tg", w["blue_target_group_arn"].as_str().unwrap()])
-        .args(["--green-tg", w["green_target_group_arn"].as_str().unwrap()])
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    let n = |k: &str| v[k].as_i64().unwrap_or(-1);
-    (n("blue"), n("green"))
-}
-
-/// Journal records of the (only) cutover in `state`.
-fn journal(state: &Path) -> Vec<Value> {
-    let mut out = vec![];
-    for e in std::fs::read_dir(state.join("cutovers"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let text = std::fs::read_to_string(e.path().join("journal.jsonl")).unwrap_or_default();
-        out.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
-    }
-    out
-}
-
-fn at(r: &Value) -> f64 {
-    let t = humantime::parse_rfc3339(r["at"].as_str().unwrap()).unwrap();
-    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
-}
-
-fn first(records: &[Value], event: &str) -> Option<f64> {
-    records.iter().find(|r| r["event"] == event).map(at)
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    if xs.is_empty() {
-        return f64::NAN;
-    }
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 fn fault_mix() -> Faults {
@@ -229,7 +98,7 @@ fn one(binary: &Path, moto: &str, proxy: &str, name: &str, healthy: bool) -> Run
     let _sim = sim(moto, &w, dir.path(), if healthy { 0.0 } else { 0.3 });
     let plan_path = dir.path().join("plan.toml");
     std::fs::write(&plan_path, plan(&w, "3s", "30s")).unwrap();
-    let out = cutover(binary, proxy, dir.path(), &plan_path).output().unwrap();
+    let out = run(binary, proxy, dir.path(), &plan_path).output().unwrap();
     let code = out.status.code().unwrap_or(-1);
     let (b, g) = moto_weights(moto, &w);
     let stranded = !((b > 0 && g == 0) || (g > 0 && b == 0));
@@ -317,7 +186,7 @@ async fn main() {
     println!(
         "   judge's decision → traffic confirmed on blue: median {:.2} s, max {:.2} s (n={})",
         median(restores.clone()),
-        restores.iter().cloned().fold(f64::NAN, f64::max),
+        max(&restores),
         restores.len()
     );
     println!("\n{snapshot}");
@@ -332,7 +201,7 @@ async fn main() {
         let plan_path = dir.path().join("plan.toml");
         std::fs::write(&plan_path, plan(&w, "10m", "60s")).unwrap();
         let mut child = Killed(
-            cutover(&binary, &proxy_url, dir.path(), &plan_path)
+            run(&binary, &proxy_url, dir.path(), &plan_path)
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap(),
@@ -376,21 +245,4 @@ async fn main() {
         median(confirmed.clone()),
         confirmed.len()
     );
-}
-
-fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn num_cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }

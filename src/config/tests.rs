@@ -437,6 +437,11 @@ fn the_example_plan_shows_the_defaults() {
     let (a, b) = (&example.rollback, &minimal.rollback);
     assert_eq!(a.stall_timeout, b.stall_timeout);
     assert_eq!(a.alarms, b.alarms);
+    assert_eq!(
+        (&a.gradual, a.gradual_pause, a.on_orphan),
+        (&b.gradual, b.gradual_pause, b.on_orphan)
+    );
+    assert_eq!((&example.hooks, example.deadline), (&minimal.hooks, minimal.deadline));
     let (a, b) = (&a.criteria, &b.criteria);
     assert_eq!(
         (
@@ -472,4 +477,47 @@ fn the_example_plan_shows_the_defaults() {
     );
     assert_eq!(example.environment, minimal.environment);
     assert_eq!(example.environment, Environment::default());
+}
+
+/// Issue 11: `config/runbook.toml` is the seed runbook as a plan (verify, deploy, migrate with
+/// its backward script, Go/No-Go, 50 %, 100 %, observe, Go/No-Go), with people told and hooks.
+#[test]
+fn the_runbook_plan_is_the_release_runbook() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let p = load(&dir.join("runbook.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let labels: Vec<_> = p.steps.iter().map(Step::label).collect();
+    assert_eq!(
+        labels,
+        [
+            "verify",
+            "deploy",
+            "migrate",
+            "approve",
+            "shift 50%",
+            "shift 100%",
+            "observe",
+            "approve"
+        ]
+    );
+    assert!(p.steps[2].undo().is_some(), "the migration has its backward script");
+    assert!(
+        matches!(&p.steps[3], Step::Approve { require_other: true, approvers, .. } if !approvers.is_empty()),
+        "the gate before the switch names its decision authority"
+    );
+    assert_eq!(p.notify.len(), 3, "Slack, PagerDuty and a webhook");
+    assert!(p.deadline.is_some() && !p.hooks.is_empty() && !p.rollback.gradual.is_empty());
+    // Every command it runs exists and is executable, so it can be tried as it is.
+    let commands = p
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Deploy { command, .. } | Step::Migrate { command } => Some(command.clone()),
+            _ => None,
+        })
+        .flat_map(|c| [Some(c.run), c.undo].into_iter().flatten());
+    for argv in commands {
+        let path = dir.join(&argv[0]);
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+        assert!(mode & 0o111 != 0, "{} is not executable", path.display());
+    }
 }

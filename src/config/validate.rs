@@ -336,11 +336,12 @@ pub(super) fn plan(path: &Path, raw: RawPlan) -> Result<Plan, PlanError> {
 }
 
 /// `rollback.gradual`: the new colour's share on the way back, decreasing, ending at 0, each in
-/// steps of 0.1 below 100. In tenths of a percent.
+/// steps of 0.1 below 100. In tenths of a percent. Absent or `[]`: all at once.
 fn gradual(v: &Validator, raw: Option<Vec<f64>>) -> Result<Vec<u32>, PlanError> {
-    let Some(steps) = raw else {
+    let steps = raw.unwrap_or_default();
+    if steps.is_empty() {
         return Ok(vec![]);
-    };
+    }
     let mut out: Vec<u32> = vec![];
     for (i, w) in steps.iter().enumerate() {
         let key = format!("rollback.gradual[{i}]");

@@ -262,12 +262,13 @@ impl Daemon {
             if self.store.latest(&target).await.ok().flatten().as_deref() != Some(id.as_str()) {
                 continue;
             }
-            let info = self.store.lease(&target).await.ok().flatten();
-            // Held, on a remote store: driven by someone alive, no takeover to try (a call saved).
-            if remote && info.as_ref().is_some_and(|l| l.held) {
+            // A read first: a held lease (the common case, polled every few seconds for every
+            // driven cutover) costs one read, not a refused conditional write.
+            let lease = self.store.lease(&target).await.ok().flatten();
+            if lease.as_ref().is_some_and(|l| l.held) {
                 continue;
             }
-            let previous = info.map(|l| l.owner);
+            let previous = lease.map(|l| l.owner);
             let lease = match self.store.try_lock(&target, &self.owner).await {
                 Ok(Some(lease)) => Arc::new(lease),
                 Ok(None) => continue, // Driven by someone alive.

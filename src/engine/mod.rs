@@ -171,8 +171,14 @@ pub struct Engine<T, M, H> {
     journal: Journal,
     /// The saga as of the last sync; behind a mutex so that a running step can sync too.
     saga: Mutex<Saga>,
-    /// When the journal was last read, and how many records it had then.
+    /// When the journal was last read, and how many records it had then: a remote store is
+    /// read only when something is new or a poll has passed (see [`Engine::journal_read_due`]).
     last_read: Mutex<(tokio::time::Instant, u64)>,
+    /// When the journal was last looked at: read, or found not due for a read. The watcher of a
+    /// running step looks only when the step itself has not for a while (a bake or a gate looks
+    /// every `JOURNAL_POLL`): one look a `JOURNAL_POLL`, not two, and on a remote store no read
+    /// of the watcher's in the middle of the step's appends, which the step reads after them.
+    looked: Mutex<tokio::time::Instant>,
     /// Where the saga has read the journal up to. Held across a read, so that two syncs
     /// never fold the same records twice.
     reader: tokio::sync::Mutex<Reader>,
@@ -304,6 +310,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         let mut engine = Engine {
             saga: Mutex::new(Saga::judging(plan.rollback.criteria.clone())),
             last_read: Mutex::new((tokio::time::Instant::now(), 0)),
+            looked: Mutex::new(tokio::time::Instant::now()),
             reader: tokio::sync::Mutex::new(journal.reader()),
             plan,
             traffic,
@@ -353,7 +360,9 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     async fn sync(&self) -> Result<Vec<Record>, EngineError> {
         let mut reader = self.reader.lock().await;
         let records = reader.read_new().await?;
-        *self.last_read.lock().unwrap() = (tokio::time::Instant::now(), reader.seq());
+        let now = tokio::time::Instant::now();
+        *self.last_read.lock().unwrap() = (now, reader.seq());
+        *self.looked.lock().unwrap() = now;
         let mut saga = self.saga.lock().unwrap();
         for r in &records {
             saga.apply(&r.event).map_err(|cause| EngineError::Saga {
@@ -383,6 +392,11 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             EngineError::Journal(e) => Failure::Journal(e),
             other => Failure::step(other.to_string()),
         })?;
+        self.stop_if_rolling_back()
+    }
+
+    /// Stops the running step if the saga, as of the last sync, is rolling back.
+    fn stop_if_rolling_back(&self) -> Result<(), Failure> {
         match self.saga().phase {
             Phase::RollingBack {
                 trigger, reason, by, ..
@@ -415,22 +429,26 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         if self.journal_read_due() {
             return self.sync_forward().await;
         }
-        match self.saga().phase {
-            Phase::RollingBack {
-                trigger, reason, by, ..
-            } => Err(Failure::Step {
-                trigger,
-                reason: format!("rolled back by {by}: {reason}"),
-            }),
-            _ => Ok(()),
-        }
+        *self.looked.lock().unwrap() = tokio::time::Instant::now();
+        self.stop_if_rolling_back()
     }
 
     /// Resolves when a rollback has been requested (and journaled) while a step runs.
     async fn rollback_requested(&self) -> Failure {
         loop {
-            tokio::time::sleep(JOURNAL_POLL).await;
-            match self.sync_forward_if_due().await {
+            // A step that looks at the journal itself (a bake, a gate: every `JOURNAL_POLL`)
+            // keeps the saga fresh; look only when nobody has for a little longer than that.
+            let last = *self.looked.lock().unwrap();
+            tokio::time::sleep_until(last + JOURNAL_POLL + JOURNAL_POLL / 4).await;
+            let checked = if *self.looked.lock().unwrap() > last {
+                self.stop_if_rolling_back()
+            } else {
+                // Counted as a look before it is made: a read that fails (the store unreachable)
+                // is tried again a look later, not at once in a loop.
+                *self.looked.lock().unwrap() = tokio::time::Instant::now();
+                self.sync_forward_if_due().await
+            };
+            match checked {
                 Ok(()) => {}
                 Err(Failure::Journal(e)) => warn!("reading the journal for operator actions: {e}"),
                 Err(f) => return f,

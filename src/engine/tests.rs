@@ -534,6 +534,8 @@ struct DyingStore {
     inner: MemoryStore,
     appends: std::sync::atomic::AtomicUsize,
     die_after: usize,
+    /// Reads so far (a shared store bills each one).
+    reads: std::sync::atomic::AtomicUsize,
 }
 
 impl DyingStore {
@@ -575,6 +577,7 @@ impl Store for DyingStore {
             if self.dead() {
                 return Err(Self::crashed());
             }
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.inner.read(id, from).await
         })
     }
@@ -696,6 +699,7 @@ async fn crash_everywhere(failing: &[&str]) {
             inner: memory.clone(),
             appends: 1.into(),
             die_after: n,
+            reads: 0.into(),
         });
         let traffic = FakeTraffic::new(initial);
         let hooks = hooks_failing();
@@ -791,4 +795,56 @@ async fn crash_everywhere(failing: &[&str]) {
             assert_eq!(undone, expected, "{what}: {undo} ran {undone} times: {calls:?}");
         }
     }
+}
+
+/// Regression (issue 9, measured by `deploy/local/bench-rescue.sh`): a baking cutover read its
+/// journal twice a second, once for the bake's own loop and once for the watcher that lets a
+/// rollback reach any running step; on a shared store each read is billed. Now the watcher
+/// reads only when the step has not: about one read a second of the cutover.
+#[tokio::test(start_paused = true)]
+async fn a_bake_reads_its_journal_once_a_poll() {
+    let plan = config::parse(Path::new("plan.toml"), PLAN).unwrap();
+    let memory = MemoryStore::default();
+    memory.create_with_id("c1");
+    let counting = Arc::new(DyingStore {
+        inner: memory,
+        appends: 0.into(),
+        die_after: usize::MAX,
+        reads: 0.into(),
+    });
+    let journal = Journal::new(counting.clone(), "c1");
+    let initial = Split::all_on(Color::Blue);
+    journal
+        .append(&started_event(
+            "c1",
+            &plan,
+            Color::Blue,
+            initial,
+            None,
+            Default::default(),
+            None,
+        ))
+        .await
+        .unwrap();
+    let clock = Clock::at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let mut e = Engine::open(
+        plan,
+        FakeTraffic::new(initial),
+        FakeMetrics::healthy(10),
+        FakeHooks::default(),
+        journal,
+        clock,
+    )
+    .await
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    assert_eq!(e.drive(no_interrupt().1).await.unwrap(), Outcome::Promoted);
+    let secs = started.elapsed().as_secs_f64();
+    let reads = counting.reads.load(std::sync::atomic::Ordering::SeqCst) as f64;
+    let appends = counting.appends.load(std::sync::atomic::Ordering::SeqCst) as f64;
+    // One read a second, plus one after each step's start and a few at each step boundary.
+    assert!(
+        reads <= 1.15 * secs + appends,
+        "{reads} reads in {secs:.0} s of cutover ({appends} appends)"
+    );
 }

@@ -386,12 +386,16 @@ async fn operator_actions_pause_resume_promote_and_rollback() {
     .await;
     assert_eq!(v["outcome"], "rolled_back_by_operator");
     let journal = std::fs::read_to_string(wd.state().join("cutovers").join(&id).join("journal.jsonl")).unwrap();
+    // The caller is named by its token (`api`, the daemon's CUTOVER_TOKEN), and a `by` in the
+    // body is kept beside it as said (issue 11's named tokens; this test still expected the
+    // body's `by` first, from before them).
     for needle in [
         "\"event\":\"paused\"",
-        "alice (API,",
+        "api (API, 127.0.0.1:",
+        ", says alice)",
         "\"event\":\"resumed\"",
         "\"event\":\"promote_requested\"",
-        "bob (API,",
+        ", says bob)",
     ] {
         assert!(journal.contains(needle), "{needle} missing from the journal");
     }

@@ -121,6 +121,10 @@ fn a_deadline_bounds_the_whole_cutover() {
 fn a_gradual_rollback_goes_down_to_zero() {
     let p = with(|g: &str| g.to_string()).unwrap();
     assert!(p.rollback.gradual.is_empty(), "all at once by default");
+    // Regression: an explicit `gradual = []` (the default, as config/example.toml writes it)
+    // was refused as not ending at 0.
+    let p = with(|g: &str| g.replacen("max_error_rate = 0.001", "max_error_rate = 0.001\ngradual = []", 1)).unwrap();
+    assert!(p.rollback.gradual.is_empty());
     assert_eq!(p.rollback.gradual_pause, Duration::from_secs(30));
     let p = with(|g: &str| {
         g.replacen(

@@ -40,7 +40,7 @@
 //! * `try_lock`: `UpdateItem` `ADD token 1, SET owner, expires, claim` if
 //!   `attribute_not_exists(token) OR expires <= now`.
 //! * renewal, every `LEASE_RENEW`: `UpdateItem` `SET expires` if `token = mine AND expires > now`.
-//! * release (the [`Lease`] dropped): `UpdateItem` `SET expires = 0` if `token = mine`.
+//! * release ([`Lease::release`], or the [`Lease`] dropped): `UpdateItem` `SET expires = 0` if `token = mine`.
 //! * `ids`: `Query` `pk = index`, strongly consistent, every page.
 //! * [`init`]: `DescribeTable`; `CreateTable` if the table is missing; `DescribeTable` until it
 //!   is active.
@@ -72,8 +72,10 @@
 //!   clock: `LEASE_TTL` after the moment the last renewal that got through was *sent* (never after
 //!   its answer came), so a holder cut off from the table stops acting `LEASE_MARGIN` before the
 //!   table's expiry;
-//! * dropping the [`Lease`] stops the renewals and releases it from a spawned task (a process
-//!   that exits at once may not get there: its lease then runs out after `LEASE_TTL`).
+//! * [`Lease::release`] stops the renewals and releases it, waiting for the table's answer:
+//!   every process calls it before it exits. Dropping an unreleased [`Lease`] (a task that
+//!   ended early) releases it from a spawned task, which may die with the process: its lease
+//!   then runs out after `LEASE_TTL`.
 //!
 //! **Clock skew.** `expires` is the holder's wall clock (Unix milliseconds) at the moment it
 //! sent the renewal, plus `LEASE_TTL`; another process compares it with its own wall clock when
@@ -103,13 +105,14 @@
 //! | `ids` | 1 RRU per 4 KB of ids (about 100 cutovers) |
 //!
 //! Prices in us-east-1 (on-demand, since the price cut of 1 November 2024, as published in July
-//! 2025): $0.625 per million WRU and $0.125 per million RRU. A cutover driven by one owner that
-//! polls every 15 s, with one incremental read a second while a step runs, one (fenced) append
-//! per verdict and a renewal every 5 s, costs per minute:
-//! 4 appends × 4 WRU + 12 renewals × 1 WRU = 28 WRU → 28 × $0.625 / 10⁶ = $0.0000175;
-//! 60 reads × 1 RRU = 60 RRU → 60 × $0.125 / 10⁶ = $0.0000075; together **$0.000025 per
-//! cutover-minute** (an hour-long cutover: $0.0015), plus storage ($0.25 per GB-month; a journal
-//! is tens of KB).
+//! 2025): $0.625 per million WRU and $0.125 per million RRU. Measured through a counting proxy
+//! (`deploy/local/bench-rescue.sh`), a cutover with 60 s periods and 15 s polls makes per
+//! minute 63 `Query` (the engine reads its journal about once a second, for operator actions),
+//! 8 fenced appends, 12 renewals and a few other calls: 46 WRU and 64 RRU, so
+//! 46 × $0.625 / 10⁶ + 64 × $0.125 / 10⁶ ≈ **$0.000036 per cutover-minute** (an hour-long
+//! cutover: about $0.002), plus storage ($0.25 per GB-month; a journal is tens of KB). A daemon
+//! on the store reads about 46 RRU a minute for each unfinished cutover it does not drive (its
+//! rescue poll: the ids, the cutover's new records, its latest and its lease).
 
 mod lease;
 mod table;
