@@ -508,7 +508,7 @@ async fn control_action(
 }
 
 async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
-    let states = d.cache.all().await.unwrap_or_default();
+    let states = d.cache.all_recent().await.unwrap_or_default();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

@@ -77,6 +77,11 @@ async fn rules(world: &World, n: usize) -> Vec<String> {
 
 /// A plans directory with `svc{k}.toml` on each rule.
 fn plans(wd: &Workdir, world: &World, rules: &[String]) -> PathBuf {
+    plans_polling(wd, world, rules, "1s")
+}
+
+/// [`plans`] with polls every `poll`.
+fn plans_polling(wd: &Workdir, world: &World, rules: &[String], poll: &str) -> PathBuf {
     let dir = wd.path().join("plans");
     std::fs::create_dir_all(&dir).unwrap();
     for (k, rule) in rules.iter().enumerate() {
@@ -84,7 +89,8 @@ fn plans(wd: &Workdir, world: &World, rules: &[String]) -> PathBuf {
             rule_arn: Some(rule.clone()),
             ..world.clone()
         };
-        std::fs::write(dir.join(format!("svc{k}.toml")), plan(&w, "", BAKING)).unwrap();
+        let text = plan(&w, "", BAKING).replace("poll_interval = \"1s\"", &format!("poll_interval = \"{poll}\""));
+        std::fs::write(dir.join(format!("svc{k}.toml")), text).unwrap();
     }
     dir
 }
@@ -245,6 +251,58 @@ async fn a_rollback_is_not_delayed_by_a_throttled_poll_budget() {
             "cutover_budget_delayed_total{class=\"elbv2-describe\",lane=\"poll\"}"
         ) > 0.0,
         "the polls never waited: the budget was not squeezed"
+    );
+}
+
+/// Issue 12, item 4: on the DynamoDB store, a baking cutover read its journal every second (a
+/// `Query` each, billed), five a poll with 5-second polls. Its owner now reads once a poll (after
+/// its own verdicts, or when a poll has passed without news): at most one `Query` per poll per
+/// cutover, besides the rescue loop's listing of the ids every 5 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_dynamodb_store_a_baking_cutover_reads_its_journal_once_a_poll() {
+    const STORE: &str = "dynamodb://cutover-budget";
+    let moto = Moto::start();
+    let proxy = FaultProxy::start_in_thread(&moto.endpoint);
+    let world = fixture(&moto, &[]);
+    let rules = rules(&world, 4).await;
+    let wd = Workdir::new();
+    let out = run(wd.cutover(&moto.endpoint, &["store", "init", "--store", STORE]));
+    assert_eq!(out.status.code(), Some(0), "store init");
+    let plans = plans_polling(&wd, &world, &rules, "5s");
+    let s = Serve::start_with(&wd, proxy.endpoint(), &plans, "127.0.0.1:0", &["--store", STORE]);
+    start_baking(&s, rules.len()).await;
+    // The scrapes outside the counted window: they read journals too (see below).
+    let m0 = scrape(&s).await;
+    let c0 = proxy.snapshot();
+    let window = Duration::from_secs(20);
+    tokio::time::sleep(window).await;
+    let c1 = proxy.snapshot();
+    let m1 = scrape(&s).await;
+    let polls = get(&m1, "cutover_polls_total") - get(&m0, "cutover_polls_total");
+    let queries = (c1.op("Query").requests - c0.op("Query").requests) as f64;
+    assert!(polls >= 12.0, "too few polls to tell: {polls}\n{c1}");
+    // The rescue loop lists the ids (one page) every 5 s; one more for a pass at either edge.
+    let listings = (window.as_secs() / 5 + 2) as f64;
+    assert!(
+        queries <= polls + listings,
+        "{queries} Query for {polls} polls of {} cutovers in {window:?}\nbefore: {c0}\nafter: {c1}",
+        rules.len()
+    );
+    // Each poll's verdicts are still read back into the saga: the cutovers judge on.
+    assert!(
+        queries >= polls / 2.0,
+        "{queries} Query for {polls} polls: the owners stopped reading\n{c1}"
+    );
+    // `/metrics` read every journal at every scrape; scraped again at once, it reads none (the
+    // listing of the ids, and perhaps a rescue pass's, are the only Query).
+    let c2 = proxy.snapshot();
+    let again = scrape(&s).await;
+    let c3 = proxy.snapshot();
+    assert_eq!(get(&again, "cutover_active_cutovers"), rules.len() as f64);
+    let queries = c3.op("Query").requests - c2.op("Query").requests;
+    assert!(
+        queries <= 2,
+        "a second scrape read the journals again: {queries} Query\n{c3}"
     );
 }
 
