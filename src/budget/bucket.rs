@@ -169,6 +169,27 @@ impl Bucket {
         }
     }
 
+    /// Resolves once a call in `lane` would get a token at once (as [`Bucket::acquire`] would
+    /// give it), without taking it or counting a call: a coalesced batch waits here with its
+    /// group still open, then takes its tokens.
+    pub async fn ready(&self, lane: Lane) {
+        loop {
+            let wait = {
+                let mut s = self.state.lock().unwrap();
+                self.refill(&mut s, Instant::now());
+                let floor = match lane {
+                    Lane::Urgent => 1.0,
+                    Lane::Poll => 1.0 + self.reserve(),
+                };
+                if s.tokens >= floor && (lane == Lane::Urgent || s.urgent_waiting == 0) {
+                    return;
+                }
+                (floor - s.tokens).max(0.0) / s.rate
+            };
+            tokio::time::sleep(Duration::from_secs_f64(wait.max(0.001))).await;
+        }
+    }
+
     /// AWS answered a call of this class with throttling: halve the rate (see the module doc).
     pub fn throttled(&self) {
         let mut s = self.state.lock().unwrap();
@@ -309,5 +330,30 @@ mod tests {
         b.throttled();
         // 5 a second now: 5 tokens in the next second, not 10.
         assert_eq!(completed(&b, Lane::Urgent, 100, Duration::from_millis(1_001)).await, 5);
+    }
+
+    /// `ready` waits as a poll's `acquire` would, but takes nothing: the batch that waited
+    /// still gets its token at once.
+    #[tokio::test(start_paused = true)]
+    async fn ready_waits_for_a_token_without_taking_it() {
+        let b = bucket(10.0, 4.0);
+        // 4 tokens, 1 reserved: 3 polls at once, then none is ready until one more refills.
+        assert_eq!(completed(&b, Lane::Poll, 3, Duration::from_millis(1)).await, 3);
+        let started = Instant::now();
+        b.ready(Lane::Poll).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(90),
+            "{:?}",
+            started.elapsed()
+        );
+        // Ready again at once: the first took nothing.
+        b.ready(Lane::Poll).await;
+        assert!(
+            started.elapsed() <= Duration::from_millis(110),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(completed(&b, Lane::Poll, 1, Duration::from_millis(1)).await, 1);
+        assert_eq!(b.waits(Lane::Poll).calls, 4, "ready counted as a call");
     }
 }

@@ -7,7 +7,11 @@
 //! 2. Requests for the same key join it until the window passes, or until every member has a
 //!    request waiting (then nobody else can come: a `cutover run` is one member, so its reads
 //!    go out at once, through the same path as the daemon's).
-//! 3. The flush task takes the group and runs the batch, which answers every request in order.
+//! 3. The flush task waits until the batch could go now ([`Batch::ready`]: its class of the
+//!    budget has a token), the group still open: under a squeezed budget (a ramp of hundreds
+//!    of starts, AWS throttling) the requests that come meanwhile join it, so the budget pays
+//!    for fewer, fuller calls instead of a queue of small ones.
+//! 4. It takes the group and runs the batch, which answers every request in order.
 //!
 //! Members are the adapters that submit ([`Coalescer::join`]); each engine's adapter is one and
 //! has at most one request waiting, since an engine reads one thing at a time.
@@ -36,6 +40,12 @@ pub trait Batch: Send + Sync + 'static {
 
     /// The answer for a request whose batch was abandoned (it panicked, or the runtime stopped).
     fn abandoned() -> Self::Response;
+
+    /// Resolves when a call for `key` could go now, without taking anything (see the module
+    /// doc, step 3). At once unless a batch says otherwise.
+    fn ready(self: Arc<Self>, _key: Self::Key) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 struct Group<B: Batch> {
@@ -141,6 +151,7 @@ impl<B: Batch> Coalescer<B> {
                     _ = tokio::time::sleep(window) => {}
                     _ = flush.notified() => {}
                 }
+                batch.clone().ready(key.clone()).await;
                 let group = {
                     let mut s = state.lock().unwrap();
                     let group = s.groups.remove(&key);
@@ -167,10 +178,12 @@ mod tests {
 
     use super::*;
 
-    /// Answers each request with the size of its batch, and counts the batches.
+    /// Answers each request with the size of its batch, and counts the batches; with `gate`,
+    /// a batch is ready only at that instant (a budget with no token before it).
     #[derive(Default)]
     struct Sizes {
         runs: AtomicUsize,
+        gate: Option<tokio::time::Instant>,
     }
 
     impl Batch for Sizes {
@@ -183,6 +196,13 @@ mod tests {
         }
         fn abandoned() -> usize {
             0
+        }
+        fn ready(self: Arc<Self>, _key: u8) -> BoxFuture<'static, ()> {
+            Box::pin(async move {
+                if let Some(gate) = self.gate {
+                    tokio::time::sleep_until(gate).await;
+                }
+            })
         }
     }
 
@@ -252,5 +272,33 @@ mod tests {
         drop(leave);
         assert_eq!(pending.await.unwrap(), 1);
         drop(stay);
+    }
+
+    /// Regression (issue 12's bench): with the Describe budget spent during a ramp of 500
+    /// starts, each 50 ms group closed and then queued for a token, so the calls stayed small
+    /// (one ARN each) exactly when the budget was scarcest. A group now stays open while its
+    /// batch waits for the budget: the requests that come meanwhile share its call.
+    #[tokio::test(start_paused = true)]
+    async fn requests_join_a_group_while_it_waits_for_the_budget() {
+        let gate = tokio::time::Instant::now() + Duration::from_secs(1);
+        let c = Arc::new(Coalescer::new(
+            Sizes {
+                gate: Some(gate),
+                ..Sizes::default()
+            },
+            WINDOW,
+        ));
+        let _members: Vec<Member> = (0..10).map(|_| c.join()).collect();
+        let first = {
+            let c = c.clone();
+            tokio::spawn(async move { c.submit(0, ()).await })
+        };
+        // Past the window: the first group waits for the budget, still open.
+        tokio::time::sleep(WINDOW * 4).await;
+        let later = submit_all(&c, &[0, 0]).await;
+        assert_eq!(first.await.unwrap(), 3);
+        assert_eq!(later, vec![3, 3]);
+        assert_eq!(c.batch().runs.load(Ordering::SeqCst), 1);
+        assert!(tokio::time::Instant::now() >= gate);
     }
 }

@@ -250,6 +250,11 @@ impl Budget {
         self.bucket(class).acquire(lane).await
     }
 
+    /// Resolves once a call of `class` in `lane` would get a token at once, taking none.
+    pub async fn ready_in(&self, class: Class, lane: Lane) {
+        self.bucket(class).ready(lane).await
+    }
+
     /// AWS throttled a call of `class`.
     pub fn throttled(&self, class: Class) {
         self.bucket(class).throttled()

@@ -234,6 +234,10 @@ impl Batch for MetricData {
             message: "the shared GetMetricData call was abandoned".into(),
         })
     }
+
+    fn ready(self: Arc<Self>, _key: Span) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.budget.ready_in(Class::GetMetricData, Lane::Poll).await })
+    }
 }
 
 impl DescribeAlarms {
@@ -320,5 +324,9 @@ impl Batch for DescribeAlarms {
             id: "*".into(),
             message: "the shared DescribeAlarms call was abandoned".into(),
         })
+    }
+
+    fn ready(self: Arc<Self>, _key: ()) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.budget.ready_in(Class::DescribeAlarms, Lane::Poll).await })
     }
 }

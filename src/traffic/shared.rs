@@ -203,4 +203,8 @@ impl Batch for Describe {
     fn abandoned() -> Read {
         Err(TrafficError::Shape("the shared weight read was abandoned".into()))
     }
+
+    fn ready(self: Arc<Self>, _key: Target) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.budget.ready_in(Class::ElbDescribe, Lane::Poll).await })
+    }
 }
