@@ -153,7 +153,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             tls_cert,
             tls_key,
             name,
-        } => serve(listen, plans, token_file, tls_cert.zip(tls_key), state_dir, name).await,
+            budget,
+        } => {
+            // Before any AWS call: every client of the process paces its calls by it.
+            let budget = budget.unwrap_or_default();
+            crate::budget::install(&budget);
+            info!("AWS API budget (calls a second / burst): {}", budget.describe());
+            serve(listen, plans, token_file, tls_cert.zip(tls_key), state_dir, name).await
+        }
         Command::Start {
             plan,
             vars,

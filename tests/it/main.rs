@@ -13,6 +13,7 @@
 
 mod adapters;
 mod backtest;
+mod budget;
 mod daemon;
 mod e2e;
 #[path = "../support/fault_proxy.rs"]
