@@ -141,6 +141,42 @@ pub struct AwsError {
     pub message: String,
     /// Whether trying again later may succeed (throttling, timeouts, 5xx, network).
     pub retryable: bool,
+    /// Whether AWS answered (an error response, with or without a code), as opposed to a
+    /// timeout, a lost connection or a request never sent.
+    pub answered: bool,
+}
+
+/// Error codes that mean "slow down": the account's rate for the API is spent.
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestThrottled",
+    "SlowDown",
+];
+
+/// Whether an error code says the caller is being throttled (not that anything is wrong with
+/// the request): a batch of many cutovers' reads that is throttled fails for all of them alike.
+pub fn is_throttling(code: Option<&str>) -> bool {
+    code.is_some_and(|c| THROTTLING_CODES.contains(&c))
+}
+
+impl AwsError {
+    /// Whether AWS refused the call for its rate.
+    pub fn throttled(&self) -> bool {
+        is_throttling(self.code.as_deref())
+    }
+
+    /// Whether one request of a batched call may have caused this failure, so that calling for
+    /// fewer requests can tell which: an error answer (a bad ARN, a rule not found, a denied
+    /// alarm, a statistic refused — moto refuses a percentile with a bare HTTP 500). Not
+    /// throttling, `ServiceUnavailable`, a timeout or a lost connection, which fail every part
+    /// alike: splitting on them turned one failed call of N requests into 2N − 1.
+    pub fn may_be_one_request(&self) -> bool {
+        self.answered && !self.throttled() && self.code.as_deref() != Some("ServiceUnavailable")
+    }
 }
 
 /// Error codes that mean "slow down" or "try again", across ELBv2 and CloudWatch.
@@ -164,6 +200,7 @@ where
     // The whole error, raw response included, only for whoever asked for debug logs: a log
     // line or a journaled reason gets the service's code and message, or the transport's chain.
     tracing::debug!("{operation}: {}", DisplayErrorContext(&err));
+    let answered = matches!(err, SdkError::ServiceError(_));
     let (code, retryable, message) = match &err {
         SdkError::ServiceError(se) => {
             let code = se.err().code().map(str::to_string);
@@ -196,6 +233,7 @@ where
         code,
         message,
         retryable,
+        answered,
     }
 }
 
@@ -305,7 +343,8 @@ mod tests {
     }
 }
 
-/// Every AWS call and every failed one, by operation, since the process started (for `/metrics`).
+/// Every AWS call and every failed one, by operation, since the process started (for `/metrics`),
+/// and every throttled attempt, which also slows its class down in the [`crate::budget`].
 ///
 /// With `CUTOVER_AWS_CALL_LOG=FILE` (or [`log_to`]), each service's operation is also appended
 /// to FILE, once per process, as `SERVICE:Operation` (`CloudWatch:GetMetricData`): the
@@ -317,6 +356,9 @@ pub mod calls {
     use std::path::PathBuf;
     use std::sync::{Mutex, OnceLock};
 
+    use aws_smithy_runtime_api::client::interceptors::context::Error;
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
     use aws_smithy_runtime_api::box_error::BoxError;
     use aws_smithy_runtime_api::client::interceptors::Intercept;
     use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
@@ -326,6 +368,9 @@ pub mod calls {
 
     /// `operation → (calls, errors)`.
     static COUNTS: Mutex<BTreeMap<String, (u64, u64)>> = Mutex::new(BTreeMap::new());
+
+    /// `operation → throttled attempts` (each attempt of a call: the SDK retries throttling).
+    static THROTTLES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 
     /// A snapshot of the counters.
     pub fn snapshot() -> BTreeMap<String, (u64, u64)> {
@@ -361,6 +406,42 @@ pub mod calls {
         }
     }
 
+    /// A snapshot of the throttled attempts by operation.
+    pub fn throttles() -> BTreeMap<String, u64> {
+        THROTTLES.lock().unwrap().clone()
+    }
+
+    /// The service's error code of a failed attempt, for the operations cutover calls.
+    fn code_of(e: &Error) -> Option<String> {
+        macro_rules! codes {
+            ($($t:ty),* $(,)?) => {
+                $(if let Some(e) = e.downcast_ref::<$t>() {
+                    return e.code().map(str::to_string);
+                })*
+            };
+        }
+        use aws_sdk_cloudwatch::operation as cw;
+        use aws_sdk_dynamodb::operation as ddb;
+        use aws_sdk_elasticloadbalancingv2::operation as elb;
+        codes!(
+            elb::describe_rules::DescribeRulesError,
+            elb::describe_listeners::DescribeListenersError,
+            elb::describe_target_health::DescribeTargetHealthError,
+            elb::modify_rule::ModifyRuleError,
+            elb::modify_listener::ModifyListenerError,
+            cw::get_metric_data::GetMetricDataError,
+            cw::describe_alarms::DescribeAlarmsError,
+            ddb::get_item::GetItemError,
+            ddb::put_item::PutItemError,
+            ddb::update_item::UpdateItemError,
+            ddb::query::QueryError,
+            ddb::transact_write_items::TransactWriteItemsError,
+            ddb::describe_table::DescribeTableError,
+            ddb::create_table::CreateTableError,
+        );
+        None
+    }
+
     /// Counts each call (all its attempts as one) and whether it failed in the end.
     #[derive(Debug, Clone, Copy, Default)]
     pub struct Counter;
@@ -368,6 +449,30 @@ pub mod calls {
     impl Intercept for Counter {
         fn name(&self) -> &'static str {
             "cutover::aws::calls::Counter"
+        }
+
+        fn read_after_attempt(
+            &self,
+            context: &FinalizerInterceptorContextRef<'_>,
+            _runtime_components: &RuntimeComponents,
+            cfg: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            let Some(Err(e)) = context.output_or_error() else {
+                return Ok(());
+            };
+            let code = e.as_operation_error().and_then(code_of);
+            if !super::is_throttling(code.as_deref()) {
+                return Ok(());
+            }
+            let (service, op) = cfg
+                .load::<Metadata>()
+                .map(|m| (m.service().to_string(), m.name().to_string()))
+                .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+            if let Some(class) = crate::budget::Class::of(&service, &op) {
+                crate::budget::global().throttled(class);
+            }
+            *THROTTLES.lock().unwrap().entry(op).or_default() += 1;
+            Ok(())
         }
 
         fn read_after_execution(
@@ -393,11 +498,15 @@ pub mod calls {
     }
 }
 
-/// The two clients, built from the shared configuration, with the call counter.
+/// The two clients, built from the shared configuration, with the call counter, and the shared
+/// readers every adapter built from them reads through: one set per process, so the cutovers of
+/// a daemon share their calls (a `cutover run` has a batch of one).
 #[derive(Debug, Clone)]
 pub struct Clients {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub elb_reads: std::sync::Arc<crate::traffic::ElbReads>,
+    pub cloudwatch_reads: std::sync::Arc<crate::metrics::CloudWatchReads>,
 }
 
 impl Clients {
@@ -413,9 +522,13 @@ impl Clients {
         let cloudwatch = aws_sdk_cloudwatch::config::Builder::from(conf)
             .interceptor(calls::Counter)
             .build();
+        let elbv2 = aws_sdk_elasticloadbalancingv2::Client::from_conf(elbv2);
+        let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(cloudwatch);
         Clients {
-            elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(elbv2),
-            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch),
+            elb_reads: crate::traffic::ElbReads::new(elbv2.clone()),
+            cloudwatch_reads: crate::metrics::CloudWatchReads::new(cloudwatch.clone()),
+            elbv2,
+            cloudwatch,
         }
     }
 }

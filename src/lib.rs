@@ -10,6 +10,8 @@
 //! * [`traffic`]: the ALB (the only module that talks to ELBv2);
 //! * [`metrics`]: CloudWatch (the only module that talks to CloudWatch);
 //! * [`aws`]: SDK configuration and error classification shared by those two;
+//! * [`budget`]: the process's AWS API budget (token buckets, the urgent lane) and the
+//!   coalescing of many cutovers' reads into shared calls;
 //! * [`journal`]: the state directory, intent logs and locks;
 //! * [`hooks`]: the user's commands and HTTP checks;
 //! * [`live_log`]: journal events rendered as the live log;
@@ -21,8 +23,13 @@
 //! * [`daemon`]: `cutover serve`, the control API, many cutovers at once, and its clients;
 //! * [`cli`]: the `cutover` command line.
 
+// The daemon's rescue loop awaits an engine's whole future (drive → restore in the budget's
+// urgent lane → the shared readers): its layout nests deeper than rustc's default of 128.
+#![recursion_limit = "256"]
+
 pub mod aws;
 pub mod backtest;
+pub mod budget;
 pub mod cli;
 pub mod color;
 pub mod config;
@@ -63,6 +70,7 @@ mod error_convention {
             code: Some("Throttling".into()),
             message: "Rate exceeded".into(),
             retryable: true,
+            answered: true,
         };
         let errors: Vec<Box<dyn Error + Send + Sync>> = vec![
             Box::new(journal()),

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Daemon benchmark against a local moto: `cutover serve`'s memory idle and with
-# 100 concurrent cutovers (VmRSS/VmHWM), its CPU time while they bake, and how
-# long starting and rolling them back takes. See bench_daemon.py.
+# Daemon benchmark against a local moto: `cutover serve` with N concurrent
+# cutovers (an ALB per 100: its listener and 99 rules): memory idle and busy
+# (VmRSS/VmHWM), CPU, AWS calls a second by operation and throttles, the API
+# budget's waits, polls (missed, delay from their tick), the CloudWatch cost per
+# cutover-minute, single rollbacks timed while the others bake, and the goals of
+# issue 12. See bench_daemon.py.
 #
-#   deploy/local/bench-daemon.sh            # release build (about 5 minutes the first time)
-#   deploy/local/bench-daemon.sh --debug    # debug build (a debug build's figures are larger)
-#   deploy/local/bench-daemon.sh --debug --cutovers 20 --sample 10 --keep
+#   deploy/local/bench-daemon.sh --cutovers 500       # release build (about 5 minutes the first time)
+#   deploy/local/bench-daemon.sh --debug              # debug build (a debug build's figures are larger)
+#   deploy/local/bench-daemon.sh --debug --cutovers 20 --poll 5s --sample 10 --keep
 #
-# Other arguments go to bench_daemon.py (--cutovers, --concurrency, --idle,
-# --sample, --bake, --keep). Linux only (/proc).
+# Other arguments go to bench_daemon.py (--cutovers, --poll, --period, --budget,
+# --probes, --concurrency, --idle, --sample, --bake, --keep). Linux only (/proc).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"

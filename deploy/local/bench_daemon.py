@@ -1,24 +1,30 @@
 #!/usr/bin/env python3
-"""Memory (and CPU) of `cutover serve` idle and with N concurrent cutovers, on moto.
+"""`cutover serve` with N concurrent cutovers on moto: memory, CPU, AWS calls a second by
+operation, polls (missed, delay), CloudWatch cost, and rollbacks while the others bake.
 
 Run it through deploy/local/bench-daemon.sh, which installs moto, builds the
 binary and starts moto. What it does:
 
-  1. fixture.py setup: one ALB, blue/green target groups, one listener; then
-     N listener rules on that listener (priorities 1..N, path /svcN/*), each
-     forwarding blue 1 / green 0. Each rule is its own traffic target, so N
-     cutovers can run at once (the daemon locks per listener or rule).
-  2. N plans svcK.toml in a temp plans dir, each on its rule: one step, shift
-     to 100 % with bake 10m, 1-second metrics polled every 5 s in a namespace
-     nobody publishes to. Every cutover therefore holds at 100 % baking with no
-     data: the steady state of many concurrent cutovers polling CloudWatch.
-  3. `cutover serve --listen 127.0.0.1:0` (token from CUTOVER_TOKEN, temp
+  1. fixture.py setup, once per 100 cutovers (AWS's default quota is 100 rules per load
+     balancer): an ALB, blue/green target groups, one listener. Its default action is one
+     cutover's target, and 99 listener rules (path /svcK/*, forwarding blue 1 / green 0) are the
+     others'. So both kinds of weight read (DescribeListeners, DescribeRules) are in the mix.
+  2. N plans svcK.toml in a temp plans dir: one step, shift to 100 % with bake --bake,
+     --period metrics polled every --poll in a namespace nobody publishes to. Every cutover
+     therefore holds at 100 % baking with no data: the steady state of many concurrent
+     cutovers polling CloudWatch and checking their weights for drift.
+  3. `cutover serve --listen 127.0.0.1:0 --budget …` (token from CUTOVER_TOKEN, temp
      CUTOVER_STATE_DIR). Idle VmRSS after --idle seconds.
-  4. POST N cutovers (each must be 201), timed; wait until every one reports
-     step "shift 100%" with green 100 %; then sample VmRSS for --sample seconds
-     (median, max), VmHWM, threads, and the daemon's CPU time over the window.
-  5. Roll every cutover back through the API (each must say traffic_restored),
-     wait for them to finish, SIGTERM the daemon, and print the report.
+  4. POST N cutovers (each must be 201), timed; wait until every one reports step
+     "shift 100%" with green 100 % and a verdict; let one more poll interval pass; then sample
+     for --sample seconds: VmRSS (median, max), VmHWM, threads, CPU time, and from /metrics the
+     AWS calls and throttles by operation, the polls (missed ones, their delay), the budget's
+     waits and the CloudWatch metrics requested.
+  5. --probes rollbacks, one at a time at random moments of the poll cycle, while the others
+     bake: each timed from the request to the answer (sent once traffic is verified) and, from
+     the journal, from the rollback's record to traffic verified.
+  6. Roll every other cutover back through the API (each must say traffic_restored), wait for
+     them to finish, SIGTERM the daemon, and print the report, with the goals of issue 12.
 
 Everything is on 127.0.0.1, and every wait is bounded.
 """
@@ -26,7 +32,9 @@ Everything is on 127.0.0.1, and every wait is bounded.
 import argparse
 import concurrent.futures
 import json
+import math
 import os
+import random
 import re
 import secrets
 import shutil
@@ -89,34 +97,47 @@ def make_rules(elb, world, n):
     return arns
 
 
-def rule_weights(elb, world, rule_arns):
-    """{rule_arn: (blue, green)} read back from moto, in batches of 20."""
+def split_of(world, actions):
     blue, green = world["blue_target_group_arn"], world["green_target_group_arn"]
+    w = {}
+    for a in actions:
+        for tg in a.get("ForwardConfig", {}).get("TargetGroups", []):
+            w[tg["TargetGroupArn"]] = tg.get("Weight", 0)
+    return (w.get(blue), w.get(green))
+
+
+def target_weights(elb, targets):
+    """[(blue, green)] of every (world, rule ARN or None for the listener) read back from moto."""
     out = {}
-    for i in range(0, len(rule_arns), 20):
-        for r in elb.describe_rules(RuleArns=rule_arns[i:i + 20])["Rules"]:
-            w = {}
-            for a in r["Actions"]:
-                for tg in a.get("ForwardConfig", {}).get("TargetGroups", []):
-                    w[tg["TargetGroupArn"]] = tg.get("Weight", 0)
-            out[r["RuleArn"]] = (w.get(blue), w.get(green))
-    return out
+    rules = [(w, r) for w, r in targets if r]
+    for i in range(0, len(rules), 20):
+        batch = rules[i:i + 20]
+        worlds = {r: w for w, r in batch}
+        for r in elb.describe_rules(RuleArns=[r for _, r in batch])["Rules"]:
+            out[r["RuleArn"]] = split_of(worlds[r["RuleArn"]], r["Actions"])
+    listeners = [(w, w["listener_arn"]) for w, r in targets if not r]
+    for i in range(0, len(listeners), 20):
+        batch = listeners[i:i + 20]
+        worlds = {arn: w for w, arn in batch}
+        for l in elb.describe_listeners(ListenerArns=[arn for _, arn in batch])["Listeners"]:
+            out[l["ListenerArn"]] = split_of(worlds[l["ListenerArn"]], l["DefaultActions"])
+    return [out.get(r or w["listener_arn"]) for w, r in targets]
 
 
-def plan_text(world, k, rule_arn, bake):
+def plan_text(world, k, rule_arn, args):
+    rule = f'rule_arn = "{rule_arn}"\n' if rule_arn else ""
     return f"""# generated by deploy/local/bench_daemon.py
 [service]
 name = "svc{k}"
 [alb]
 listener_arn = "{world['listener_arn']}"
-rule_arn = "{rule_arn}"
-blue_target_group_arn = "{world['blue_target_group_arn']}"
+{rule}blue_target_group_arn = "{world['blue_target_group_arn']}"
 green_target_group_arn = "{world['green_target_group_arn']}"
 [metrics]
 namespace = "Cutover/Bench"
-period = "1s"
+period = "{args.period}"
 settle = "1s"
-poll_interval = "5s"
+poll_interval = "{args.poll}"
 latency_statistic = "Average"
 [rollback]
 max_error_rate = 0.05
@@ -124,7 +145,7 @@ min_requests = 20
 [[steps]]
 action = "shift"
 weight = 100
-bake = "{bake}"
+bake = "{args.bake}"
 """
 
 
@@ -180,7 +201,7 @@ class Api:
             return status, text, dt
 
 
-def start_daemon(binary, plans, state, endpoint, token, workdir):
+def start_daemon(binary, plans, state, endpoint, token, workdir, budget):
     env = dict(os.environ)
     for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "CUTOVER_SERVER"):
         env.pop(k, None)
@@ -190,7 +211,7 @@ def start_daemon(binary, plans, state, endpoint, token, workdir):
     out_path = os.path.join(workdir, "daemon.stdout")
     err_path = os.path.join(workdir, "daemon.log")
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:0", "--plans", plans],
+        proc = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:0", "--plans", plans, "--budget", budget],
                                 env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -247,16 +268,44 @@ def scrape(api):
     return out, dt
 
 
-def by_label(metrics, name, key):
-    """The series of `name` summed by the value of label `key` (over every other label, such as
-    `service`)."""
+def by_label(metrics, name, key=None):
+    """The series of `name`: with `key`, summed by the value of that label (over every other
+    label, such as `service`); without, by the value of a series' one label (or its label set)."""
     out = {}
     for (n, labels), v in metrics.items():
         if n != name:
             continue
-        value = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels)).get(key, "")
-        out[value] = out.get(value, 0) + v
+        if key is None:
+            k = re.sub(r'^\{\w+="(.*)"\}$', r"\1", labels)
+        else:
+            k = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels)).get(key, "")
+        out[k] = out.get(k, 0) + v
     return out
+
+
+def delta(m0, m1, name, key=None):
+    """{labels: m1 - m0} of a counter, without the zero ones (by label `key`, see by_label)."""
+    a, b = by_label(m0, name, key), by_label(m1, name, key)
+    return {k: v - a.get(k, 0) for k, v in b.items() if v - a.get(k, 0)}
+
+
+def journal_times(state, cutover_id):
+    """(rollback requested, traffic restored) of a journal, as datetimes, or None."""
+    import datetime
+    requested = restored = None
+    path = os.path.join(state, "cutovers", cutover_id, "journal.jsonl")
+    with open(path) as f:
+        for line in f:
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            at = datetime.datetime.fromisoformat(r["at"].replace("Z", "+00:00"))
+            if r.get("event") == "rollback_requested" and requested is None:
+                requested = at
+            elif r.get("event") == "traffic_restored" and restored is None:
+                restored = at
+    return requested, restored
 
 
 def fan_out(fn, items, workers):
@@ -283,8 +332,6 @@ def mib(kib):
 
 def run(args):
     n = args.cutovers
-    if n > 100:
-        raise BenchError("at most 100 cutovers (one rule each; AWS's default quota is 100 rules per load balancer)")
     elb = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test",
                                 region_name="us-east-1").client("elbv2", endpoint_url=args.endpoint)
     report = {}
@@ -294,35 +341,40 @@ def run(args):
     os.makedirs(state)
     proc = None
     try:
-        log("fixture: ALB with blue/green target groups")
-        world = fixture(args.endpoint, "setup", "--name", "bench")
+        # ---- the world: one ALB per 100 cutovers; its listener and 99 rules are targets
         t0 = time.monotonic()
-        rule_arns = make_rules(elb, world, n)
-        log(f"{n} listener rules created in {time.monotonic() - t0:.1f}s")
-        for k, arn in enumerate(rule_arns, start=1):
+        targets = []
+        for j in range(math.ceil(n / 100)):
+            world = fixture(args.endpoint, "setup", "--name", f"bench{j}")
+            count = min(100, n - 100 * j)
+            targets.append((world, None))
+            targets += [(world, arn) for arn in make_rules(elb, world, count - 1)]
+        listeners = sum(1 for _, r in targets if not r)
+        log(f"{len(targets)} targets ({listeners} listeners, {len(targets) - listeners} rules) "
+            f"created in {time.monotonic() - t0:.1f}s")
+        for k, (world, arn) in enumerate(targets, start=1):
             with open(os.path.join(plans, f"svc{k}.toml"), "w") as f:
-                f.write(plan_text(world, k, arn, args.bake))
+                f.write(plan_text(world, k, arn, args))
         check = subprocess.run([args.binary, "validate", "--config", os.path.join(plans, "svc1.toml")],
                                capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
             raise BenchError(f"cutover validate svc1.toml: exit {check.returncode}\n{check.stderr}")
 
         token = secrets.token_hex(16)
-        proc, base, daemon_log = start_daemon(args.binary, plans, state, args.endpoint, token, work)
+        proc, base, daemon_log = start_daemon(args.binary, plans, state, args.endpoint, token, work, args.budget)
         pid = proc.pid
         api = Api(base, token, timeout=args.http_timeout)
         wait_health(api)
         log(f"daemon pid {pid} on {base}; idle for {args.idle}s")
         time.sleep(args.idle)
-        idle = proc_status(pid)
-        report["idle"] = idle
+        report["idle"] = proc_status(pid)
 
         # ---- start N cutovers
         collisions = []
 
         def start(k):
-            # A 500 "File exists" is two starts in the same second drawing the same id (the
-            # id's suffix has 16 bits): the start did nothing, so it is retried, and counted.
+            # A 500 "File exists" is two starts in the same second drawing the same id: the start
+            # did nothing, so it is retried, and counted.
             for _ in range(3):
                 status, body, dt = api.call("POST", "/v1/cutovers", {"plan": f"svc{k}", "vars": {"VERSION": "bench"}})
                 if not (status == 500 and "File exists" in str(body)):
@@ -341,9 +393,8 @@ def run(args):
         report["start_latency"] = [dt for _, _, _, dt in started]
         report["start_wall"] = start_wall
         report["collisions"] = collisions
-        after_starts = proc_status(pid)
 
-        # ---- wait until every cutover bakes at 100 %
+        # ---- wait until every cutover bakes at 100 % and has judged
         def state_of(i):
             return api.call("GET", f"/v1/cutovers/{i}")
 
@@ -360,39 +411,55 @@ def run(args):
                     raise BenchError(f"cutover {i} ended early: phase {body.get('phase')}, "
                                      f"outcome {body.get('outcome')}, reason {body.get('reason')}")
                 w = body.get("weights") or {}
-                if body.get("step") == "shift 100%" and w.get("green") == 100:
+                if body.get("step") == "shift 100%" and w.get("green") == 100 and body.get("last_verdict"):
                     pending.discard(i)
             if pending:
-                time.sleep(0.5)
+                time.sleep(1.0)
         if pending:
-            raise BenchError(f"{len(pending)} of {n} cutovers not at 'shift 100%' with green 100 "
+            raise BenchError(f"{len(pending)} of {n} cutovers not at 'shift 100%' with green 100 and a verdict "
                              f"after {args.ready_timeout}s")
         report["ready_after"] = time.monotonic() - t0 + start_wall
         report["get_latency"] = get_latency
-        log(f"all {n} cutovers bake at 100 %; sampling for {args.sample}s")
+        poll = humantime_secs(args.poll)
+        log(f"all {n} cutovers bake at 100 %; one more poll interval ({poll:.0f}s), then sampling for {args.sample}s")
+        time.sleep(poll)
 
         # ---- sample
-        rss, threads = [], []
+        rss, threads, lags = [], [], []
         m0, _ = scrape(api)
         cpu0, w0 = cpu_seconds(pid), time.monotonic()
         end = w0 + args.sample
+        next_scrape = w0 + 5
         while time.monotonic() < end:
             s = proc_status(pid)
             rss.append(s["VmRSS"])
             threads.append(s["Threads"])
+            if time.monotonic() >= next_scrape:
+                lags += [v for (name, _), v in scrape(api)[0].items() if name == "cutover_poll_lag_seconds"]
+                next_scrape += 5
             time.sleep(0.5)
         window = time.monotonic() - w0
         cpu = cpu_seconds(pid) - cpu0
         m1, _ = scrape(api)
-        c0, c1 = by_label(m0, "cutover_aws_calls_total", "operation"), by_label(m1, "cutover_aws_calls_total", "operation")
-        report["aws_calls"] = {op: c1[op] - c0.get(op, 0) for op in c1 if c1[op] - c0.get(op, 0)}
-        report["aws_errors"] = {op: v for op, v in by_label(m1, "cutover_aws_errors_total", "operation").items() if v}
-        report["poll_lag"] = [v for (n, _), v in m1.items() if n == "cutover_poll_lag_seconds"]
+        report["aws_calls"] = delta(m0, m1, "cutover_aws_calls_total")
+        report["aws_errors"] = delta(m0, m1, "cutover_aws_errors_total")
+        report["throttles"] = delta(m0, m1, "cutover_aws_throttles_total")
+        report["polls"] = m1.get(("cutover_polls_total", ""), 0) - m0.get(("cutover_polls_total", ""), 0)
+        report["missed"] = m1.get(("cutover_polls_missed_total", ""), 0) - m0.get(("cutover_polls_missed_total", ""), 0)
+        delay = delta(m0, m1, "cutover_poll_delay_seconds_bucket")
+        report["delay_buckets"] = delay
+        report["delay_sum"] = (m1.get(("cutover_poll_delay_seconds_sum", ""), 0)
+                               - m0.get(("cutover_poll_delay_seconds_sum", ""), 0))
+        report["budget_waits"] = delta(m0, m1, "cutover_budget_wait_seconds_total")
+        report["budget_delayed"] = delta(m0, m1, "cutover_budget_delayed_total")
+        report["budget_rates"] = by_label(m1, "cutover_budget_rate_per_second")
+        report["metrics_requested"] = (m1.get(("cutover_cloudwatch_metrics_requested_total", ""), 0)
+                                       - m0.get(("cutover_cloudwatch_metrics_requested_total", ""), 0))
+        lags += [v for (name, _), v in m1.items() if name == "cutover_poll_lag_seconds"]
+        report["poll_lag"] = lags
         report["active"] = sum(v for (n, _), v in m1.items() if n == "cutover_active_cutovers")
-        v0, v1 = by_label(m0, "cutover_verdicts_total", "result"), by_label(m1, "cutover_verdicts_total", "result")
-        report["verdicts"] = {k: v1[k] - v0.get(k, 0) for k in v1 if v1[k] - v0.get(k, 0)}
-        busy = proc_status(pid)
-        report.update(rss=rss, threads=threads, cpu=cpu, window=window, busy=busy, after_starts=after_starts)
+        report["verdicts"] = delta(m0, m1, "cutover_verdicts_total", "result")
+        report.update(rss=rss, threads=threads, cpu=cpu, window=window, busy=proc_status(pid))
 
         # ---- the read endpoints with N cutovers
         status, body, dt = api.call("GET", "/v1/cutovers")
@@ -401,21 +468,37 @@ def run(args):
         report["list_latency"] = dt
         metrics, report["metrics_latency"] = scrape(api)
         report["metrics_lines"] = len(metrics)
-        on_moto = rule_weights(elb, world, rule_arns)
-        report["moto_green"] = sum(1 for b, g in on_moto.values() if b == 0 and g == 999)
+        report["moto_green"] = sum(1 for w in target_weights(elb, targets) if w == (0, 999))
 
-        # ---- roll every one back
+        # ---- single rollbacks while the others bake, at random moments of the poll cycle
+        rng = random.Random(args.seed)
+        probes = []
+        for i in ids[:args.probes]:
+            time.sleep(rng.uniform(0, poll))
+            status, body, dt = api.call("POST", f"/v1/cutovers/{i}/rollback", {"reason": "bench probe", "by": "bench"})
+            if status != 200 or not (isinstance(body, dict) and body.get("traffic_restored")):
+                raise BenchError(f"probe rollback of {i}: {status} {body}")
+            requested, restored = journal_times(state, i)
+            journaled = (restored - requested).total_seconds() if requested and restored else float("nan")
+            probes.append((dt, journaled))
+        report["probes"] = probes
+        m2, _ = scrape(api)
+        report["probe_urgent_delayed"] = {k: v for k, v in delta(m1, m2, "cutover_budget_delayed_total").items()
+                                          if 'lane="urgent"' in k}
+
+        # ---- roll every other one back
         def rollback(i):
             return i, *api.call("POST", f"/v1/cutovers/{i}/rollback", {"reason": "bench over", "by": "bench"})
 
-        log(f"rolling back {n} cutovers")
+        rest = ids[args.probes:]
+        log(f"rolling back {len(rest)} cutovers")
         t0 = time.monotonic()
-        rolled = fan_out(rollback, ids, args.concurrency)
+        rolled = fan_out(rollback, rest, args.concurrency)
         report["rollback_wall"] = time.monotonic() - t0
-        report["rollback_latency"] = [dt for *_, dt in rolled]
+        report["rollback_latency"] = [dt for *_, dt in rolled] or [0.0]
         bad = [(i, s, b) for i, s, b, _ in rolled if s != 200 or not (isinstance(b, dict) and b.get("traffic_restored"))]
         if bad:
-            raise BenchError(f"{len(bad)} of {n} rollbacks failed, e.g. {bad[:3]}")
+            raise BenchError(f"{len(bad)} of {len(rest)} rollbacks failed, e.g. {bad[:3]}")
         deadline = time.monotonic() + args.ready_timeout
         pending = set(ids)
         outcomes = {}
@@ -428,8 +511,7 @@ def run(args):
                 time.sleep(0.5)
         report["finished"] = outcomes
         report["unfinished"] = len(pending)
-        on_moto = rule_weights(elb, world, rule_arns)
-        report["moto_blue"] = sum(1 for b, g in on_moto.values() if b and not g)
+        report["moto_blue"] = sum(1 for w in target_weights(elb, targets) if w and w[0] and not w[1])
         time.sleep(2)
         report["after_rollback"] = proc_status(pid)
         report["metrics_after"] = scrape(api)[0]
@@ -443,8 +525,8 @@ def run(args):
         report["log_lines"] = len(lines)
         report["log_problems"] = [l for l in lines if re.search(r"\b(WARN|ERROR)\b", l)
                                   and "rolling back" not in l and "rolled_back" not in l
-                                  and "bench over" not in l]
-        print_report(args, n, report)
+                                  and "bench over" not in l and "bench probe" not in l]
+        print_report(args, n, listeners, report)
         return 0
     finally:
         if proc is not None:
@@ -455,43 +537,83 @@ def run(args):
             shutil.rmtree(work, ignore_errors=True)
 
 
-def print_report(args, n, r):
+def humantime_secs(text):
+    """Seconds of "15s", "1m", "500ms"."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", text.strip())
+    if not m:
+        raise BenchError(f"{text!r}: use a number with ms, s or m")
+    v = float(m.group(1))
+    return v / 1000 if m.group(2) == "ms" else v * 60 if m.group(2) == "m" else v
+
+
+# Prices (us-east-1, as CloudWatch publishes them): GetMetricData is billed per metric requested.
+GET_METRIC_DATA_USD_PER_1000_METRICS = 0.01
+
+
+def print_report(args, n, listeners, r):
     load = open("/proc/loadavg").read().split()[:3]
     idle, busy = r["idle"], r["busy"]
     med, peak = statistics.median(r["rss"]), max(r["rss"])
+    window = r["window"]
+    per_s = {op: v / window for op, v in r["aws_calls"].items()}
+    gmd = per_s.get("GetMetricData", 0.0)
+    describe = sum(v for op, v in per_s.items() if op.startswith("Describe") and op != "DescribeAlarms")
     print()
-    print(f"cutover serve: memory with {n} concurrent cutovers on moto")
+    print(f"cutover serve: {n} concurrent cutovers on moto")
     print(f"  machine      {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), load average {' '.join(load)} (at the end)")
-    print(f"  binary       {args.binary} ({args.profile} build)")
-    print(f"  plans        one rule each; shift 100 % bake {args.bake}, 1s metrics polled every 5s, no traffic published")
+    print(f"  binary       {args.binary} ({args.profile} build); serve --budget {args.budget}")
+    print(f"  plans        {listeners} on listeners, {n - listeners} on rules; shift 100 % bake {args.bake}, "
+          f"{args.period} metrics polled every {args.poll}, no traffic published")
     print(f"  idle         VmRSS {mib(idle['VmRSS'])}, VmHWM {mib(idle['VmHWM'])}, {idle['Threads']} threads "
           f"(after {args.idle}s)")
-    print(f"  {n} cutovers VmRSS median {mib(med)}, max {mib(peak)} over {r['window']:.0f}s "
+    print(f"  {n} cutovers VmRSS median {mib(med)}, max {mib(peak)} over {window:.0f}s "
           f"({len(r['rss'])} samples); VmHWM {mib(busy['VmHWM'])}; threads {max(r['threads'])}")
     print(f"  increment    {(med - idle['VmRSS']) / n:.0f} KiB per cutover (median RSS - idle RSS) / {n}")
-    print(f"  CPU          {r['cpu']:.2f}s user+system over {r['window']:.1f}s "
-          f"= {100 * r['cpu'] / r['window']:.1f} % of one CPU")
-    calls = r["aws_calls"]
-    total = sum(calls.values())
-    print(f"  AWS calls    {total / r['window']:.1f}/s over the window: "
-          + ", ".join(f"{op} {v / r['window']:.1f}/s" for op, v in sorted(calls.items())))
-    print(f"  AWS errors   {r['aws_errors'] or 'none'} (at the end of the window); "
-          f"{r['aws_errors_after'] or 'none'} (after the rollbacks)")
-    print(f"  judging      {r['active']:.0f} active; verdicts in the window {r['verdicts']}; "
-          f"poll lag max {max(r['poll_lag'], default=float('nan')):.0f}s")
+    print(f"  CPU          {r['cpu']:.2f}s user+system over {window:.1f}s "
+          f"= {100 * r['cpu'] / window:.1f} % of one CPU")
+    total = sum(per_s.values())
+    print(f"  AWS calls    {total:.2f}/s over the window: "
+          + ", ".join(f"{op} {v:.2f}/s" for op, v in sorted(per_s.items())))
+    print(f"  AWS errors   {r['aws_errors'] or 'none'} in the window; throttled attempts {r['throttles'] or 'none'}")
+    print(f"  budget       rates now {', '.join(f'{k} {v:g}/s' for k, v in sorted(r['budget_rates'].items()))}")
+    print(f"               waited in the window: "
+          + (", ".join(f"{k} {v:.2f}s" for k, v in sorted(r["budget_waits"].items())) or "nothing")
+          + "; calls that waited: "
+          + (", ".join(f"{k} {v:.0f}" for k, v in sorted(r["budget_delayed"].items())) or "none"))
+    polls = r["polls"]
+    buckets = sorted(((float(k.split('"')[1]) if '+Inf' not in k else float("inf")), v)
+                     for k, v in r["delay_buckets"].items())
+    # Cumulative counts: the worst delay is at most the smallest bound that holds every poll.
+    worst = next((le for le, c in buckets if c >= polls), float("inf")) if polls else float("nan")
+    mean = r["delay_sum"] / polls if polls else float("nan")
+    print(f"  polls        {polls:.0f} in the window ({polls / window:.1f}/s), missed {r['missed']:.0f}; delay from tick "
+          f"to judged: mean {mean * 1000:.0f} ms, all within {worst:g} s; "
+          f"poll lag (now - newest judged period) max {max(r['poll_lag'], default=float('nan')):.0f}s")
+    print(f"  judging      {r['active']:.0f} active; verdicts in the window {r['verdicts']}")
+    cutover_minutes = n * window / 60
+    metrics = r["metrics_requested"]
+    cost = metrics / 1000 * GET_METRIC_DATA_USD_PER_1000_METRICS / cutover_minutes if cutover_minutes else float("nan")
+    print(f"  CloudWatch   {metrics:.0f} metrics requested in {r['aws_calls'].get('GetMetricData', 0):.0f} GetMetricData calls "
+          f"= ${cost:.6f} per cutover-minute (${GET_METRIC_DATA_USD_PER_1000_METRICS} per 1,000 metrics)")
     print(f"  starts       {n} POST /v1/cutovers in {r['start_wall']:.2f}s ({args.concurrency} concurrent); "
           f"each {ms(r['start_latency'])}")
     if r["collisions"]:
-        print(f"  id clashes   {len(r['collisions'])} start(s) got 500 'File exists' (same id drawn twice in one "
-              f"second) and were retried: {r['collisions'][0][1]}")
-    print(f"  ready        all {n} at 'shift 100%' with green 100 % {r['ready_after']:.1f}s after the first POST; "
-          f"{r['moto_green']}/{n} rules read 0/999 on moto")
+        print(f"  id clashes   {len(r['collisions'])} start(s) got 500 'File exists' and were retried")
+    print(f"  ready        all {n} baking at green 100 % with a verdict {r['ready_after']:.1f}s after the first POST; "
+          f"{r['moto_green']}/{n} targets read 0/999 on moto")
     print(f"  reads        GET /v1/cutovers/ID {ms(r['get_latency'])}; GET /v1/cutovers ({n}) "
           f"{r['list_latency'] * 1000:.0f} ms; GET /metrics {r['metrics_latency'] * 1000:.0f} ms "
           f"({r['metrics_lines']} samples)")
-    print(f"  rollbacks    {n} POST rollback in {r['rollback_wall']:.2f}s; each {ms(r['rollback_latency'])}; "
-          f"finished {r['finished']}, unfinished {r['unfinished']}; {r['moto_blue']}/{n} rules back on blue")
-    totals = by_label(r["metrics_after"], "cutover_aws_calls_total", "operation")
+    http = [h for h, _ in r["probes"]]
+    journaled = [j for _, j in r["probes"]]
+    print(f"  rollback     {len(http)} single rollbacks while {n - 1} others bake, at random moments of the poll cycle:")
+    print(f"               request → answer (traffic verified) {ms(http)}")
+    print(f"               journal: rollback_requested → traffic_restored {ms(journaled)}")
+    print(f"               urgent calls that waited for a token: {r['probe_urgent_delayed'] or 'none'}")
+    print(f"  rollbacks    {len(r['rollback_latency'])} more POST rollback in {r['rollback_wall']:.2f}s; "
+          f"each {ms(r['rollback_latency'])}; finished {r['finished']}, unfinished {r['unfinished']}; "
+          f"{r['moto_blue']}/{n} targets back on blue")
+    totals = by_label(r["metrics_after"], "cutover_aws_calls_total")
     print(f"  AWS totals   whole run: " + ", ".join(f"{op} {v:.0f}" for op, v in sorted(totals.items())))
     print(f"  after        VmRSS {mib(r['after_rollback']['VmRSS'])}, {r['after_rollback']['Threads']} threads "
           f"(all finished, 2s later)")
@@ -501,6 +623,17 @@ def print_report(args, n, r):
           f"(not counting the rollbacks)")
     for line in r["log_problems"][:10]:
         print(f"    {line[:300]}")
+    worst_probe = max(journaled, default=float("nan"))
+    print("  goals (issue 12)")
+    for ok, text in [
+        (peak / 1024 <= 64, f"RSS at most 64 MB: max {mib(peak)}"),
+        (gmd <= 5, f"at most 5 GetMetricData a second: {gmd:.2f}/s"),
+        (describe <= 10, f"at most 10 ELBv2 Describe calls a second: {describe:.2f}/s"),
+        (r["missed"] == 0, f"no missed polls: {r['missed']:.0f} missed of {polls:.0f}"),
+        (worst_probe <= 0.1, f"a rollback verified within 100 ms of its request: worst {worst_probe * 1000:.0f} ms "
+                             f"(journal), {max(http, default=float('nan')) * 1000:.0f} ms (HTTP round trip)"),
+    ]:
+        print(f"    {'met   ' if ok else 'MISSED'} {text}")
 
 
 def main():
@@ -511,9 +644,15 @@ def main():
     p.add_argument("--cutovers", type=int, default=100)
     p.add_argument("--concurrency", type=int, default=10, help="concurrent POSTs when starting and rolling back")
     p.add_argument("--idle", type=float, default=3.0, help="seconds before the idle measurement")
-    p.add_argument("--sample", type=float, default=20.0, help="seconds of RSS sampling with every cutover baking")
-    p.add_argument("--bake", default="10m")
-    p.add_argument("--ready-timeout", type=float, default=180.0)
+    p.add_argument("--sample", type=float, default=60.0, help="seconds of sampling with every cutover baking")
+    p.add_argument("--bake", default="1h")
+    p.add_argument("--poll", default="15s", help="the plans' metrics.poll_interval")
+    p.add_argument("--period", default="1s", help="the plans' metrics.period (1s: every poll reads CloudWatch)")
+    p.add_argument("--budget", default="elbv2-modify=20/40",
+                   help="serve --budget; the default only speeds up the ramp of N shifts (moto has no Modify quota)")
+    p.add_argument("--probes", type=int, default=5, help="single rollbacks timed while the others bake")
+    p.add_argument("--seed", type=int, default=12)
+    p.add_argument("--ready-timeout", type=float, default=900.0)
     p.add_argument("--http-timeout", type=float, default=30.0)
     p.add_argument("--keep", action="store_true", help="keep the temp dir (plans, journals, daemon.log)")
     args = p.parse_args()

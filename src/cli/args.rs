@@ -117,6 +117,11 @@ pub enum Command {
         /// or the latest of a listener (or rule) [default: keep everything]
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         retain: Option<std::time::Duration>,
+        /// The AWS API budget of this daemon, CLASS=RATE[/BURST],… in calls a second (classes:
+        /// elbv2-modify, elbv2-describe, get-metric-data, describe-alarms, store); a class not
+        /// named keeps its default, and a rate without a burst gets twice the rate [or CUTOVER_BUDGET].
+        #[arg(long, value_name = "CLASS=RATE[/BURST],…", env = "CUTOVER_BUDGET", value_parser = crate::budget::BudgetConfig::parse)]
+        budget: Option<crate::budget::BudgetConfig>,
     },
     /// Starts a cutover of plan NAME on the daemon; with --wait, streams its live log and exits with its code.
     #[command(after_help = EXIT_CODES)]

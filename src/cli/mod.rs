@@ -165,7 +165,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             tls_key,
             name,
             retain,
+            budget,
         } => {
+            // Before any AWS call: every client of the process paces its calls by it.
+            let budget = budget.unwrap_or_default();
+            crate::budget::install(&budget);
+            info!("AWS API budget (calls a second / burst): {}", budget.describe());
             serve(
                 listen,
                 plans,

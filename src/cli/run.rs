@@ -204,13 +204,13 @@ pub(super) async fn rollback(
     let by = engine::whoami();
     let restored = match &journal {
         Some(j) => engine::operator_rollback(j, &alb, live, plan.alb.verify_timeout, &reason, &by).await,
-        None => traffic::set_and_verify(
+        None => crate::budget::urgently(traffic::set_and_verify(
             &alb,
             Split::all_on(live),
             plan.alb.verify_timeout,
             Writing::AfterRead,
             traffic::ALWAYS,
-        )
+        ))
         .await
         .map_err(engine::EngineError::Traffic),
     };

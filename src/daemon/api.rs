@@ -335,7 +335,7 @@ async fn start(
         return Err(err(StatusCode::BAD_REQUEST, format!("variable {k}: value {why}")));
     }
     let plan = d.load_plan(&b.plan)?;
-    let alb = Alb::new(d.aws.elbv2.clone(), &plan.alb);
+    let alb = Alb::shared(d.aws.elbv2.clone(), &d.aws.elb_reads, &plan.alb);
     let started = start::begin(&d.store, &plan, &alb, b.vars, &d.owner, &token.0)
         .await
         .map_err(|e| match e {
@@ -423,7 +423,7 @@ async fn rollback(
             format!("{id} is not the latest cutover of {target}"),
         ));
     }
-    let alb = Alb::new(d.aws.elbv2.clone(), &plan.alb);
+    let alb = Alb::shared(d.aws.elbv2.clone(), &d.aws.elb_reads, &plan.alb);
     let reason = b.reason.unwrap_or_else(|| "operator rollback".into());
     let by = caller(&token, b.by, addr);
     // Traffic is back on the live colour, verified, before this response is sent.
@@ -476,7 +476,7 @@ async fn control_action(
 }
 
 async fn metrics(State(d): State<Arc<Daemon>>) -> Response {
-    let states = d.cache.all().await.unwrap_or_default();
+    let states = d.cache.all_recent().await.unwrap_or_default();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

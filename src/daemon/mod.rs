@@ -54,6 +54,8 @@ use crate::saga::{Event, Trigger};
 
 /// How often the daemon looks for cutovers whose owner is gone.
 const RESCUE_POLL: Duration = Duration::from_secs(5);
+/// With a remote store, a finished journal is read again every this many rescue passes (a minute).
+const RESCUE_REREAD_FINISHED: u64 = 12;
 
 /// What `serve` needs.
 pub struct Options {
@@ -82,6 +84,8 @@ pub struct Daemon {
     tasks: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     cache: cache::Cache,
     shutdown: watch::Receiver<bool>,
+    /// Rescue passes so far.
+    rescue_passes: std::sync::atomic::AtomicU64,
 }
 
 /// Removes a task from the daemon's table when dropped.
@@ -136,6 +140,7 @@ pub async fn serve(
         aws: Clients::load(region.as_deref(), crate::aws::Patience::Driving).await,
         tasks: Mutex::new(HashMap::new()),
         shutdown: stop_rx,
+        rescue_passes: Default::default(),
     });
     daemon.rescue().await;
     let rescuer = {
@@ -310,8 +315,18 @@ impl Daemon {
                 return;
             }
         };
+        // A remote store's reads are calls: a journal known to be finished is read again only
+        // every RESCUE_REREAD_FINISHED passes (a promoted cutover can still be rolled back).
+        let pass = self.rescue_passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let remote = !self.store.cheap_reads();
         for id in ids {
             if self.drives(&id) {
+                continue;
+            }
+            if remote
+                && !pass.is_multiple_of(RESCUE_REREAD_FINISHED)
+                && self.cache.cached(&id).is_some_and(|s| s.outcome().is_some())
+            {
                 continue;
             }
             let Ok(state) = self.cache.state(&id).await else {
@@ -360,7 +375,7 @@ impl Daemon {
                 let plan = engine::started_plan(&journal, &records)
                     .await
                     .map_err(|e| SpawnError::Plan(e.to_string()))?;
-                let alb = crate::traffic::Alb::new(self.aws.elbv2.clone(), &plan.alb);
+                let alb = crate::traffic::Alb::shared(self.aws.elbv2.clone(), &self.aws.elb_reads, &plan.alb);
                 let reason = format!("adopted, but its plan cannot be followed ({e}): traffic only");
                 engine::operator_rollback(&journal, &alb, live, plan.alb.verify_timeout, &reason, &self.owner).await?;
                 return Err(SpawnError::Plan(e));

@@ -1,5 +1,6 @@
 //! `/metrics`: Prometheus text exposition, computed from the cutovers' states (so it
-//! survives restarts), the process's AWS call counters and its notification counters.
+//! survives restarts), the process's AWS call and throttle counters, its API budget, its polls
+//! and its notification counters.
 
 use std::collections::BTreeMap;
 
@@ -190,6 +191,13 @@ pub(super) fn render(states: &[CutoverState], calls: &BTreeMap<String, (u64, u64
         "# HELP cutover_poll_lag_seconds Seconds between now and the end of the newest judged window.\n# TYPE cutover_poll_lag_seconds gauge\n",
     );
     out.push_str(&lag);
+    out.push_str(&throttles(&crate::aws::calls::throttles()));
+    out.push_str(&format!(
+        "# HELP cutover_cloudwatch_metrics_requested_total Metrics requested from GetMetricData (what CloudWatch bills).\n# TYPE cutover_cloudwatch_metrics_requested_total counter\ncutover_cloudwatch_metrics_requested_total {}\n",
+        crate::metrics::shared::metrics_requested()
+    ));
+    out.push_str(&budget(&crate::budget::global()));
+    out.push_str(&polls(&crate::engine::pace::snapshot()));
     out.push_str(&notifications(&crate::notify::deliver::counts::snapshot()));
     out
 }
@@ -209,6 +217,99 @@ fn histogram(out: &mut String, name: &str, service: &str, buckets: &[f64], value
         values.iter().sum::<f64>()
     ));
     out.push_str(&format!("{name}_count{{service=\"{service}\"}} {}\n", values.len()));
+}
+
+/// `cutover_aws_throttles_total{operation}`: attempts AWS answered with throttling (each attempt
+/// of a call: the SDK retries them), from `operation → count`.
+fn throttles(counts: &BTreeMap<String, u64>) -> String {
+    let mut out = String::from(
+        "# HELP cutover_aws_throttles_total AWS attempts answered with throttling, by operation.\n# TYPE cutover_aws_throttles_total counter\n",
+    );
+    for (op, n) in counts {
+        out.push_str(&format!("cutover_aws_throttles_total{{operation=\"{op}\"}} {n}\n"));
+    }
+    out
+}
+
+/// The API budget: each class's configured and current rate (lower after throttling), and the
+/// calls of each lane with the time they waited for a token.
+fn budget(b: &crate::budget::Budget) -> String {
+    let mut out = String::from(
+        "# HELP cutover_budget_limit_per_second The configured calls a second of each API class.\n# TYPE cutover_budget_limit_per_second gauge\n",
+    );
+    let stats = b.stats();
+    for (class, s) in &stats {
+        out.push_str(&format!(
+            "cutover_budget_limit_per_second{{class=\"{}\"}} {}\n",
+            class.as_str(),
+            s.limit.rate
+        ));
+    }
+    out.push_str("# HELP cutover_budget_rate_per_second The calls a second each API class may make now (halved on throttling, growing back).\n# TYPE cutover_budget_rate_per_second gauge\n");
+    for (class, s) in &stats {
+        out.push_str(&format!(
+            "cutover_budget_rate_per_second{{class=\"{}\"}} {}\n",
+            class.as_str(),
+            s.rate
+        ));
+    }
+    let waits = b.waits();
+    out.push_str("# HELP cutover_budget_calls_total Calls that took a token, by API class and lane (urgent: rollbacks and store writes).\n# TYPE cutover_budget_calls_total counter\n");
+    for (class, lane, w) in &waits {
+        out.push_str(&format!(
+            "cutover_budget_calls_total{{class=\"{}\",lane=\"{}\"}} {}\n",
+            class.as_str(),
+            lane.as_str(),
+            w.calls
+        ));
+    }
+    out.push_str("# HELP cutover_budget_delayed_total Calls that found no token and waited, by API class and lane.\n# TYPE cutover_budget_delayed_total counter\n");
+    for (class, lane, w) in &waits {
+        out.push_str(&format!(
+            "cutover_budget_delayed_total{{class=\"{}\",lane=\"{}\"}} {}\n",
+            class.as_str(),
+            lane.as_str(),
+            w.delayed
+        ));
+    }
+    out.push_str("# HELP cutover_budget_wait_seconds_total Time calls waited for a token, by API class and lane.\n# TYPE cutover_budget_wait_seconds_total counter\n");
+    for (class, lane, w) in &waits {
+        out.push_str(&format!(
+            "cutover_budget_wait_seconds_total{{class=\"{}\",lane=\"{}\"}} {:.6}\n",
+            class.as_str(),
+            lane.as_str(),
+            w.waited_secs
+        ));
+    }
+    out
+}
+
+/// The polls of every bake: how many, how many missed their next tick, and the histogram of
+/// their delay (from the tick to the reads answered and judged).
+fn polls(p: &crate::engine::pace::Polls) -> String {
+    use crate::engine::pace::DELAY_BUCKETS;
+    let mut out =
+        String::from("# HELP cutover_polls_total Polls of baking cutovers.\n# TYPE cutover_polls_total counter\n");
+    out.push_str(&format!("cutover_polls_total {}\n", p.polls));
+    out.push_str("# HELP cutover_polls_missed_total Polls that took a whole poll interval or more from their tick: the next tick passed unpolled.\n# TYPE cutover_polls_missed_total counter\n");
+    out.push_str(&format!("cutover_polls_missed_total {}\n", p.missed));
+    out.push_str("# HELP cutover_poll_delay_seconds From a poll's tick to its reads answered and judged.\n# TYPE cutover_poll_delay_seconds histogram\n");
+    let mut cumulative = 0;
+    for (i, le) in DELAY_BUCKETS.iter().enumerate() {
+        cumulative += p.buckets[i];
+        out.push_str(&format!(
+            "cutover_poll_delay_seconds_bucket{{le=\"{le}\"}} {cumulative}\n"
+        ));
+    }
+    cumulative += p.buckets[DELAY_BUCKETS.len()];
+    out.push_str(&format!(
+        "cutover_poll_delay_seconds_bucket{{le=\"+Inf\"}} {cumulative}\n"
+    ));
+    out.push_str(&format!("cutover_poll_delay_seconds_sum {:.6}\n", p.delay_sum));
+    out.push_str(&format!("cutover_poll_delay_seconds_count {}\n", p.polls));
+    out.push_str("# HELP cutover_poll_delay_seconds_max The longest poll delay since the daemon started.\n# TYPE cutover_poll_delay_seconds_max gauge\n");
+    out.push_str(&format!("cutover_poll_delay_seconds_max {:.6}\n", p.delay_max));
+    out
 }
 
 /// `cutover_notifications_total{kind,result}` from `(kind, result) → count`: every delivery
@@ -385,6 +486,50 @@ mod tests {
                 "accepted: {bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_budget_and_the_polls_are_exposed_by_class_and_lane() {
+        let text = budget(&crate::budget::Budget::new(&crate::budget::BudgetConfig::default()));
+        for class in crate::budget::Class::ALL {
+            let c = class.as_str();
+            assert!(
+                text.contains(&format!("cutover_budget_rate_per_second{{class=\"{c}\"}}")),
+                "{text}"
+            );
+            for lane in ["urgent", "poll"] {
+                assert!(
+                    text.contains(&format!(
+                        "cutover_budget_wait_seconds_total{{class=\"{c}\",lane=\"{lane}\"}}"
+                    )),
+                    "{text}"
+                );
+            }
+        }
+        let mut p = crate::engine::pace::Polls {
+            polls: 3,
+            ..Default::default()
+        };
+        p.buckets[0] = 2;
+        p.buckets[crate::engine::pace::DELAY_BUCKETS.len()] = 1;
+        let text = polls(&p);
+        assert!(
+            text.contains("cutover_poll_delay_seconds_bucket{le=\"0.05\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cutover_poll_delay_seconds_bucket{le=\"60\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cutover_poll_delay_seconds_bucket{le=\"+Inf\"} 3\n"),
+            "{text}"
+        );
+        let text = throttles(&BTreeMap::from([("DescribeRules".to_string(), 4)]));
+        assert!(
+            text.contains("cutover_aws_throttles_total{operation=\"DescribeRules\"} 4\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!    it judged) from the saga, which folded it from the journal. Every bake takes the judge
 //!    from the saga: one judge for the whole cutover, whose evidence (the baseline, every
 //!    window of every bake) the saga folded from the journal too.
-//! 2. Every `poll_interval`: alarms first (ALARM rolls back at once), then every settled
+//! 2. Every `poll_interval`, on ticks aligned on the wall clock (see `pace.rs`, so that the
+//!    cutovers of a daemon poll together and share their reads): alarms first (ALARM rolls
+//!    back at once), then every settled
 //!    period since the last one judged, each journaled as a `Verdict` (counted toward the
 //!    bake clock unless paused, held, or the alarms could not be read), then a drift check.
 //! 3. Drift (someone else changed the weights) pauses the bake clock, and only the clock:
@@ -131,7 +133,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         let mut next_poll = tokio::time::Instant::now();
         let mut answers_seen = 0;
         loop {
-            self.sync_forward().await?;
+            self.sync_forward_if_due().await?;
             let saga = self.saga();
             if matches!(judging, Judging::Bake(_)) && saga.promoted == Some(i) {
                 return Ok(());
@@ -158,8 +160,10 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 }
             }
             if tokio::time::Instant::now() >= next_poll {
-                // From now, not from the last deadline: a long pause must not be followed by a burst of polls.
-                next_poll = tokio::time::Instant::now() + m.poll_interval;
+                let due = next_poll;
+                // The next tick after now, not after the last deadline: a long pause must not be
+                // followed by a burst of polls.
+                next_poll = super::pace::next_tick(&self.clock, m.poll_interval);
                 // A poll whose alarms could not be read judges its windows but does not count them:
                 // a bake must not complete without its alarms having been checked.
                 let alarms_read = match self.metrics.alarms().await {
@@ -245,6 +249,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                     self.pause_for_drift(i, expected, found).await?;
                     drifted = Some(expected);
                 }
+                super::pace::record(due.elapsed(), m.poll_interval);
                 if let Some(limit) = self.stall_timeout()
                     && progress.elapsed() >= limit
                 {

@@ -47,7 +47,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         }
         let mut seen = 0;
         loop {
-            self.sync_forward().await?;
+            self.sync_forward_if_due().await?;
             if let Some(done) = self.decided(i, &self.saga(), until, &mut seen).await? {
                 return done;
             }

@@ -18,6 +18,7 @@
 //! * `steps.rs`: verify, deploy, migrate, health;
 //! * `bake.rs`: judging settled periods until a bake's judged time has passed;
 //! * `weights.rs`: set and verify, drift, and restoring the live colour;
+//! * [`pace`]: polls on wall-clock ticks, and how late they are;
 //! * [`operator`]: operator actions from any process (rollback, pause, resume, promote);
 //! * [`start`]: the clean start and the adapters, written once for `cutover run` and the daemon.
 
@@ -25,6 +26,7 @@ mod bake;
 mod drive;
 mod gates;
 pub mod operator;
+pub mod pace;
 pub mod start;
 mod steps;
 #[cfg(test)]
@@ -50,6 +52,11 @@ use crate::traffic::{ActionSnapshot, Traffic, TrafficError};
 
 /// How often, at most, the journal is read for operator actions while a step runs.
 const JOURNAL_POLL: Duration = Duration::from_secs(1);
+
+/// How often, at most, a remote store (DynamoDB) is read for other processes' appends while a
+/// step runs, when nothing says there is something new: at most the plan's `poll_interval`,
+/// so an owner reads its journal once a poll (see [`Engine::sync_forward_if_due`]).
+const REMOTE_JOURNAL_POLL: Duration = Duration::from_secs(15);
 
 /// The read policy: a read the engine acts on (the weights at verify and before a shift, target
 /// health, alarms at verify, the drift check, the weights at the end) that fails with a
@@ -164,13 +171,17 @@ pub struct Engine<T, M, H> {
     journal: Journal,
     /// The saga as of the last sync; behind a mutex so that a running step can sync too.
     saga: Mutex<Saga>,
+    /// When the journal was last read, and how many records it had then: a remote store is
+    /// read only when something is new or a poll has passed (see [`Engine::journal_read_due`]).
+    last_read: Mutex<(tokio::time::Instant, u64)>,
+    /// When the journal was last looked at: read, or found not due for a read. The watcher of a
+    /// running step looks only when the step itself has not for a while (a bake or a gate looks
+    /// every `JOURNAL_POLL`): one look a `JOURNAL_POLL`, not two, and on a remote store no read
+    /// of the watcher's in the middle of the step's appends, which the step reads after them.
+    looked: Mutex<tokio::time::Instant>,
     /// Where the saga has read the journal up to. Held across a read, so that two syncs
     /// never fold the same records twice.
     reader: tokio::sync::Mutex<Reader>,
-    /// When the journal was last read: the watcher of a running step reads it only when the
-    /// step itself has not for a while (one read a `JOURNAL_POLL`, not two, on a shared store
-    /// that bills reads).
-    synced_at: Mutex<tokio::time::Instant>,
     live: Color,
     new: Color,
     clock: Clock,
@@ -323,8 +334,9 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         let plan_streak_limit = plan.rollback.criteria.failures_to_rollback;
         let mut engine = Engine {
             saga: Mutex::new(Saga::judging(plan.rollback.criteria.clone())),
+            last_read: Mutex::new((tokio::time::Instant::now(), 0)),
+            looked: Mutex::new(tokio::time::Instant::now()),
             reader: tokio::sync::Mutex::new(journal.reader()),
-            synced_at: Mutex::new(tokio::time::Instant::now()),
             plan,
             traffic,
             metrics,
@@ -373,7 +385,9 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     async fn sync(&self) -> Result<Vec<Record>, EngineError> {
         let mut reader = self.reader.lock().await;
         let records = reader.read_new().await?;
-        *self.synced_at.lock().unwrap() = tokio::time::Instant::now();
+        let now = tokio::time::Instant::now();
+        *self.last_read.lock().unwrap() = (now, reader.seq());
+        *self.looked.lock().unwrap() = now;
         let mut saga = self.saga.lock().unwrap();
         for r in &records {
             saga.apply(&r.event).map_err(|cause| EngineError::Saga {
@@ -419,17 +433,45 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         }
     }
 
+    /// Whether the periodic read of the journal is due. A local store is read every time (a read
+    /// costs a file read). A remote one only when this process appended to the journal since the
+    /// last read (the engine's own records, or the daemon's API's operator actions), or when the
+    /// plan's poll interval (at most [`REMOTE_JOURNAL_POLL`]) has passed: other processes'
+    /// actions reach the owner within a poll, and the owner reads its journal once a poll.
+    fn journal_read_due(&self) -> bool {
+        let store = self.journal.store();
+        if store.cheap_reads() {
+            return true;
+        }
+        let (at, seq) = *self.last_read.lock().unwrap();
+        let every = self.plan.metrics.poll_interval.min(REMOTE_JOURNAL_POLL);
+        store.known_len(self.journal.id()).is_none_or(|n| n > seq) || at.elapsed() >= every
+    }
+
+    /// [`Engine::sync_forward`] when the journal read is due (see [`Engine::journal_read_due`]);
+    /// otherwise only what the saga already knows.
+    async fn sync_forward_if_due(&self) -> Result<(), Failure> {
+        if self.journal_read_due() {
+            return self.sync_forward().await;
+        }
+        *self.looked.lock().unwrap() = tokio::time::Instant::now();
+        self.stop_if_rolling_back()
+    }
+
     /// Resolves when a rollback has been requested (and journaled) while a step runs.
     async fn rollback_requested(&self) -> Failure {
         loop {
-            // A step that reads the journal itself (a bake, a gate: every `JOURNAL_POLL`) keeps
-            // the saga fresh; read only when nobody has for a little longer than that.
-            let last = *self.synced_at.lock().unwrap();
+            // A step that looks at the journal itself (a bake, a gate: every `JOURNAL_POLL`)
+            // keeps the saga fresh; look only when nobody has for a little longer than that.
+            let last = *self.looked.lock().unwrap();
             tokio::time::sleep_until(last + JOURNAL_POLL + JOURNAL_POLL / 4).await;
-            let checked = if *self.synced_at.lock().unwrap() > last {
+            let checked = if *self.looked.lock().unwrap() > last {
                 self.stop_if_rolling_back()
             } else {
-                self.sync_forward().await
+                // Counted as a look before it is made: a read that fails (the store unreachable)
+                // is tried again a look later, not at once in a loop.
+                *self.looked.lock().unwrap() = tokio::time::Instant::now();
+                self.sync_forward_if_due().await
             };
             match checked {
                 Ok(()) => {}

@@ -15,7 +15,21 @@ use crate::traffic::{self, Traffic, Writing};
 /// within one poll), put all traffic on the live colour and read it back, journal that. The
 /// write goes out from the forward action the journal knows, without reading first.
 /// Returns the verified weights; the undo chain is left to whoever drives the saga.
+///
+/// Its AWS calls run in the budget's urgent lane ([`crate::budget::urgently`]): they never wait
+/// behind other cutovers' polls.
 pub async fn operator_rollback<T: Traffic>(
+    journal: &Journal,
+    traffic: &T,
+    live: Color,
+    verify_timeout: Duration,
+    reason: &str,
+    by: &str,
+) -> Result<Split, EngineError> {
+    crate::budget::urgently(rollback_now(journal, traffic, live, verify_timeout, reason, by)).await
+}
+
+async fn rollback_now<T: Traffic>(
     journal: &Journal,
     traffic: &T,
     live: Color,

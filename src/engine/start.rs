@@ -41,7 +41,7 @@ pub fn adapters(clients: &Clients, plan: &Plan, new: Color, secrets: &[String]) 
         secrets: secrets.to_vec(),
     };
     Adapters {
-        alb: Alb::new(clients.elbv2.clone(), &plan.alb),
+        alb: Alb::shared(clients.elbv2.clone(), &clients.elb_reads, &plan.alb),
         cloudwatch: cloudwatch(clients, plan, new),
         hooks: Processes::new(plan_dir(plan)).with_env(env),
     }
@@ -49,8 +49,8 @@ pub fn adapters(clients: &Clients, plan: &Plan, new: Color, secrets: &[String]) 
 
 /// The CloudWatch adapter for `plan` with `new` as the new colour, custom metrics included.
 pub fn cloudwatch(clients: &Clients, plan: &Plan, new: Color) -> CloudWatch {
-    CloudWatch::new(
-        clients.cloudwatch.clone(),
+    CloudWatch::shared(
+        &clients.cloudwatch_reads,
         &plan.metrics,
         &plan.alb,
         new,

@@ -70,8 +70,13 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
 
     /// Puts all traffic back on the live colour: one write from the action as last known (no
     /// read first: a throttled Describe must not hold traffic on the new colour), then a
-    /// read-back of the whole action ([`RESTORE`]).
+    /// read-back of the whole action ([`RESTORE`]). Every call in the budget's urgent lane:
+    /// a restore never waits behind another cutover's poll.
     pub(super) async fn restore(&self) -> Result<Split, RestoreError> {
+        crate::budget::urgently(self.restore_now()).await
+    }
+
+    async fn restore_now(&self) -> Result<Split, RestoreError> {
         let target = Split::all_on(self.live);
         // Nothing was ever written and it reads as all on live: change nothing (a failed first
         // verify must not touch the listener). Once a write was intended, always write and read

@@ -219,6 +219,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     }
     /// Where the store is, for messages: `state directory /var/lib/cutover`.
     fn describe(&self) -> String;
+    /// Whether a read costs next to nothing (a local file): then an owner reads its journal every
+    /// second for other writers' records. A remote store's owner reads once a poll, and at once
+    /// when [`Store::known_len`] says this process appended something.
+    fn cheap_reads(&self) -> bool {
+        true
+    }
+    /// How many records of journal `id` this handle knows of, from its own appends and reads
+    /// (by every [`Journal`] over it in this process): a reader at that position has seen
+    /// everything this process wrote. `None`: it does not keep count.
+    fn known_len(&self, _id: &str) -> Option<u64> {
+        None
+    }
 }
 
 /// The shared store a `--store` URL names: `dynamodb://TABLE` (the one form accepted; anything

@@ -7,7 +7,9 @@
 //! confidence bound.
 
 use super::baseline::Baseline;
+use super::sequential::sign::SignTest;
 use super::sequential::{Score, Tests};
+use super::stats::binomial_sf;
 use super::words::{count, e_value, hms, ms, num, pct, pp, ratio_of, times};
 use super::{Assessment, Criteria, Direction, Evidence, Finding, Status, Window};
 
@@ -141,6 +143,11 @@ pub(super) fn fast_path(ctx: &Ctx, a: &mut Assessment) -> bool {
     true
 }
 
+/// How unlikely the live colour's recent counts must be at `max_error_rate` for it to count as
+/// over the line now (a shared failure): an outage (30 % of 100) is far below it, a live colour
+/// at the line (2 of 100 against 1 %: 0.26) far above.
+const LIVE_PROOF: f64 = 1e-3;
+
 /// The error-rate checks: against `max_error_rate`, against the live colour, and against the
 /// baseline at 100 %. Returns when the absolute check stands down, the first time a shared
 /// failure is recognised.
@@ -166,11 +173,19 @@ pub(super) fn assess_errors(ctx: &Ctx, a: &mut Assessment) -> Option<u64> {
     // Against the threshold, over everything judged so far.
     let s = t.error_rate.score();
     let total_rate = rate(tn.errors, tn.requests);
-    // The live colour fails the same threshold: its own test (which spends no α: it can only stop
-    // a rollback), or its recent numbers.
-    let live_over_now = rl.requests >= c.min_requests as f64 && rate(rl.errors, rl.requests) > c.max_error_rate;
+    // The live colour fails the same threshold, with proof, and is still serving: its own test
+    // over the cutover rejected (at the new colour's α, so that an outage both colours saw is
+    // recognised when the new colour's test rejects on it), its onset detector is over its
+    // threshold now, or its recent counts alone are significant. The tests spend no α: they can
+    // only stop a rollback. A point estimate is no proof: 2 errors in 100 of a live colour on a
+    // 1 % line made a release over the line pass as a shared failure. And a live colour with no
+    // traffic (at 100 %) shares nothing, whatever it did before.
+    let live_proven_over = rl.requests >= c.min_requests as f64
+        && binomial_sf(rl.errors.round() as u64, rl.requests.round() as u64, c.max_error_rate) <= LIVE_PROOF;
+    let live_over_now =
+        rl.requests > 0.0 && (t.live_error_rate.rejected() || t.live_error_rate.over_now() || live_proven_over);
     let vs_live_rejected = t.vs_live.rejected();
-    let shared_now = ctx.enough && s.rejected && (t.live_error_rate.rejected() || live_over_now) && !vs_live_rejected;
+    let shared_now = ctx.enough && s.rejected && live_over_now && !vs_live_rejected;
     let latch = (shared_now && ctx.stood_down.is_none()).then_some(ctx.recent.end);
     let stood_down = ctx.stood_down.or(latch);
     let status = match ctx.stood_down {
@@ -268,7 +283,7 @@ pub(super) fn assess_errors(ctx: &Ctx, a: &mut Assessment) -> Option<u64> {
         clause.push_str(&format!(", no {} traffic to compare", ctx.live));
     }
 
-    // Against the baseline, on the periods without live traffic (at 100 %).
+    // Against the baseline, on the periods with (almost) no live traffic (at 100 %).
     if let (Some(bt), Some(b)) = (&t.vs_baseline, ctx.baseline)
         && bt.test().trials() > 0
     {
@@ -321,13 +336,18 @@ pub(super) fn assess_errors(ctx: &Ctx, a: &mut Assessment) -> Option<u64> {
 pub(super) fn assess_latency(ctx: &Ctx, complete: bool, a: &mut Assessment) {
     let c = ctx.c;
     let (n, l) = (&ctx.recent.new, &ctx.recent.live);
+    let sign = ctx.tests.latency_vs_live.as_ref();
     let Some(lat) = n.latency else {
         if c.max_latency.is_some() || c.max_latency_ratio.is_some() {
             a.clauses.push("latency no data".into());
         }
+        // A rejection is final: a window without latency still fails on it (else its Pass reset
+        // the streak, and latency missing every other window never rolled back).
+        if let Some(t) = sign.filter(|t| t.rejected()) {
+            record_sign(ctx, t, a);
+        }
         return;
     };
-    let sign = ctx.tests.latency_vs_live.as_ref();
     let ratio_rejected = sign.is_some_and(|t| t.rejected());
     let live_lat = l.latency.filter(|&x| x > 0.0 && l.requests > 0.0);
     let mut clause = format!("latency {}", ms(lat));
@@ -372,25 +392,7 @@ pub(super) fn assess_latency(ctx: &Ctx, complete: bool, a: &mut Assessment) {
     if let Some(t) = sign {
         let s = t.score();
         let (periods, over) = t.periods();
-        if let Some(typical) = t.typical() {
-            a.record(
-                "latency too high vs live",
-                Finding {
-                    statistic: Some(typical),
-                    ..Finding::new(
-                        "latency_vs_live",
-                        if ctx.enough && s.rejected {
-                            Status::Fail
-                        } else {
-                            Status::Ok
-                        },
-                        typical,
-                        t.limit(),
-                    )
-                    .scored("sign", &s)
-                },
-            );
-        }
+        record_sign(ctx, t, a);
         if live_lat.is_none() {
             clause.push_str(&format!(", no {} latency to compare", ctx.live));
         }
@@ -412,6 +414,31 @@ pub(super) fn assess_latency(ctx: &Ctx, complete: bool, a: &mut Assessment) {
         }
     }
     a.clauses.push(clause);
+}
+
+/// The sign test's finding: a Fail once it has rejected (on a window with enough requests).
+fn record_sign(ctx: &Ctx, t: &SignTest, a: &mut Assessment) {
+    let Some(typical) = t.typical() else {
+        return;
+    };
+    let s = t.score();
+    a.record(
+        "latency too high vs live",
+        Finding {
+            statistic: Some(typical),
+            ..Finding::new(
+                "latency_vs_live",
+                if ctx.enough && s.rejected {
+                    Status::Fail
+                } else {
+                    Status::Ok
+                },
+                typical,
+                t.limit(),
+            )
+            .scored("sign", &s)
+        },
+    );
 }
 
 /// `[[rollback.metrics]]`, judged per window (they are not counts that add up).

@@ -1,17 +1,16 @@
-//! The CloudWatch adapter: one GetMetricData call per poll for everything a step judges,
-//! and DescribeAlarms for the plan's alarms.
+//! The CloudWatch adapter: every query a step judges in one GetMetricData request per poll,
+//! and DescribeAlarms for the plan's alarms, both through the process's shared readers
+//! ([`super::shared`]), which put the requests of many cutovers into the same calls.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::Client;
-use aws_sdk_cloudwatch::types::{
-    AlarmType, Dimension, Metric, MetricDataQuery, MetricStat, ScanBy, StandardUnit, StateValue,
-};
-use aws_smithy_types::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StandardUnit};
 
+use super::shared::{CloudWatchReads, Span};
 use super::{Alarms, MAX_DATAPOINTS_PER_CALL, MAX_PERIODS_PER_CALL, Metrics, MetricsError};
-use crate::aws::classify;
+use crate::budget::coalesce::Member;
 use crate::color::Color;
 use crate::config::{self, CustomMetric, MetricsConfig, target_group_dimension};
 use crate::judge::{MetricSample, Sample, Window};
@@ -19,7 +18,9 @@ use crate::judge::{MetricSample, Sample, Window};
 /// The CloudWatch adapter for one cutover: fixed colours, dimensions and alarms.
 #[derive(Debug, Clone)]
 pub struct CloudWatch {
-    client: Client,
+    reads: Arc<CloudWatchReads>,
+    /// This adapter's membership of the shared readers (alarms: only with alarms to read).
+    _members: Arc<(Member, Option<Member>)>,
     namespace: String,
     period: Duration,
     statistic: String,
@@ -40,6 +41,7 @@ struct Custom {
 }
 
 impl CloudWatch {
+    /// An adapter reading on its own (a batch of one).
     pub fn new(
         client: Client,
         metrics: &MetricsConfig,
@@ -47,8 +49,20 @@ impl CloudWatch {
         new: Color,
         alarms: &[String],
     ) -> CloudWatch {
+        CloudWatch::shared(&CloudWatchReads::new(client), metrics, alb, new, alarms)
+    }
+
+    /// An adapter whose reads share calls with the other adapters of `reads`.
+    pub fn shared(
+        reads: &Arc<CloudWatchReads>,
+        metrics: &MetricsConfig,
+        alb: &config::Alb,
+        new: Color,
+        alarms: &[String],
+    ) -> CloudWatch {
         CloudWatch {
-            client,
+            _members: Arc::new((reads.join_data(), (!alarms.is_empty()).then(|| reads.join_alarms()))),
+            reads: reads.clone(),
             namespace: metrics.namespace.clone(),
             period: metrics.period,
             statistic: metrics.latency_statistic.clone(),
@@ -157,39 +171,8 @@ impl Metrics for CloudWatch {
             return Ok(vec![]);
         }
         let from = from.max(to.saturating_sub(self.periods_per_call() * p));
-        let queries = self.queries();
-        let mut series: HashMap<String, HashMap<u64, f64>> = HashMap::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out = self
-                .client
-                .get_metric_data()
-                .set_metric_data_queries(Some(queries.clone()))
-                .start_time(DateTime::from_secs(from as i64))
-                .end_time(DateTime::from_secs(to as i64))
-                .scan_by(ScanBy::TimestampAscending)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| classify("GetMetricData", e))?;
-            for r in out.metric_data_results() {
-                let id = r.id().unwrap_or_default().to_string();
-                if r.timestamps().len() != r.values().len() {
-                    return Err(MetricsError::Query {
-                        id,
-                        message: "timestamps and values differ in length".into(),
-                    });
-                }
-                let s = series.entry(id).or_default();
-                for (t, v) in r.timestamps().iter().zip(r.values()) {
-                    s.insert(t.secs().max(0) as u64, *v);
-                }
-            }
-            token = out.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+        let span = Span { period: p, from, to };
+        let series = self.reads.metric_data(span, self.queries()).await?;
         let get = |id: &str, t: u64| series.get(id).and_then(|s| s.get(&t)).copied();
         let sample = |prefix: &str, t: u64| Sample {
             // Count metrics are absent when zero.
@@ -218,39 +201,7 @@ impl Metrics for CloudWatch {
         if self.alarm_names.is_empty() {
             return Ok(Alarms::default());
         }
-        let mut found: HashMap<String, bool> = HashMap::new();
-        // DescribeAlarms takes at most 100 names per call.
-        for chunk in self.alarm_names.chunks(100) {
-            let mut token: Option<String> = None;
-            loop {
-                let out = self
-                    .client
-                    .describe_alarms()
-                    .set_alarm_names(Some(chunk.to_vec()))
-                    .alarm_types(AlarmType::MetricAlarm)
-                    .alarm_types(AlarmType::CompositeAlarm)
-                    .set_next_token(token.take())
-                    .send()
-                    .await
-                    .map_err(|e| classify("DescribeAlarms", e))?;
-                for a in out.metric_alarms() {
-                    found.insert(
-                        a.alarm_name().unwrap_or_default().to_string(),
-                        a.state_value() == Some(&StateValue::Alarm),
-                    );
-                }
-                for a in out.composite_alarms() {
-                    found.insert(
-                        a.alarm_name().unwrap_or_default().to_string(),
-                        a.state_value() == Some(&StateValue::Alarm),
-                    );
-                }
-                token = out.next_token().map(str::to_string);
-                if token.is_none() {
-                    break;
-                }
-            }
-        }
+        let found = self.reads.alarms(self.alarm_names.clone()).await?;
         let mut alarms = Alarms::default();
         for name in &self.alarm_names {
             match found.get(name) {

@@ -1,7 +1,7 @@
 //! Metrics: CloudWatch windows of both colours, and alarm states.
 //!
 //! **Architecture Invariant:** this is the only module that talks to CloudWatch.
-//! One GetMetricData call per poll fetches everything a step judges (requests,
+//! One GetMetricData request per poll fetches everything a step judges (requests,
 //! 5xx and latency of the new colour, and of the live colour for the log), for
 //! closed periods only: callers pass period-aligned bounds that ended at least
 //! `settle` ago ([`settled_end`]). Error rates are computed from the raw counts,
@@ -10,11 +10,14 @@
 //! of [`CloudWatch::periods_per_call`] periods.
 //!
 //! * `mod.rs` (this file): the trait, the errors, and which periods may be judged;
-//! * [`cloudwatch`]: the SDK implementation.
+//! * [`cloudwatch`]: the SDK implementation;
+//! * [`shared`]: the reads of many cutovers in shared GetMetricData and DescribeAlarms calls.
 
 mod cloudwatch;
+pub mod shared;
 
 pub use cloudwatch::CloudWatch;
+pub use shared::CloudWatchReads;
 
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

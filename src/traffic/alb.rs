@@ -10,8 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_elasticloadbalancingv2::types::TargetGroupStickinessConfig;
 
+use super::shared::{ElbReads, Target};
 use super::{ActionSnapshot, MAX_TARGET_GROUPS, Traffic, TrafficError, validate};
 use crate::aws::classify;
+use crate::budget::Class;
+use crate::budget::coalesce::Member;
 use crate::color::{Color, Split};
 use crate::config;
 
@@ -25,10 +28,20 @@ pub struct Alb {
     green: String,
     /// The actions as last read (by any clone): what a write without reading first rewrites.
     last: Arc<Mutex<Option<Vec<Action>>>>,
+    /// Where the weights are read: with the other adapters of the process.
+    reads: Arc<ElbReads>,
+    _member: Arc<Member>,
 }
 
 impl Alb {
+    /// An adapter reading on its own (a batch of one).
     pub fn new(client: Client, alb: &config::Alb) -> Alb {
+        let reads = ElbReads::new(client.clone());
+        Alb::shared(client, &reads, alb)
+    }
+
+    /// An adapter whose reads share calls with the other adapters of `reads`.
+    pub fn shared(client: Client, reads: &Arc<ElbReads>, alb: &config::Alb) -> Alb {
         Alb {
             client,
             listener_arn: alb.listener_arn.clone(),
@@ -36,6 +49,8 @@ impl Alb {
             blue: alb.blue_target_group_arn.clone(),
             green: alb.green_target_group_arn.clone(),
             last: Arc::new(Mutex::new(None)),
+            _member: Arc::new(reads.join()),
+            reads: reads.clone(),
         }
     }
 
@@ -54,36 +69,14 @@ impl Alb {
     }
 
     async fn describe(&self) -> Result<Vec<Action>, TrafficError> {
-        match &self.rule_arn {
-            Some(rule) => {
-                let out = self
-                    .client
-                    .describe_rules()
-                    .rule_arns(rule)
-                    .send()
-                    .await
-                    .map_err(|e| classify("DescribeRules", e))?;
-                let rule = out
-                    .rules()
-                    .first()
-                    .ok_or_else(|| TrafficError::Shape(format!("{} not found", self.what())))?;
-                Ok(rule.actions().to_vec())
-            }
-            None => {
-                let out = self
-                    .client
-                    .describe_listeners()
-                    .listener_arns(&self.listener_arn)
-                    .send()
-                    .await
-                    .map_err(|e| classify("DescribeListeners", e))?;
-                let l = out
-                    .listeners()
-                    .first()
-                    .ok_or_else(|| TrafficError::Shape(format!("{} not found", self.what())))?;
-                Ok(l.default_actions().to_vec())
-            }
-        }
+        let (target, arn) = match &self.rule_arn {
+            Some(rule) => (Target::Rule, rule),
+            None => (Target::Listener, &self.listener_arn),
+        };
+        self.reads
+            .read(target, arn)
+            .await?
+            .ok_or_else(|| TrafficError::Shape(format!("{} not found", self.what())))
     }
 
     fn forward_index(&self, actions: &[Action]) -> Result<usize, TrafficError> {
@@ -187,6 +180,7 @@ impl Traffic for Alb {
             Color::Blue => &self.blue,
             Color::Green => &self.green,
         };
+        self.reads.budget().acquire(Class::ElbDescribe).await;
         let out = self
             .client
             .describe_target_health()
@@ -264,6 +258,7 @@ impl Alb {
         new_forward.target_group_arn = None;
         new_forward.forward_config = Some(config);
         actions[i] = new_forward;
+        self.reads.budget().acquire(Class::ElbModify).await;
         match &self.rule_arn {
             Some(rule) => {
                 self.client

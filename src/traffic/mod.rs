@@ -17,11 +17,14 @@
 //! the SDK and the unit tests implement it in memory.
 //!
 //! * `mod.rs` (this file): the trait, the errors, and [`set_and_verify`];
-//! * [`alb`]: the SDK implementation over a listener's default action or a rule.
+//! * [`alb`]: the SDK implementation over a listener's default action or a rule;
+//! * [`shared`]: the weight reads of many cutovers in batched Describe calls.
 
 mod alb;
+pub mod shared;
 
 pub use alb::Alb;
+pub use shared::ElbReads;
 
 use std::future::Future;
 use std::time::Duration;

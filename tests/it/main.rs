@@ -14,6 +14,7 @@
 mod adapters;
 mod aws_errors;
 mod backtest;
+mod budget;
 mod daemon;
 mod e2e;
 #[path = "../support/fault_proxy.rs"]

@@ -77,6 +77,7 @@ impl DynamoStore {
         let claim = nonce();
         let sent = Instant::now();
         let now = now_ms();
+        super::pace(true).await;
         let taken = self
             .client
             .update_item()
@@ -133,6 +134,7 @@ impl DynamoStore {
     /// One renewal: `Ok(false)` when the condition refused it (the lease is no longer ours).
     async fn renew(&self, target: &str, token: u64) -> Result<bool, JournalError> {
         let now = now_ms();
+        super::pace(true).await;
         let renewed = self
             .client
             .update_item()
@@ -165,6 +167,7 @@ impl DynamoStore {
     /// Gives the lease up if it is still `token`'s: `expires = 0`, so anyone may take it at
     /// once whatever their clock, and the token stays (the next takeover increments it).
     async fn release(&self, target: &str, token: u64) -> Result<bool, JournalError> {
+        super::pace(true).await;
         let released = self
             .client
             .update_item()
@@ -195,6 +198,7 @@ impl DynamoStore {
 
     /// `lease`: the lease item as it is now. `expires_at` is `None` once released.
     pub(super) async fn lease_info(&self, target: &str) -> Result<Option<LeaseInfo>, JournalError> {
+        super::pace(false).await;
         let out = self
             .client
             .get_item()

@@ -235,6 +235,7 @@ impl DynamoStore {
 
     /// Whether cutover `id` exists (its index item does).
     async fn exists(&self, id: &str) -> Result<bool, JournalError> {
+        pace(false).await;
         let out = self
             .client
             .get_item()
@@ -251,6 +252,7 @@ impl DynamoStore {
 
     /// The number of the newest record of a journal (0 for none), or `NotFound`.
     async fn newest(&self, id: &str) -> Result<u64, JournalError> {
+        pace(false).await;
         let out = self
             .client
             .query()
@@ -301,6 +303,7 @@ impl DynamoStore {
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
                 .expect("a Put with its table, item and condition");
+            pace(true).await;
             let sent = self
                 .client
                 .transact_write_items()
@@ -381,6 +384,7 @@ impl DynamoStore {
         fence: Option<&Fence>,
     ) -> Result<Attempt, JournalError> {
         let Some(fence) = fence else {
+            pace(true).await;
             let sent = self
                 .client
                 .put_item()
@@ -428,6 +432,7 @@ impl DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .expect("a Put with its table, item and condition");
+        pace(true).await;
         let sent = self
             .client
             .transact_write_items()
@@ -457,6 +462,7 @@ impl DynamoStore {
         let mut seq = from.seq;
         let mut start = None;
         loop {
+            pace(false).await;
             let out = self
                 .client
                 .query()
@@ -495,6 +501,7 @@ impl DynamoStore {
 
     /// One attribute of one item, read strongly consistent.
     async fn get_string(&self, pk: String, sk: &str, attribute: &str) -> Result<Option<String>, JournalError> {
+        pace(false).await;
         let out = self
             .client
             .get_item()
@@ -513,6 +520,7 @@ impl DynamoStore {
     }
 
     async fn set_latest_now(&self, target: &str, id: &str) -> Result<(), JournalError> {
+        pace(true).await;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -529,6 +537,7 @@ impl DynamoStore {
         let mut ids = Vec::new();
         let mut start = None;
         loop {
+            pace(false).await;
             let out = self
                 .client
                 .query()
@@ -599,6 +608,24 @@ impl Store for DynamoStore {
     fn describe(&self) -> String {
         format!("DynamoDB table {}", self.table)
     }
+
+    fn cheap_reads(&self) -> bool {
+        false
+    }
+
+    fn known_len(&self, id: &str) -> Option<u64> {
+        self.known_next(id).map(|next| next.saturating_sub(1))
+    }
+}
+
+/// Takes a token of the budget's store class before a call: writes (appends, which journal an
+/// intent before it is acted on, and the lease's takeovers, renewals and releases) in the urgent
+/// lane, so that reads never hold them back; reads in the caller's lane (urgent inside a
+/// rollback, else poll).
+async fn pace(write: bool) {
+    use crate::budget::{self, Class, Lane};
+    let lane = if write { Lane::Urgent } else { budget::lane() };
+    budget::global().acquire_in(Class::Store, lane).await
 }
 
 /// A DynamoDB client with cutover's deadlines and retries, counted for `/metrics`.

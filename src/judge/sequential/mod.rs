@@ -67,6 +67,10 @@ use self::sign::SignTest;
 use self::threshold::ThresholdTest;
 use super::Criteria;
 
+/// The baseline test judges the periods in which the live colour served at most 1 in this many of
+/// the new colour's requests (under 5 % of the traffic).
+const LIVE_TRICKLE: u64 = 20;
+
 /// One test's standing: its e-values against their thresholds, and the decision.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Score {
@@ -177,8 +181,11 @@ impl Tests {
         self.live_error_rate.update(f, m);
         self.vs_live.update(n, e, m, f);
         self.ratio.update(n, e, m, f);
-        if m == 0
-            && n > 0
+        // Where the live colour has (almost) no traffic left to compare with: at 100 %, and at
+        // "100 %" with a trickle that target-group stickiness keeps on it (the comparison with it
+        // is nearly powerless there). Valid at any split: the test needs the new colour only.
+        if n > 0
+            && m.saturating_mul(LIVE_TRICKLE) <= n
             && let Some(b) = &mut self.vs_baseline
         {
             b.update(e, n);

@@ -170,6 +170,15 @@ impl ThresholdTest {
         self.rejected
     }
 
+    /// Whether the onset detector is over its threshold *now*: the recent stretch proves the rate
+    /// over p₀. Unlike [`rejected`](Self::rejected), which is final, this falls back once the
+    /// rate does (the detector's CUSUM forgets a past outage).
+    pub fn over_now(&self) -> bool {
+        self.detector
+            .as_ref()
+            .is_some_and(|d| d.log_e_value(&self.grid) >= d.log_threshold())
+    }
+
     /// The whole test's α (plain e-value and detector together).
     pub fn alpha(&self) -> f64 {
         self.alpha

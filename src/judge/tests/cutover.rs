@@ -137,6 +137,23 @@ fn at_100_percent_the_baseline_stands_in_for_the_live_colour() {
     );
 }
 
+/// Regression (review of issue 10): at "100 %" target-group stickiness keeps a trickle of
+/// requests on the live colour, the comparison with it is nearly powerless, and the baseline
+/// test was fed only periods with no live request at all: 1.5 % against a 0.5 % live colour and
+/// baseline (+1 pp, over δ = +0.5 pp; under the absolute 5 %) was promoted. A live colour under
+/// 5 % of the traffic is no traffic.
+#[test]
+fn a_trickle_of_sticky_live_traffic_at_100_percent_still_meets_the_baseline() {
+    let c = with(|c| c.max_error_rate = 0.05);
+    let mut judge = Judge::new(c).with_baseline(baseline(75.0, 15_000.0));
+    // Live: 20 requests a second, an error every 10 seconds (0.5 %).
+    let at = first_rollback(
+        &mut judge,
+        (0..600).map(|t| sec(t, (1000.0, 15.0), (20.0, f64::from(u8::from(t % 10 == 0))))),
+    );
+    assert!(at.is_some_and(|t| t <= 60), "{at:?}");
+}
+
 /// A baseline that comes after the first window is not used: the error budget was split without
 /// it, and a baseline read after the cutover began would be the cutover's own traffic.
 #[test]
@@ -229,4 +246,55 @@ fn a_period_without_data_judges_nothing_after_a_rejection() {
         "{}",
         v.reason
     );
+}
+
+/// Regression (review of issue 10): a live colour running close to the line made the absolute
+/// check stand down as a "shared failure" on the point estimate of one window (2 errors in 100
+/// of a live colour at 1 %, on the line), and a new colour at 1.3 % (over the line,
+/// under the minimum effect against live) was promoted. Live is over the line only when its
+/// recent counts prove it.
+#[test]
+fn a_live_colour_near_the_line_is_no_shared_failure() {
+    let c = with(|c| c.max_latency = None);
+    let mut judge = Judge::new(c);
+    // Errors a second, per 100 requests: live 10 in 10 s (1 %, at the line, every other second
+    // 2 %), new 13 in 10 s.
+    let live = [2.0, 0.0, 2.0, 0.0, 2.0, 0.0, 2.0, 0.0, 2.0, 0.0];
+    let new = [1.0, 2.0, 1.0, 1.0, 2.0, 1.0, 1.0, 2.0, 1.0, 1.0];
+    let mut shared = 0;
+    let at = (0..3600u64)
+        .map(|t| sec(t, (100.0, new[t as usize % 10]), (100.0, live[t as usize % 10])))
+        .enumerate()
+        .find(|(_, w)| {
+            let v = judge.judge(w);
+            shared += usize::from(v.outcome == Outcome::SharedFailure);
+            v.rollback
+        })
+        .map(|(i, _)| i + 1);
+    assert_eq!(shared, 0, "a live colour at 1 % taken for a shared failure");
+    assert!(
+        at.is_some(),
+        "a new colour at 1.3 % against a 1 % line was never rolled back"
+    );
+}
+
+/// Regression (review of issue 10): a window without the new colour's latency returned before
+/// the latency test was recorded, so a rejected sign test's Fail was followed by a Pass that
+/// reset the streak, and with latency missing every other window it never rolled back.
+#[test]
+fn a_rejected_latency_test_fails_windows_without_latency_too() {
+    let c = with(|c| {
+        c.max_latency = None;
+        c.max_latency_ratio = Some(1.5);
+    });
+    let mut judge = Judge::new(c);
+    let at = first_rollback(
+        &mut judge,
+        (0..600u64).map(|t| {
+            let mut w = sec(t, (100.0, 0.0), (100.0, 0.0));
+            w.new.latency = (t % 2 == 0).then_some(0.15);
+            w
+        }),
+    );
+    assert!(at.is_some(), "three times the live latency never rolled back");
 }
