@@ -52,7 +52,7 @@ pub(super) fn line(new: &str, v: &Verdict, streak_limit: Option<u32>, bake: Opti
             "{new} inconclusive: {} requests so far, {}",
             count(new_sample.requests),
             if v.evidence_pending {
-                "growing the window"
+                "gathering evidence"
             } else {
                 "too few to judge"
             }

@@ -16,6 +16,7 @@ mod aws_errors;
 mod backtest;
 mod budget;
 mod daemon;
+mod daemon_contract;
 mod e2e;
 #[path = "../support/fault_proxy.rs"]
 mod fault_proxy;
