@@ -34,10 +34,16 @@ pub(super) fn line(new: &str, v: &Verdict, streak_limit: Option<u32>, bake: Opti
             } else if v.would_rollback {
                 head.push_str(" → would roll back (advisory mode: not rolling back)");
             }
+            // A comparison with live adds nothing to the line when the absolute check it
+            // compares failed too (30% > 5% says it; "+30pp over live" only widens the line
+            // past 80 columns): the JSON's findings keep both.
+            let failed = |check: &str| v.findings.iter().any(|f| f.check == check && f.status != Status::Ok);
             let decided: Vec<String> = v
                 .findings
                 .iter()
                 .filter(|f| f.status != Status::Ok)
+                .filter(|f| !(f.check == "error_rate_vs_live" && failed("error_rate")))
+                .filter(|f| !(f.check == "latency_vs_live" && failed("latency")))
                 .map(|f| finding(f, v))
                 .collect();
             if decided.is_empty() {
@@ -140,9 +146,9 @@ fn finding(f: &Finding, v: &Verdict) -> String {
             pct(f.threshold)
         ),
         "error_rate_vs_live" => format!(
-            "5xx {:+.2}pp over live ({live}) > {:+.2}pp",
-            f.value * 100.0,
-            f.threshold * 100.0
+            "5xx {}pp over live ({live}) > {}pp",
+            signed(pct(f.value).trim_end_matches('%')),
+            signed(pct(f.threshold).trim_end_matches('%'))
         ),
         "critical_error_rate" => format!("5xx {} ≥ {} critical", pct(f.value), pct(f.threshold)),
         "latency" => format!("latency {} > {}", ms(f.value), ms(f.threshold)),
@@ -177,6 +183,15 @@ fn pct(x: f64) -> String {
         &s
     };
     format!("{s}%")
+}
+
+/// A number with its sign, `+` for positive ones (`+0.5`).
+fn signed(n: &str) -> String {
+    if n.starts_with('-') {
+        n.to_string()
+    } else {
+        format!("+{n}")
+    }
 }
 
 fn count(x: f64) -> String {
@@ -295,6 +310,32 @@ pub(super) mod tests {
         );
         let gathering = verdict(Outcome::Inconclusive, 0, false, vec![]);
         assert!(line("green", &gathering, None, None).starts_with("green inconclusive: 100 requests so far"));
+    }
+
+    /// Seen in the demo: both the absolute and the vs-live check failed, and the line said
+    /// both, 105 columns with the time in front.
+    #[test]
+    fn a_comparison_with_live_is_left_out_when_the_absolute_check_failed_too() {
+        let vs_live = Finding {
+            check: "error_rate_vs_live".into(),
+            value: 0.3,
+            threshold: 0.005,
+            live: Some(0.0),
+            ..error_rate(Status::Fail)
+        };
+        let both = verdict(Outcome::Fail, 2, true, vec![error_rate(Status::Fail), vs_live.clone()]);
+        assert_eq!(
+            line("blue", &both, Some(2), Some("2s/5s".into())),
+            "blue FAIL 2/2 → ROLLBACK: 5xx 30% (30/100) > 5% · bake 2s/5s"
+        );
+        // Alone, it is the number that decided.
+        let only = verdict(Outcome::Fail, 1, false, vec![error_rate(Status::Ok), vs_live]);
+        assert_eq!(
+            line("blue", &only, Some(2), None),
+            "blue FAIL 1/2: 5xx +30pp over live (0%) > +0.5pp"
+        );
+        // The JSON keeps both.
+        assert_eq!(both.findings.len(), 2);
     }
 
     #[test]
