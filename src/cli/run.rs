@@ -217,12 +217,18 @@ pub(super) async fn rollback(
     let split = match restored {
         Ok(split) => split,
         Err(e) => {
-            error!("UNSAFE: could not confirm traffic back on {live}: {e:#}");
+            // The traffic error itself: the engine's wrapper says "could not confirm traffic
+            // back" too, and the line would say it twice.
+            let why = match &e {
+                engine::EngineError::Traffic(t) => t.to_string(),
+                other => format!("{other:#}"),
+            };
+            error!("UNSAFE: could not confirm traffic back on {live}: {why}");
             print_bare(
                 &plan,
                 output,
                 Outcome::Unsafe,
-                format!("could not confirm traffic back on {live}: {e:#}"),
+                format!("could not confirm traffic back on {live}: {why}"),
             );
             return Ok(EXIT_UNSAFE);
         }

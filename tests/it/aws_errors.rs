@@ -125,5 +125,10 @@ fn a_hung_endpoint_fails_interactive_commands_within_seconds() {
             stderr.contains(&format!("is AWS_ENDPOINT_URL={hung_url} reachable?")),
             "{args:?}: {stderr}"
         );
+        // Each cause once: the rollback's UNSAFE line said "could not confirm traffic back" twice.
+        assert!(
+            stderr.matches("could not confirm traffic back").count() <= 1,
+            "{stderr}"
+        );
     }
 }
