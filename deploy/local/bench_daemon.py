@@ -269,7 +269,8 @@ def scrape(api):
 
 
 def by_label(metrics, name):
-    return {re.sub(r'^\{\w+="(.*)"\}$', r"\1", labels): v for (n, labels), v in metrics.items() if n == name}
+    """{label values joined by "/": value} of one metric: `{class="store",lane="poll"}` → `store/poll`."""
+    return {"/".join(re.findall(r'\w+="([^"]*)"', labels)): v for (n, labels), v in metrics.items() if n == name}
 
 
 def delta(m0, m1, name):
@@ -473,7 +474,7 @@ def run(args):
         report["probes"] = probes
         m2, _ = scrape(api)
         report["probe_urgent_delayed"] = {k: v for k, v in delta(m1, m2, "cutover_budget_delayed_total").items()
-                                          if 'lane="urgent"' in k}
+                                          if k.endswith("/urgent")}
 
         # ---- roll every other one back
         def rollback(i):
@@ -570,7 +571,7 @@ def print_report(args, n, listeners, r):
           + "; calls that waited: "
           + (", ".join(f"{k} {v:.0f}" for k, v in sorted(r["budget_delayed"].items())) or "none"))
     polls = r["polls"]
-    buckets = sorted(((float(k.split('"')[1]) if '+Inf' not in k else float("inf")), v)
+    buckets = sorted(((float(k) if '+Inf' not in k else float("inf")), v)
                      for k, v in r["delay_buckets"].items())
     # Cumulative counts: the worst delay is at most the smallest bound that holds every poll.
     worst = next((le for le, c in buckets if c >= polls), float("inf")) if polls else float("nan")

@@ -12,6 +12,13 @@
 //! A record is one line written with a single `write` on a file opened with `O_APPEND`,
 //! then `fsync`'d: concurrent writers never interleave within a line, and a reader leaves
 //! a last line without its newline (a write in progress, or torn by a crash) for later.
+//!
+//! The append (its write and its `fsync`) runs on tokio's blocking pool, never on a runtime
+//! worker: an `fsync` takes milliseconds, and a daemon with 500 cutovers appending their
+//! verdicts at one tick (15 each with 1-second periods and 15-second polls) blocked both
+//! workers for seconds with them, so an operator's rollback waited that long to be scheduled.
+//! On the pool the fsyncs of many journals also run at once, and the file system commits them
+//! together.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -44,6 +51,20 @@ fn crash_point(written: &[u8]) {
         eprintln!("CUTOVER_TEST_CRASH_AFTER: crashing after {pattern:?}");
         std::process::abort();
     }
+}
+
+/// Appends one line to journal `id` at `path`, durably (see the module doc).
+fn write_line(id: &str, path: &Path, line: &[u8]) -> Result<(), JournalError> {
+    let file = match OpenOptions::new().append(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(JournalError::NotFound(id.to_string())),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    // One write call per line: with O_APPEND, concurrent writers never interleave within it.
+    (&file).write_all(line).map_err(io_err(path))?;
+    file.sync_data().map_err(io_err(path))?;
+    crash_point(line);
+    Ok(())
 }
 
 /// Creates a directory (and its parents) readable by its owner only.
@@ -162,20 +183,17 @@ impl StateDir {
         Err(last.expect("at least one attempt"))
     }
 
-    fn append_now(&self, id: &str, event: &Event) -> Result<Record, JournalError> {
+    async fn append_now(&self, id: &str, event: &Event) -> Result<Record, JournalError> {
         let path = self.journal_path(id);
-        let file = match OpenOptions::new().append(true).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(JournalError::NotFound(id.to_string())),
-            Err(e) => return Err(io_err(&path)(e)),
-        };
         let record = record(event);
         let mut line = serde_json::to_vec(&record).expect("journal records serialize");
         line.push(b'\n');
-        // One write call per line: with O_APPEND, concurrent writers never interleave within it.
-        (&file).write_all(&line).map_err(io_err(&path))?;
-        file.sync_data().map_err(io_err(&path))?;
-        crash_point(&line);
+        let id = id.to_string();
+        // On the blocking pool (see the module doc); a pool gone (the runtime shutting down)
+        // is an append that did not happen.
+        tokio::task::spawn_blocking(move || write_line(&id, &path, &line))
+            .await
+            .map_err(|e| JournalError::Store(format!("appending to the journal: {e}")))??;
         Ok(record)
     }
 
@@ -312,7 +330,7 @@ impl Store for StateDir {
         event: &'a Event,
         _fence: Option<&'a Fence>,
     ) -> BoxFuture<'a, Result<Record, JournalError>> {
-        Box::pin(async move { self.append_now(id, event) })
+        Box::pin(self.append_now(id, event))
     }
 
     fn read<'a>(&'a self, id: &'a str, from: Cursor) -> BoxFuture<'a, Result<(Vec<Record>, Cursor), JournalError>> {
