@@ -187,6 +187,11 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 if end > from {
                     match self.metrics.windows(from, end).await {
                         Ok(windows) => {
+                            // The poll's verdicts are journaled together (one fsync on the
+                            // state directory), up to the first that rolls back, before it is
+                            // acted on.
+                            let mut verdicts = Vec::with_capacity(windows.len());
+                            let mut failed = None;
                             for w in windows {
                                 let v = judge.judge(&w);
                                 let counted = v.counts_toward_bake && !paused && alarms_read;
@@ -200,19 +205,23 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                                 let (rollback, reason) = (v.rollback, v.reason.clone());
                                 streak = v.failures;
                                 pending = v.evidence_pending;
-                                self.emit(Event::Verdict {
+                                verdicts.push(Event::Verdict {
                                     step: i,
                                     verdict: v,
                                     counted,
                                     baked_secs: baked,
-                                })
-                                .await?;
+                                });
                                 if rollback {
-                                    return Err(Failure::Step {
-                                        trigger: Trigger::Judge,
-                                        reason: format!("{} {reason}", self.new),
-                                    });
+                                    failed = Some(reason);
+                                    break;
                                 }
+                            }
+                            self.emit_all(verdicts).await?;
+                            if let Some(reason) = failed {
+                                return Err(Failure::Step {
+                                    trigger: Trigger::Judge,
+                                    reason: format!("{} {reason}", self.new),
+                                });
                             }
                             from = end;
                         }

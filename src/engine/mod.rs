@@ -459,14 +459,31 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Journals an event, then shows it in the live log.
     async fn emit(&self, event: Event) -> Result<(), JournalError> {
         self.journal.append(&event).await?;
-        let line = self.renderer.lock().unwrap().render(&event);
+        self.show(&event);
+        Ok(())
+    }
+
+    /// Journals events together (one fsync on the state directory), then shows them.
+    async fn emit_all(&self, events: Vec<Event>) -> Result<(), JournalError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.journal.append_all(&events).await?;
+        for event in &events {
+            self.show(event);
+        }
+        Ok(())
+    }
+
+    /// Shows a journaled event in the live log.
+    fn show(&self, event: &Event) {
+        let line = self.renderer.lock().unwrap().render(event);
         let step = line.step.unwrap_or_default();
         match line.level {
             Level::Info => info!(step = %step, "{}", line.message),
             Level::Warn => warn!(step = %step, "{}", line.message),
             Level::Error => error!(step = %step, "{}", line.message),
         }
-        Ok(())
     }
 
     async fn note(&self, step: Option<usize>, level: Level, message: String) -> Result<(), JournalError> {
