@@ -44,6 +44,22 @@ pub(super) enum Judging {
     UntilDecided { until: tokio::time::Instant },
 }
 
+/// Marks a bake's poll under way (see `Engine::polling`) until dropped, however the poll ends.
+struct Polling<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> Polling<'a> {
+    fn start(flag: &'a std::sync::atomic::AtomicBool) -> Polling<'a> {
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        Polling(flag)
+    }
+}
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Judges every settled period from the bake's start until `duration` of judged time has
     /// passed. Periods without data hold the clock (unless `on_no_data` says otherwise), and
@@ -145,6 +161,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 }
             }
             if tokio::time::Instant::now() >= next_poll {
+                let _polling = Polling::start(&self.polling);
                 let due = next_poll;
                 // The next tick after now, not after the last deadline: a long pause must not be
                 // followed by a burst of polls.
