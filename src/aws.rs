@@ -61,6 +61,9 @@ pub struct AwsError {
     pub message: String,
     /// Whether trying again later may succeed (throttling, timeouts, 5xx, network).
     pub retryable: bool,
+    /// Whether AWS answered (an error response, with or without a code), as opposed to a
+    /// timeout, a lost connection or a request never sent.
+    pub answered: bool,
 }
 
 /// Error codes that mean "slow down": the account's rate for the API is spent.
@@ -85,6 +88,15 @@ impl AwsError {
     pub fn throttled(&self) -> bool {
         is_throttling(self.code.as_deref())
     }
+
+    /// Whether one request of a batched call may have caused this failure, so that calling for
+    /// fewer requests can tell which: an error answer (a bad ARN, a rule not found, a denied
+    /// alarm, a statistic refused — moto refuses a percentile with a bare HTTP 500). Not
+    /// throttling, `ServiceUnavailable`, a timeout or a lost connection, which fail every part
+    /// alike: splitting on them turned one failed call of N requests into 2N − 1.
+    pub fn may_be_one_request(&self) -> bool {
+        self.answered && !self.throttled() && self.code.as_deref() != Some("ServiceUnavailable")
+    }
 }
 
 /// Error codes that mean "slow down" or "try again", across ELBv2 and CloudWatch.
@@ -108,6 +120,7 @@ where
     // The whole error, raw response included, only for whoever asked for debug logs: a log
     // line or a journaled reason gets the service's code and message, or the transport's chain.
     tracing::debug!("{operation}: {}", DisplayErrorContext(&err));
+    let answered = matches!(err, SdkError::ServiceError(_));
     let (code, retryable, message) = match &err {
         SdkError::ServiceError(se) => {
             let code = se.err().code().map(str::to_string);
@@ -130,6 +143,7 @@ where
         code,
         message,
         retryable,
+        answered,
     }
 }
 

@@ -3,9 +3,10 @@
 //! A team checks its thresholds against last week's incident before trusting them:
 //! `cutover backtest --config plan.toml --new green --from T1 --to T2` fetches both
 //! target groups' metrics for `[T1, T2)`, judges them period by period with the
-//! same [`Judge`] a live bake uses (growing windows, consecutive failures, the
-//! fast path, shared failures, custom metrics), prints one line per period, and
-//! names the first point at which the cutover would have rolled back.
+//! same [`Judge`] a live cutover uses (the sequential tests over everything seen, the
+//! recent window of the per-window checks, consecutive failures, the fast path, shared
+//! failures, custom metrics), prints one line per period, and names the first point at
+//! which the cutover would have rolled back.
 //!
 //! It writes nothing anywhere: no ELBv2 call at all, and no journal.
 //!
@@ -15,13 +16,18 @@
 //!    (`settle` ago), which is all a live judge could have seen.
 //! 2. History is fetched in pages of [`CloudWatch::periods_per_call`] periods, so a
 //!    week of 1-second data is read whole, not truncated.
-//! 3. The whole range is one bake: one judge, one failure streak, one growing window.
-//! 4. A period ending at `E` is judged, live, once it has settled: at `E + settle`
+//! 3. The quarter hour before `--from` is the live colour's baseline, read and judged as
+//!    verify would have: a live colour already failing the plan's thresholds means the
+//!    cutover would not have started (the replay goes on, for the record).
+//! 4. The whole range is one judge, as a whole cutover is: one body of evidence, one
+//!    failure streak.
+//! 5. A period ending at `E` is judged, live, once it has settled: at `E + settle`
 //!    (plus up to one `poll_interval`). That is when the rollback would have happened.
-//! 5. `mode = "advise"` makes no difference here: the question is what the criteria
+//! 6. `mode = "advise"` makes no difference here: the question is what the criteria
 //!    call for. Alarm history is not replayed.
 //!
-//! Exit codes: 0 would not have rolled back, 3 would have, 2 usage or plan error, 1 other errors.
+//! Exit codes: 0 would not have rolled back, 3 would have, 5 would not have started, 2 usage
+//! or plan error, 1 other errors.
 
 use std::io::Write;
 use std::path::Path;
@@ -32,7 +38,7 @@ use tracing::error;
 
 use crate::color::Color;
 use crate::config::{self, Plan};
-use crate::judge::{Judge, Outcome, Verdict};
+use crate::judge::{Baseline, Judge, Outcome, Verdict};
 use crate::metrics::{self, CloudWatch, Metrics, MetricsError};
 
 /// Exit code: the criteria would not have rolled back.
@@ -41,6 +47,9 @@ pub const EXIT_CLEAN: i32 = 0;
 pub const EXIT_WOULD_ROLL_BACK: i32 = 3;
 /// Exit code: usage or plan error.
 pub const EXIT_USAGE: i32 = 2;
+/// Exit code: the live colour already failed the plan's thresholds before `--from` (the same code
+/// as a cutover that verify refuses to start).
+pub const EXIT_WOULD_NOT_START: i32 = 5;
 
 /// What a replay found.
 #[derive(Debug, Clone, Default)]
@@ -49,6 +58,8 @@ pub struct Report {
     pub counts: [u64; 5],
     /// The first verdict that called for a rollback, and when a live judge would have reached it.
     pub first_rollback: Option<(Verdict, u64)>,
+    /// Why verify would have refused to start: the live colour failing before `--from`.
+    pub not_started: Option<String>,
 }
 
 impl Report {
@@ -147,7 +158,7 @@ pub async fn replay<M: Metrics>(
 ) -> Result<Report, MetricsError> {
     let p = plan.metrics.period.as_secs().max(1);
     let settle = plan.metrics.settle.as_secs();
-    let mut judge = Judge::new(plan.rollback.criteria.clone()).named(new.other());
+    let criteria = &plan.rollback.criteria;
     let mut report = Report::default();
     let _ = writeln!(
         out,
@@ -158,6 +169,50 @@ pub async fn replay<M: Metrics>(
         rfc3339(from),
         rfc3339(to)
     );
+    // The baseline, as verify reads it: the quarter hour before the start.
+    let before = from.saturating_sub(Baseline::periods_for(p) * p);
+    let mut history = Vec::new();
+    let mut t = before;
+    while t < from {
+        let end = from.min(t + chunk.max(1) * p);
+        history.extend(metrics.windows(t, end).await?);
+        t = end;
+    }
+    let mut judge = Judge::new(criteria.clone()).named(new.other());
+    match Baseline::from_windows(&history, criteria) {
+        Some(b) => {
+            let failing = b.failing(criteria, &new.other().to_string());
+            let _ = writeln!(
+                out,
+                "baseline of {} {} → {}: {} periods, 5xx {:.2}% ({}/{}){}",
+                new.other(),
+                rfc3339(b.start),
+                rfc3339(b.end),
+                b.periods,
+                b.error_rate() * 100.0,
+                b.errors,
+                b.requests,
+                if failing.is_empty() {
+                    String::new()
+                } else {
+                    format!("; already failing: {}", failing.join("; "))
+                }
+            );
+            if !failing.is_empty() {
+                report.not_started = Some(failing.join("; "));
+            }
+            judge.set_baseline(b);
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "no baseline: {} served no request in the {} periods before {}",
+                new.other(),
+                Baseline::periods_for(p),
+                rfc3339(from)
+            );
+        }
+    }
     let mut t = from;
     while t < to {
         let end = to.min(t + chunk.max(1) * p);
@@ -184,6 +239,15 @@ pub fn conclude(plan: &Plan, new: Color, report: &Report, out: &mut impl Write) 
         "{} periods: {pass} pass, {fail} fail, {inconclusive} inconclusive, {no_data} no data, {shared} shared failure",
         report.windows()
     );
+    if let Some(why) = &report.not_started {
+        writeln!(
+            out,
+            "would not have started: {} already failed the plan's thresholds before the range: {why}",
+            new.other(),
+        )?;
+        writeln!(out, "{tally}")?;
+        return Ok(EXIT_WOULD_NOT_START);
+    }
     match &report.first_rollback {
         Some((v, decided)) => {
             writeln!(
@@ -245,7 +309,8 @@ min_requests = 100
     impl Metrics for History {
         async fn windows(&self, from: u64, to: u64) -> Result<Vec<Window>, MetricsError> {
             self.calls.lock().unwrap().push((from, to));
-            Ok((from..to)
+            // The history begins at `start`: nothing before it (so no baseline).
+            Ok((from.max(self.start)..to)
                 .step_by(60)
                 .map(|t| {
                     let i = ((t - self.start) / 60) as usize;
@@ -287,7 +352,8 @@ min_requests = 100
             .await
             .unwrap();
         let text = String::from_utf8(out).unwrap();
-        // 13 periods in pages of 4: every period read once, none skipped.
+        // The baseline's 15 periods before the range, then the 13 periods of the range, in pages of
+        // 4: every period read once, none skipped.
         assert_eq!(
             history
                 .calls
@@ -296,14 +362,18 @@ min_requests = 100
                 .iter()
                 .map(|(f, t)| (t - f) / 60)
                 .collect::<Vec<_>>(),
-            [4, 4, 4, 1]
+            [4, 4, 4, 3, 4, 4, 4, 1]
         );
         assert_eq!(report.counts, [10, 3, 0, 0, 0]);
         let (v, decided) = report.first_rollback.clone().unwrap();
         // The 12th period (index 11) is the second consecutive failure; live, it is judged 2 minutes after it ends.
         assert_eq!(v.window.start, start + 11 * 60);
         assert_eq!(decided, start + 12 * 60 + 120);
-        assert_eq!(text.lines().count(), 14, "{text}");
+        assert_eq!(text.lines().count(), 15, "{text}");
+        assert!(
+            text.contains("no baseline: blue served no request in the 15 periods before"),
+            "{text}"
+        );
         assert!(
             text.contains("green fail: error rate too high, also vs live: 5xx 6.00% (60/1000)"),
             "{text}"
@@ -339,6 +409,39 @@ min_requests = 100
         assert_eq!(
             String::from_utf8(out).unwrap().trim(),
             "would not have rolled back; 60 periods: 60 pass, 0 fail, 0 inconclusive, 0 no data, 0 shared failure"
+        );
+    }
+
+    /// Regression (issue 10): a live colour already failing the plan's thresholds in the quarter
+    /// hour before the range would have stopped verify; the backtest says so, with exit 5, and
+    /// still replays the range.
+    #[tokio::test]
+    async fn a_live_colour_failing_before_the_range_would_not_have_started() {
+        let metrics = FakeMetrics::healthy(60);
+        metrics.set_live(Sample {
+            requests: 1000.0,
+            errors: 200.0,
+            latency: Some(0.05),
+        });
+        let mut out = Vec::new();
+        let report = replay(&plan(), &metrics, 1440, Color::Green, 3600, 7200, &mut out)
+            .await
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("baseline of blue 1970-01-01T00:45:00Z → 1970-01-01T01:00:00Z: 15 periods, 5xx 20.00% (3000/15000); already failing: blue's error rate 20.00%"),
+            "{text}"
+        );
+        assert_eq!(report.windows(), 60);
+        let mut out = Vec::new();
+        assert_eq!(
+            conclude(&plan(), Color::Green, &report, &mut out).unwrap(),
+            EXIT_WOULD_NOT_START
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("would not have started: blue already failed the plan's thresholds before the range"),
+            "{text}"
         );
     }
 

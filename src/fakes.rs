@@ -47,6 +47,7 @@ impl FakeTraffic {
                 code: Some("Throttling".into()),
                 message: "Rate exceeded".into(),
                 retryable: true,
+                answered: true,
             }));
         }
         Ok(())

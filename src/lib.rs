@@ -70,6 +70,7 @@ mod error_convention {
             code: Some("Throttling".into()),
             message: "Rate exceeded".into(),
             retryable: true,
+            answered: true,
         };
         let errors: Vec<Box<dyn Error + Send + Sync>> = vec![
             Box::new(journal()),

@@ -125,6 +125,28 @@ impl Renderer {
                     ),
                 )
             }
+            Event::Baseline { step, baseline: b } => {
+                let latency = b
+                    .latency
+                    .map(|l| format!(", latency {:.0}ms (median)", l * 1000.0))
+                    .unwrap_or_default();
+                line(
+                    Info,
+                    Some(self.label(*step)),
+                    format!(
+                        "baseline of {}: {} periods, 5xx {:.2}% ({}/{}) ≤ {:.2}% (upper bound){latency}; \
+                         the judge compares {} with it where {} has no traffic left",
+                        self.live_color(),
+                        b.periods,
+                        b.error_rate() * 100.0,
+                        b.errors,
+                        b.requests,
+                        b.upper * 100.0,
+                        self.new_color(),
+                        self.live_color(),
+                    ),
+                )
+            }
             Event::Verdict {
                 step,
                 verdict,

@@ -12,6 +12,13 @@
 //!    burst of throttles counts once), down to a sixteenth of the configured rate; every second
 //!    without throttling gives back a twentieth of the configured rate (about 20 s from the
 //!    floor to the full rate), never above it.
+//! 5. The halving slows polls only: urgent calls still go out at the *configured* rate, taking
+//!    a token on credit when the bucket is empty (the debt, at most a burst, is the polls' to
+//!    wait out). Throttling by another tool in the account must not make a storm of rollbacks
+//!    wait 8 s each at the floor.
+//! 6. An urgent call that stops waiting — it took its token, or its future was dropped (a
+//!    timeout around a lease renewal, a client that hung up) — is no longer counted as waiting:
+//!    a count left behind would stand every poll of the class aside for good.
 //!
 //! Time is tokio's clock, so the unit tests drive it with a paused runtime.
 
@@ -47,6 +54,8 @@ struct State {
     /// Since when the rate has not grown back: the last decrease or the last recovery step.
     recovered: Instant,
     urgent_waiting: u32,
+    /// When an urgent call may next take a token on credit (at the configured rate).
+    urgent_next: Instant,
     /// Per lane (urgent, poll): calls and the time they waited for their tokens.
     waits: [Waits; 2],
 }
@@ -64,6 +73,22 @@ fn slot(lane: Lane) -> usize {
     match lane {
         Lane::Urgent => 0,
         Lane::Poll => 1,
+    }
+}
+
+/// An urgent call's place among the waiting: counted while it waits, uncounted when it takes its
+/// token or when its future is dropped mid-wait.
+struct Waiting<'a> {
+    bucket: &'a Bucket,
+    counted: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            let mut s = self.bucket.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.urgent_waiting -= 1;
+        }
     }
 }
 
@@ -94,14 +119,21 @@ impl Bucket {
                 decreased: None,
                 recovered: now,
                 urgent_waiting: 0,
+                urgent_next: now,
                 waits: [Waits::default(); 2],
             }),
         }
     }
 
-    /// Tokens polls must leave for urgent calls.
+    /// Tokens polls must leave for urgent calls: a quarter of the burst, at least one, and always
+    /// less than the burst (a burst of 1 with a reserve of 1 left polls needing 2 tokens of 1).
     fn reserve(&self) -> f64 {
-        (self.limit.burst / 4.0).max(1.0)
+        (self.limit.burst / 4.0).max(1.0).min(self.limit.burst - 1.0).max(0.0)
+    }
+
+    /// The tokens a poll needs in the bucket before it takes one.
+    fn poll_floor(&self) -> f64 {
+        1.0 + self.reserve()
     }
 
     fn refill(&self, s: &mut State, now: Instant) {
@@ -120,7 +152,10 @@ impl Bucket {
 
     /// Takes one token for a call in `lane`, waiting as long as the lane's rules say.
     pub async fn acquire(&self, lane: Lane) {
-        let mut counted = false;
+        let mut waiting = Waiting {
+            bucket: self,
+            counted: false,
+        };
         let started = Instant::now();
         let mut slept = false;
         loop {
@@ -138,29 +173,32 @@ impl Bucket {
                 };
                 match lane {
                     Lane::Urgent => {
-                        if s.tokens >= 1.0 {
+                        let on_credit = s.tokens < 1.0 && now >= s.urgent_next;
+                        if s.tokens >= 1.0 || on_credit {
                             took(&mut s);
-                            s.tokens -= 1.0;
-                            if counted {
+                            s.tokens = (s.tokens - 1.0).max(-self.limit.burst);
+                            if on_credit {
+                                s.urgent_next = now + Duration::from_secs_f64(1.0 / self.limit.rate);
+                            }
+                            if waiting.counted {
                                 s.urgent_waiting -= 1;
+                                waiting.counted = false;
                             }
                             return;
                         }
-                        if !counted {
+                        if !waiting.counted {
                             s.urgent_waiting += 1;
-                            counted = true;
+                            waiting.counted = true;
                         }
-                        (1.0 - s.tokens) / s.rate
+                        ((1.0 - s.tokens) / s.rate).min(s.urgent_next.saturating_duration_since(now).as_secs_f64())
                     }
                     Lane::Poll => {
-                        let floor = 1.0 + self.reserve();
-                        if s.urgent_waiting == 0 && s.tokens >= floor {
+                        if s.urgent_waiting == 0 && s.tokens >= self.poll_floor() {
                             took(&mut s);
                             s.tokens -= 1.0;
                             return;
                         }
-                        // Behind an urgent call: look again once it has had its token.
-                        (floor - s.tokens).max(1.0 - s.tokens).max(0.0) / s.rate
+                        self.poll_wait(&s)
                     }
                 }
             };
@@ -176,17 +214,30 @@ impl Bucket {
         loop {
             let wait = {
                 let mut s = self.state.lock().unwrap();
-                self.refill(&mut s, Instant::now());
-                let floor = match lane {
-                    Lane::Urgent => 1.0,
-                    Lane::Poll => 1.0 + self.reserve(),
-                };
-                if s.tokens >= floor && (lane == Lane::Urgent || s.urgent_waiting == 0) {
-                    return;
+                let now = Instant::now();
+                self.refill(&mut s, now);
+                match lane {
+                    Lane::Urgent if s.tokens >= 1.0 || now >= s.urgent_next => return,
+                    Lane::Urgent => {
+                        ((1.0 - s.tokens) / s.rate).min(s.urgent_next.saturating_duration_since(now).as_secs_f64())
+                    }
+                    Lane::Poll if s.urgent_waiting == 0 && s.tokens >= self.poll_floor() => return,
+                    Lane::Poll => self.poll_wait(&s),
                 }
-                (floor - s.tokens).max(0.0) / s.rate
             };
             tokio::time::sleep(Duration::from_secs_f64(wait.max(0.001))).await;
+        }
+    }
+
+    /// How long a poll that cannot take a token now sleeps before it looks again: until the
+    /// bucket holds its floor, and, behind an urgent call, at least one token's time (not a
+    /// millisecond's spin).
+    fn poll_wait(&self, s: &State) -> f64 {
+        let until_floor = (self.poll_floor() - s.tokens).max(0.0) / s.rate;
+        if s.urgent_waiting > 0 {
+            until_floor.max(1.0 / s.rate)
+        } else {
+            until_floor
         }
     }
 
@@ -324,12 +375,69 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_throttled_class_hands_out_fewer_tokens() {
-        let b = bucket(10.0, 5.0);
+    async fn a_throttled_class_hands_out_fewer_tokens_to_polls() {
+        let polls_in_two_seconds = |throttled: bool| async move {
+            let b = bucket(10.0, 5.0);
+            assert_eq!(completed(&b, Lane::Urgent, 5, Duration::from_millis(1)).await, 5);
+            if throttled {
+                b.throttled();
+            }
+            completed(&b, Lane::Poll, 100, Duration::from_millis(2_001)).await
+        };
+        let (full, halved) = (polls_in_two_seconds(false).await, polls_in_two_seconds(true).await);
+        // 10 a second: 20 tokens less the floor of 2.25. Halved: 5 a second, growing back by 0.5
+        // after the first second, so about 10.5 less the floor.
+        assert_eq!(full, 18);
+        assert!((8..=9).contains(&halved), "{halved} polls at the halved rate");
+    }
+
+    /// Regression (review of issue 12): a throttle by anyone in the account halved the rate
+    /// rollbacks refill at too; at Modify's floor (0.125 a second) each restore of a storm waited
+    /// 8 s. Urgent calls go out at the configured rate, on credit, whatever the AIMD says.
+    #[tokio::test(start_paused = true)]
+    async fn throttling_slows_polls_not_the_urgent_lane() {
+        let b = bucket(2.0, 4.0);
+        for _ in 0..5 {
+            b.throttled();
+            tokio::time::sleep(Duration::from_millis(1_001)).await;
+        }
+        let rate = b.stats().rate;
+        assert!(rate < 0.3, "the rate went down to {rate}, not near the floor");
+        // The burst, and one on credit.
+        assert_eq!(completed(&b, Lane::Urgent, 100, Duration::from_millis(1)).await, 5);
+        // Then 2 a second, the configured rate, not one every 8 s.
+        let next = completed(&b, Lane::Urgent, 100, Duration::from_millis(5_001)).await;
+        assert!((10..=11).contains(&next), "{next} urgent calls in 5 s");
+        // The debt is the polls': none goes out while the bucket is below its floor.
+        assert_eq!(completed(&b, Lane::Poll, 10, Duration::from_secs(5)).await, 0);
+    }
+
+    /// Regression (review of issue 12): an urgent call counted itself as waiting and uncounted
+    /// itself only when it took a token, so one dropped mid-wait (a lease renewal's timeout, a
+    /// client that hung up) stood every later poll of its class aside for good.
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_urgent_wait_does_not_stand_polls_aside_for_good() {
+        let b = bucket(1.0, 4.0);
+        // The burst and one on credit: the next urgent call waits a second.
         assert_eq!(completed(&b, Lane::Urgent, 5, Duration::from_millis(1)).await, 5);
-        b.throttled();
-        // 5 a second now: 5 tokens in the next second, not 10.
-        assert_eq!(completed(&b, Lane::Urgent, 100, Duration::from_millis(1_001)).await, 5);
+        // An urgent call that waits, and is dropped before it gets its token.
+        let waiter = {
+            let b = b.clone();
+            tokio::spawn(async move { b.acquire(Lane::Urgent).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waiter.abort();
+        let _ = waiter.await;
+        // Refilled from the debt of 1 to the floor (2 tokens) in about 3 s: a poll goes out.
+        assert_eq!(completed(&b, Lane::Poll, 1, Duration::from_secs(5)).await, 1);
+    }
+
+    /// Regression (review of issue 12): a burst of 1 (any rate ≤ 0.5 without a burst) kept a
+    /// reserve of 1, so polls needed 2 tokens of a bucket that holds 1, and never went out.
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_one_still_serves_polls() {
+        let b = bucket(0.5, 1.0);
+        assert_eq!(completed(&b, Lane::Poll, 3, Duration::from_millis(4_001)).await, 3);
     }
 
     /// `ready` waits as a poll's `acquire` would, but takes nothing: the batch that waited

@@ -3,9 +3,12 @@
 //!
 //! 1. A new bake journals `BakeStarted { from }`, `from` being the first period boundary
 //!    after the weights read back; a resumed one takes its progress (judged time, how far
-//!    it judged, the judge's state) from the saga, which folded it from the journal.
+//!    it judged) from the saga, which folded it from the journal. Every bake takes the judge
+//!    from the saga: one judge for the whole cutover, whose evidence (the baseline, every
+//!    window of every bake) the saga folded from the journal too.
 //! 2. Every `poll_interval`, on ticks aligned on the wall clock (see `pace.rs`, so that the
-//!    cutovers of a daemon poll together and share their reads): alarms first (ALARM rolls back at once), then every settled
+//!    cutovers of a daemon poll together and share their reads): alarms first (ALARM rolls
+//!    back at once), then every settled
 //!    period since the last one judged, each journaled as a `Verdict` (counted toward the
 //!    bake clock unless paused, held, or the alarms could not be read), then a drift check.
 //! 3. Drift (someone else changed the weights) pauses the bake clock, and only the clock:
@@ -15,9 +18,10 @@
 //! 5. Judging nothing for `rollback.stall_timeout` (metrics unreadable, or no data at all,
 //!    outside an operator's pause) rolls back with trigger `stalled`, saying what could not be
 //!    read; an error that retrying cannot fix (access denied, a refused statistic) does so at once.
-//! 6. A bake ends after `duration` of judged time, never on a failing streak, not while a
-//!    growing window is still gathering evidence (up to twice its length), and not while
-//!    paused for drift.
+//! 6. A bake ends after `duration` of judged time, never on a failing streak, not while the
+//!    judge's recent window is still gathering toward `min_requests` (up to twice its length),
+//!    and not while paused for drift. Ending a bake loses no evidence: the next bake's judge
+//!    goes on with it.
 
 use std::time::Duration;
 
@@ -102,14 +106,23 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         let criteria = &self.plan.rollback.criteria;
         // Advisory mode never rolls back, so a failing streak must not hold the bake forever.
         let advisory = criteria.mode == Mode::Advise;
+        // The saga must have folded every verdict journaled so far (the previous bake's last
+        // poll, judging held before this shift): its judge is the cutover's one judge.
+        self.sync_forward().await?;
         let saga = self.saga();
-        let fresh = || Judge::new(criteria.clone()).named(self.live);
-        let (mut judge, mut from, mut baked, mut streak, mut pending) = match (judging, saga.bakes.get(&i)) {
-            // Resumed: the saga folded this bake's verdicts, and its judge has seen their windows.
-            (Judging::Bake(_), Some(b)) => {
-                let judge = saga.judge.clone().unwrap_or_else(fresh);
-                (judge, b.judged_to, b.baked_secs, b.failures, b.evidence_pending)
+        // One judge for the whole cutover: the saga's, which has the journaled baseline and every
+        // journaled window, in this process or the one before a restart. (A fresh one only for a
+        // saga that does not judge, which the engine never builds.)
+        let mut judge = saga.judge.clone().unwrap_or_else(|| {
+            let judge = Judge::new(criteria.clone()).named(self.live);
+            match saga.baseline.clone() {
+                Some(b) => judge.with_baseline(b),
+                None => judge,
             }
+        });
+        let (mut from, mut baked, mut streak, mut pending) = match (judging, saga.bakes.get(&i)) {
+            // Resumed: the saga folded this bake's verdicts.
+            (Judging::Bake(_), Some(b)) => (b.judged_to, b.baked_secs, b.failures, b.evidence_pending),
             (Judging::Bake(duration), None) => {
                 let from = metrics::next_boundary(self.clock.now(), m.period);
                 self.emit(Event::BakeStarted {
@@ -118,13 +131,15 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                     duration_secs: duration.as_secs(),
                 })
                 .await?;
-                (fresh(), from, 0, 0, false)
+                (from, 0, judge.failures(), judge.evidence_pending())
             }
             // Held before a shift or at a gate: the judge goes on from where the last bake left it.
-            (Judging::UntilResumed | Judging::UntilDecided { .. }, _) => {
-                let judge = saga.judge.clone().unwrap_or_else(fresh);
-                (judge, metrics::next_boundary(self.clock.now(), m.period), 0, 0, false)
-            }
+            (Judging::UntilResumed | Judging::UntilDecided { .. }, _) => (
+                metrics::next_boundary(self.clock.now(), m.period),
+                0,
+                judge.failures(),
+                judge.evidence_pending(),
+            ),
         };
         // The weights to re-apply when an operator resumes after a drift.
         let mut drifted = saga.drifted;
@@ -269,9 +284,10 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             }
             if let Judging::Bake(duration) = judging {
                 // A bake never ends on a failing streak (it waits for a pass, or the rollback), nor with
-                // evidence still gathering in a growing window, nor paused for drift.
-                // Gathering evidence may extend a bake up to twice its length; past that the bake
-                // ends on what was judged (a service too quiet to ever reach min_requests).
+                // the judge's recent window still gathering toward min_requests, nor paused for drift.
+                // Gathering may extend a bake up to twice its length; past that the bake ends on what
+                // was judged (a service too quiet to fill a window), and the next bake's judge goes on
+                // with the same evidence.
                 let gathering = pending && Duration::from_secs(baked) < duration * 2;
                 if !paused
                     && drifted.is_none()

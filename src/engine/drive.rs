@@ -36,7 +36,14 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         // Whether this process has itself verified traffic on the live colour during this rollback.
         let mut restored_here = false;
         loop {
-            self.sync().await?;
+            // Rolling back, the journal read before the restore is part of the rollback: in the
+            // urgent lane, never behind the polls of other cutovers (on a shared store it is a
+            // store call like theirs).
+            if matches!(self.saga().phase, Phase::RollingBack { .. }) {
+                crate::budget::urgently(self.sync()).await?;
+            } else {
+                self.sync().await?;
+            }
             self.ensure_owner()?;
             let saga = self.saga();
             match saga.next() {

@@ -266,17 +266,41 @@ pub async fn started_plan(journal: &Journal, records: &[Record]) -> Result<Plan,
 
 /// The local user's name: who a person at this terminal is, for approvals and for who started
 /// a cutover (the daemon names its callers by their tokens instead).
+///
+/// `USER`, else `LOGNAME`, else the name `/etc/passwd` gives this process's uid (containers and
+/// CI runners often set neither variable), else `uid N`.
 pub fn principal() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    let set = |name| std::env::var(name).ok().filter(|v: &String| !v.trim().is_empty());
+    if let Some(user) = set("USER").or_else(|| set("LOGNAME")) {
+        return user;
+    }
+    let Some(uid) = own_uid() else {
+        return "unknown".into();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    user_of_uid(&passwd, uid).unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// This process's real uid, from `/proc/self/status` (no `unsafe` for `getuid`).
+fn own_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The name of `uid` in a passwd file's text (`name:x:uid:gid:…` lines).
+fn user_of_uid(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?;
+        (id.parse() == Ok(uid) && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 /// `user@host pid N`: who an operator event came from.
 pub fn whoami() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+    let user = principal();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();

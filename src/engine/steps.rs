@@ -7,14 +7,13 @@ use super::{Engine, Failure};
 use crate::color::Split;
 use crate::config::{Check, HookPoint, Step};
 use crate::hooks::Hooks;
+use crate::judge::Baseline;
 use crate::metrics::{Metrics, MetricsError};
 use crate::saga::{Event, Level};
 use crate::traffic::Traffic;
 
 /// How often target health is polled while waiting for a deploy's targets.
 const HEALTH_POLL: Duration = Duration::from_secs(2);
-/// How many periods of the live colour's history verify reads before anything changes.
-const PREFLIGHT_PERIODS: u64 = 15;
 
 impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     pub(super) async fn do_step(&self, i: usize, step: &Step) -> Result<(), Failure> {
@@ -146,22 +145,29 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         Ok(())
     }
 
+    /// Reads the judged metrics over the live colour's recent history (a quarter hour, at least 15
+    /// periods: [`Baseline::periods_for`]), in one read with exactly the queries every bake sends.
+    /// Before any weight was written, that history is the live colour's **baseline**: it is
+    /// journaled for the judge (which compares the new colour with it at 100 %), and a live colour
+    /// already failing the plan's thresholds stops the cutover before anything changes.
     async fn preflight_metrics(&self, i: usize) -> Result<(), Failure> {
         let m = &self.plan.metrics;
         let period = m.period.as_secs().max(1);
+        let periods = Baseline::periods_for(period);
         let end = crate::metrics::settled_end(self.clock.now(), m.settle, m.period);
-        let from = end.saturating_sub(PREFLIGHT_PERIODS * period);
+        let from = end.saturating_sub(periods * period);
         let windows = super::retrying("reading metrics", MetricsError::retryable, || {
             self.metrics.windows(from, end)
         })
         .await
         .map_err(|e| Failure::step(format!("cannot read the judged metrics: {e}")))?;
-        if !windows.iter().any(|w| w.live.requests > 0.0) {
+        let criteria = &self.plan.rollback.criteria;
+        let Some(baseline) = Baseline::from_windows(&windows, criteria) else {
             self.note(
                 Some(i),
                 Level::Warn,
                 format!(
-                    "{} serves all traffic, but {} has no request count for it in the last {PREFLIGHT_PERIODS} periods \
+                    "{} serves all traffic, but {} has no request count for it in the last {periods} periods \
                      (LoadBalancer={}, TargetGroup={}): check metrics.namespace and the dimensions, or the judge \
                      will see no traffic",
                     self.live,
@@ -171,6 +177,28 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 ),
             )
             .await?;
+            return Ok(());
+        };
+        // Once weights were written the live colour's history is the cutover's own traffic: no
+        // baseline, and no judging of it here (the bakes judge it).
+        let saga = self.saga();
+        if saga.wrote_weights {
+            return Ok(());
+        }
+        if saga.baseline.is_none() {
+            self.emit(Event::Baseline {
+                step: i,
+                baseline: baseline.clone(),
+            })
+            .await?;
+        }
+        let failing = baseline.failing(criteria, &self.live.to_string());
+        if !failing.is_empty() {
+            return Err(Failure::step(format!(
+                "{} already fails the plan's thresholds, before anything changed: {}",
+                self.live,
+                failing.join("; ")
+            )));
         }
         Ok(())
     }

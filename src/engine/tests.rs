@@ -848,3 +848,16 @@ async fn a_bake_reads_its_journal_once_a_poll() {
         "{reads} reads in {secs:.0} s of cutover ({appends} appends)"
     );
 }
+
+/// Regression: with neither `USER` nor `LOGNAME` set (containers, CI runners, the demo), a
+/// report said a cutover was started by `unknown`; the uid's name in `/etc/passwd` says who.
+#[test]
+fn a_process_without_user_variables_is_named_by_its_uid() {
+    let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                  # a comment\n\
+                  deploy:x:1001:1001::/home/deploy:/bin/sh\n";
+    assert_eq!(super::user_of_uid(passwd, 1001).as_deref(), Some("deploy"));
+    assert_eq!(super::user_of_uid(passwd, 0).as_deref(), Some("root"));
+    assert_eq!(super::user_of_uid(passwd, 7), None);
+    assert!(super::own_uid().is_some(), "/proc/self/status has no Uid: line");
+}

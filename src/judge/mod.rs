@@ -1,71 +1,85 @@
 //! The judge: metric windows and criteria in, a verdict with its numbers out.
 //!
-//! **Architecture Invariant:** this module is pure. It does no IO and reads no
-//! clock; windows carry their own times. That keeps every decision reproducible
-//! from the journal (replaying the journaled windows through a fresh [`Judge`]
-//! rebuilds its state) and testable from a table.
+//! **Architecture Invariant:** this module is pure. It does no IO and reads no clock; windows
+//! carry their own times. That keeps every decision reproducible from the journal (replaying the
+//! journaled baseline and windows through a fresh [`Judge`] rebuilds its state) and testable
+//! from a table.
 //!
-//! A window is one closed CloudWatch period of both colours. What happens to it:
+//! **One judge for the whole cutover.** Its evidence is everything the cutover has judged, across
+//! its bakes: the sequential tests of [`sequential`] never start again. What happens to a window
+//! (one closed CloudWatch period of both colours):
 //!
-//! 1. **No data**: no requests reached the new colour. The plan's `on_no_data`
-//!    decides: `hold` stops the bake clock, `pass` lets it run on, `rollback`
-//!    counts the window as failed. Nothing is judged either way.
-//! 2. **Evidence**: the window's counts are added to the *evidence*, a growing
-//!    window of consecutive periods. While the evidence has fewer than
-//!    `min_requests` requests of the new colour the verdict is **inconclusive**
-//!    (never pass, never fail), except for the fast path below. Once it has
-//!    enough, the evidence is judged as one sample and starts afresh. So a
-//!    low-traffic service is judged on a few windows together instead of being
-//!    inconclusive forever, and one error in three requests proves nothing.
-//! 3. **Fast path**: as soon as the evidence has `critical_min_requests`
-//!    requests and an error rate at or above `critical_error_rate`, the verdict
-//!    is a failure that rolls back at once.
-//! 4. **Judgement** of the evidence, against the thresholds and against the live
-//!    colour (which serves the same clients over the same minutes):
-//!    * error rate above `max_error_rate`, by a one-sided exact binomial test
-//!      at `confidence` (so a handful of errors at low traffic is not enough);
-//!    * error rate above the live colour's by more than `max_error_rate_increase`,
-//!      and significantly so by a one-sided two-proportion test (a z test, or
-//!      Fisher's exact test when an expected count is below 5);
-//!    * latency above `max_latency`, or above `max_latency_ratio` × the live
-//!      colour's;
-//!    * each `[[rollback.metrics]]` criterion, per window, above or below its
-//!      threshold (and, optionally, its ratio to the live colour's value).
-//!
-//!    A threshold crossed by **both** colours alike is a *shared failure*: an
-//!    outage of something they share, not the new version's fault. It holds the
-//!    bake clock and the failure streak, unless `on_shared_failure = "rollback"`.
-//! 5. `failures_to_rollback` consecutive failed verdicts roll back; a pass resets
-//!    the streak; inconclusive, no-data and shared verdicts leave it as it was.
-//!    In `mode = "advise"` nothing ever rolls back: the verdict records
-//!    `would_rollback` instead.
+//! 1. **No data**: no requests reached the new colour. The plan's `on_no_data` decides: `hold`
+//!    stops the bake clock, `pass` lets it run on, `rollback` counts the window as failed.
+//! 2. **Evidence**: the period's counts feed every sequential test (error rate against
+//!    `max_error_rate`, against the live colour with the minimum effect `max_error_rate_increase`,
+//!    against the baseline at 100 %, and the latency sign test against `max_latency_ratio`), and
+//!    the *recent window*, consecutive periods summed until the new colour has `min_requests`
+//!    requests, for the per-window checks below.
+//! 3. **Until the cutover has `min_requests` requests of the new colour** the verdict is
+//!    **inconclusive** (never pass, and no sequential test fails it): a few requests are not
+//!    evidence of anything, and at very small counts the model (independent requests) is least
+//!    believable.
+//! 4. **Fast path**: once the recent window has `critical_min_requests` requests and an error rate
+//!    at or above `critical_error_rate`, the verdict fails and rolls back at once.
+//! 5. **Judgement**: a sequential test that has rejected (its e-value reached 1/αᵢ) fails the
+//!    verdict, and keeps failing it: a rejection is final. `max_latency` is a line the plan draws
+//!    (an SLO, not a hypothesis): a complete recent window over it fails. Each
+//!    `[[rollback.metrics]]` criterion is judged per period, on a period with `min_requests`
+//!    requests of its own.
+//! 6. A threshold crossed by **both** colours alike is a *shared failure*: an outage of something
+//!    they share. It holds the bake clock and the streak, unless `on_shared_failure = "rollback"`;
+//!    once the absolute error test has been caught on a shared failure it stands down for the rest
+//!    of the cutover (its evidence is the outage's), and the tests against the live colour and
+//!    the baseline, which a shared outage cannot fool, go on guarding.
+//! 7. `failures_to_rollback` consecutive failed verdicts roll back (a sequential rejection fails
+//!    every verdict from then on, so it rolls back after that many periods); a pass resets the
+//!    streak; inconclusive, no-data and shared verdicts leave it as it was. In `mode = "advise"`
+//!    nothing rolls back: the verdict records `would_rollback` instead.
 //!
 //! Alarms in ALARM roll back at once ([`Judge::alarms`]).
+//!
+//! * `sequential/`: the tests, one module each, with their formulas and proofs;
+//! * `baseline.rs`: the live colour before the start ([`Baseline`]);
+//! * `checks.rs`: each check's finding and clause; `words.rs`: numbers in words;
+//! * `criteria.rs`, `verdict.rs`: what a plan judges against, and what comes out (journaled).
 
+mod baseline;
 mod checks;
 mod criteria;
+pub mod sequential;
 mod stats;
 #[cfg(test)]
 mod tests;
 mod verdict;
 mod words;
 
+pub use baseline::Baseline;
 pub use criteria::{Criteria, Direction, MetricCriterion, Mode, NoData, OnShared};
 pub use verdict::{AlarmVerdict, Evidence, Finding, MetricSample, Outcome, Sample, Status, Verdict, Window};
 
-use checks::{assess_errors, assess_latency, assess_metrics, fast_path};
-use words::{brief, count, merge_vs_live, span};
+use checks::{Ctx, assess_errors, assess_latency, assess_metrics, fast_path};
+use sequential::{Period, Tests};
+use words::{count, merge_vs_live, span};
 
-/// Judges windows in order, remembering the failure streak and the growing window.
+/// Judges windows in order, for a whole cutover.
 #[derive(Debug, Clone)]
 pub struct Judge {
     criteria: Criteria,
-    failures: u32,
-    gathering: Option<Gathering>,
     live_name: String,
+    baseline: Option<Baseline>,
+    /// Built at the first window, which tells the period (for the onset horizon and latency votes).
+    tests: Option<Tests>,
+    /// Everything judged so far.
+    total: Option<Gathering>,
+    /// The recent window of the per-window checks.
+    recent: Option<Gathering>,
+    failures: u32,
+    /// Since when the absolute error test stands down after a shared failure (a window's start).
+    stood_down: Option<u64>,
 }
 
-/// The growing window: consecutive periods not yet judged.
+/// Consecutive periods summed.
 #[derive(Debug, Clone, Copy)]
 struct Gathering {
     start: u64,
@@ -106,6 +120,23 @@ impl Sum {
 }
 
 impl Gathering {
+    fn starting(w: &Window) -> Gathering {
+        Gathering {
+            start: w.start,
+            end: w.end,
+            windows: 0,
+            new: Sum::default(),
+            live: Sum::default(),
+        }
+    }
+
+    fn add(&mut self, w: &Window) {
+        self.end = w.end;
+        self.windows += 1;
+        self.new.add(&w.new);
+        self.live.add(&w.live);
+    }
+
     fn evidence(&self) -> Evidence {
         Evidence {
             start: self.start,
@@ -141,20 +172,33 @@ impl Assessment {
     }
 }
 
-/// What became of the window's ALB counts.
-enum Alb {
-    NoData,
-    Gathering(Evidence),
-    Judged(Evidence),
+/// The onset detectors' horizon: a day of periods, and at least 1440 (a day of minutes).
+fn horizon(period_secs: u64) -> u64 {
+    (86_400 / period_secs.max(1)).max(1440)
+}
+
+/// Latency votes by the majority of 3 periods shorter than a minute, one by one otherwise (see
+/// [`sequential::sign`]).
+fn latency_block(period_secs: u64) -> u32 {
+    if period_secs < 60 { 3 } else { 1 }
+}
+
+/// A CloudWatch sum as a count.
+fn whole(x: f64) -> u64 {
+    if x.is_finite() && x > 0.0 { x.round() as u64 } else { 0 }
 }
 
 impl Judge {
     pub fn new(criteria: Criteria) -> Judge {
         Judge {
             criteria,
-            failures: 0,
-            gathering: None,
             live_name: "live".into(),
+            baseline: None,
+            tests: None,
+            total: None,
+            recent: None,
+            failures: 0,
+            stood_down: None,
         }
     }
 
@@ -164,42 +208,95 @@ impl Judge {
         self
     }
 
+    /// Gives the judge the live colour's baseline, read before the cutover started. Only the first
+    /// one, and only before the first window, counts: the error budget is split once, and a
+    /// baseline read after the cutover began would be the cutover's own traffic.
+    pub fn with_baseline(mut self, baseline: Baseline) -> Judge {
+        self.set_baseline(baseline);
+        self
+    }
+
+    /// See [`Judge::with_baseline`].
+    pub fn set_baseline(&mut self, baseline: Baseline) {
+        if self.baseline.is_none() && self.tests.is_none() {
+            self.baseline = Some(baseline);
+        }
+    }
+
+    pub fn baseline(&self) -> Option<&Baseline> {
+        self.baseline.as_ref()
+    }
+
     pub fn criteria(&self) -> &Criteria {
         &self.criteria
     }
 
-    /// Judges the next window. Windows must be passed in time order, each once.
+    /// Consecutive failed verdicts so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Whether the recent window is still gathering toward `min_requests`.
+    pub fn evidence_pending(&self) -> bool {
+        self.recent.is_some()
+    }
+
+    /// Judges the next window. Windows must be passed in time order, each once, for the whole
+    /// cutover.
     pub fn judge(&mut self, window: &Window) -> Verdict {
         let c = &self.criteria;
-        let mut a = Assessment::default();
+        let period_secs = window.end.saturating_sub(window.start).max(1);
+        let baseline = self.baseline.as_ref().map(|b| (whole(b.errors), whole(b.requests)));
+        let tests = self
+            .tests
+            .get_or_insert_with(|| Tests::new(c, baseline, horizon(period_secs), latency_block(period_secs)));
+        let (n, m) = (whole(window.new.requests), whole(window.live.requests));
+        tests.update(&Period {
+            n,
+            e: whole(window.new.errors).min(n),
+            m,
+            f: whole(window.live.errors).min(m),
+            new_latency: window.new.latency,
+            live_latency: window.live.latency,
+        });
 
-        let alb = if window.new.requests <= 0.0 {
-            Alb::NoData
-        } else {
-            let g = self.gathering.get_or_insert(Gathering {
-                start: window.start,
-                end: window.end,
-                windows: 0,
-                new: Sum::default(),
-                live: Sum::default(),
-            });
-            g.end = window.end;
-            g.windows += 1;
-            g.new.add(&window.new);
-            g.live.add(&window.live);
-            let ev = g.evidence();
-            if ev.new.requests >= c.min_requests as f64 {
-                assess_errors(c, &self.live_name, &ev, &mut a);
-                assess_latency(c, &self.live_name, &ev, &mut a);
-                self.gathering = None;
-                Alb::Judged(ev)
-            } else if fast_path(c, &self.live_name, &ev, &mut a) {
-                self.gathering = None;
-                Alb::Judged(ev)
-            } else {
-                Alb::Gathering(ev)
+        let mut a = Assessment::default();
+        let has_data = n > 0;
+        if has_data {
+            self.total
+                .get_or_insert_with(|| Gathering::starting(window))
+                .add(window);
+            self.recent
+                .get_or_insert_with(|| Gathering::starting(window))
+                .add(window);
+        }
+        let total = self.total.map(|g| g.evidence());
+        let recent = self.recent.map(|g| g.evidence());
+        let enough = total.is_some_and(|t| t.new.requests >= c.min_requests as f64);
+        let mut recent_done = false;
+        // A period without requests of the new colour adds nothing: nothing is judged on it.
+        if let (true, Some(total), Some(recent)) = (has_data, &total, &recent) {
+            let ctx = Ctx {
+                c,
+                live: &self.live_name,
+                tests,
+                total,
+                recent,
+                enough,
+                stood_down: self.stood_down,
+                baseline: self.baseline.as_ref(),
+            };
+            let complete = recent.new.requests >= c.min_requests as f64;
+            let fired = fast_path(&ctx, &mut a);
+            if let Some(since) = assess_errors(&ctx, &mut a) {
+                self.stood_down.get_or_insert(since);
             }
-        };
+            assess_latency(&ctx, complete, &mut a);
+            recent_done = complete || fired;
+        }
+        if recent_done {
+            self.recent = None;
+        }
         // Custom metrics are judged only on a period with enough traffic of its own: a quiet
         // period (orders per minute at a 10 % shift, say) is never failed.
         if window.new.requests >= c.min_requests as f64 {
@@ -211,18 +308,20 @@ impl Judge {
             Outcome::Fail
         } else if !a.shared.is_empty() {
             Outcome::SharedFailure
-        } else {
-            match (&alb, c.on_no_data) {
-                (Alb::Judged(_), _) => Outcome::Pass,
-                (Alb::Gathering(_), _) => Outcome::Inconclusive,
-                (Alb::NoData, NoData::Rollback) => Outcome::Fail,
-                (Alb::NoData, NoData::Hold | NoData::Pass) => Outcome::NoData,
+        } else if !has_data {
+            match c.on_no_data {
+                NoData::Rollback => Outcome::Fail,
+                NoData::Hold | NoData::Pass => Outcome::NoData,
             }
+        } else if !enough {
+            Outcome::Inconclusive
+        } else {
+            Outcome::Pass
         };
 
         let clauses = a.clauses.join("; ");
-        let mut reason = match (&alb, outcome) {
-            (_, Outcome::Fail) if !a.fails.is_empty() || shared_blamed => {
+        let mut reason = match outcome {
+            Outcome::Fail if !a.fails.is_empty() || shared_blamed => {
                 let mut heads = merge_vs_live(&a.fails);
                 if shared_blamed {
                     heads.push(format!(
@@ -232,26 +331,11 @@ impl Judge {
                 }
                 format!("{}: {clauses}", heads.join(" and "))
             }
-            (_, Outcome::SharedFailure) => format!(
+            Outcome::SharedFailure => format!(
                 "shared failure, not blamed on the new colour ({} on both colours): {clauses} — holding the bake clock",
                 a.shared.join(", ")
             ),
-            (Alb::Gathering(ev), _) => {
-                let mut s = format!(
-                    "{} requests < min_requests {} so far, growing the window: {}",
-                    count(ev.new.requests),
-                    c.min_requests,
-                    brief("5xx", &ev.new)
-                );
-                if ev.live.requests > 0.0 {
-                    s.push_str(&format!(", {}", brief(&self.live_name, &ev.live)));
-                }
-                if !clauses.is_empty() {
-                    s.push_str(&format!("; {clauses}"));
-                }
-                s
-            }
-            (Alb::NoData, _) => {
+            _ if !has_data => {
                 let mut s = match c.on_no_data {
                     NoData::Hold => "no requests reached the new colour; holding the bake clock".to_string(),
                     NoData::Pass => {
@@ -259,27 +343,27 @@ impl Judge {
                     }
                     NoData::Rollback => "no requests reached the new colour; on_no_data = rollback".to_string(),
                 };
-                if let Some(g) = &self.gathering {
+                if let Some(t) = &total {
                     s.push_str(&format!(
-                        "; evidence so far {}/{} requests",
-                        count(g.new.requests),
-                        c.min_requests
+                        "; evidence so far {} requests in {} window{}",
+                        count(t.new.requests),
+                        t.windows,
+                        if t.windows == 1 { "" } else { "s" }
                     ));
-                }
-                if !clauses.is_empty() {
-                    s.push_str(&format!("; {clauses}"));
                 }
                 s
             }
+            Outcome::Inconclusive => format!(
+                "{} requests < min_requests {} so far, gathering evidence: {clauses}",
+                total.map_or(0.0, |t| t.new.requests),
+                c.min_requests
+            ),
             _ => clauses,
         };
-        let evidence = match alb {
-            Alb::Judged(ev) | Alb::Gathering(ev) => {
-                reason.push_str(&format!(" [evidence {}]", span(&ev)));
-                Some(ev)
-            }
-            Alb::NoData => None,
-        };
+        let evidence = if has_data { total } else { None };
+        if let Some(ev) = &evidence {
+            reason.push_str(&format!(" [evidence {}]", span(ev)));
+        }
 
         match outcome {
             Outcome::Pass => self.failures = 0,
@@ -317,7 +401,7 @@ impl Judge {
             would_rollback,
             critical: a.critical,
             evidence,
-            evidence_pending: self.gathering.is_some(),
+            evidence_pending: self.recent.is_some(),
             findings: a.findings,
             reason,
         }

@@ -1,7 +1,8 @@
-//! The statistical tests, from first principles (no dependency): all one-sided, "is the new
-//! colour worse?". Each is exact where counts are small, and costs microseconds.
+//! Fixed-sample statistics, from first principles (no dependency): ln Γ, the binomial tail and
+//! the Clopper–Pearson bound. The baseline is one sample tested once, so it is judged with these;
+//! everything judged during the cutover is judged sequentially ([`super::sequential`]).
 
-use std::f64::consts::{PI, SQRT_2};
+use std::f64::consts::PI;
 
 /// ln Γ(x) for x > 0: Lanczos (g = 7, 9 terms), about 15 significant digits.
 pub fn ln_gamma(x: f64) -> f64 {
@@ -30,27 +31,6 @@ pub fn ln_gamma(x: f64) -> f64 {
 
 fn ln_choose(n: f64, k: f64) -> f64 {
     ln_gamma(n + 1.0) - ln_gamma(k + 1.0) - ln_gamma(n - k + 1.0)
-}
-
-/// P(Z ≥ z) for a standard normal Z.
-pub fn normal_sf(z: f64) -> f64 {
-    0.5 * erfc(z / SQRT_2)
-}
-
-/// The complementary error function, fractional error below 1.2e-7 everywhere
-/// (the Chebyshev fit of Numerical Recipes' `erfcc`).
-fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let r = t * poly.exp();
-    if x >= 0.0 { r } else { 2.0 - r }
 }
 
 /// Sums a tail of a discrete distribution from its first term `t0` with the term ratio
@@ -91,48 +71,27 @@ pub fn binomial_sf(k: u64, n: u64, p: f64) -> f64 {
     }
 }
 
-/// Fisher's exact test, one-sided: P(X ≥ e1) where X, the errors of the first group, is
-/// hypergeometric given both groups' totals.
-pub fn fisher_sf(e1: u64, n1: u64, e2: u64, n2: u64) -> f64 {
-    let (n, k) = ((n1 + n2) as f64, (e1 + e2) as f64);
-    let n1f = n1 as f64;
-    let lo = (n1 + e1 + e2).saturating_sub(n1 + n2);
-    let hi = n1.min(e1 + e2);
-    if e1 <= lo {
+/// The exact one-sided (Clopper–Pearson) upper confidence bound of a binomial rate: the p with
+/// P(X ≤ k; n, p) = α. With probability at least 1 − α the true rate is at most this (1 without
+/// requests, or with every request an error).
+pub fn clopper_pearson_upper(k: u64, n: u64, alpha: f64) -> f64 {
+    if n == 0 || k >= n {
         return 1.0;
     }
-    if e1 > hi {
-        return 0.0;
+    // P(X ≤ k; n, p) = 1 − P(X ≥ k + 1) falls from about 1 to 0 on [k/n, 1]: bisect.
+    let (mut lo, mut hi) = (k as f64 / n as f64, 1.0);
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if 1.0 - binomial_sf(k + 1, n, mid) > alpha {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+        if hi - lo <= 1e-12 * hi {
+            break;
+        }
     }
-    let ln_pmf = |x: f64| ln_choose(k, x) + ln_choose(n - k, n1f - x) - ln_choose(n, n1f);
-    if e1 as f64 > n1f * k / n {
-        tail(ln_pmf(e1 as f64).exp(), e1, hi, true, |x| {
-            (k - x) * (n1f - x) / ((x + 1.0) * (n - k - n1f + x + 1.0))
-        })
-    } else {
-        let below = tail(ln_pmf((e1 - 1) as f64).exp(), e1 - 1, lo, false, |x| {
-            x * (n - k - n1f + x) / ((k - x + 1.0) * (n1f - x + 1.0))
-        });
-        (1.0 - below).clamp(0.0, 1.0)
-    }
-}
-
-/// One-sided two-proportion test of "the first group's rate is higher": the pooled z test
-/// when every expected count is at least 5, Fisher's exact test otherwise.
-/// Returns the p-value and, for the z test, z.
-pub fn two_proportion(e1: u64, n1: u64, e2: u64, n2: u64) -> (f64, Option<f64>) {
-    if n1 == 0 || n2 == 0 {
-        return (1.0, None);
-    }
-    let (e1f, n1f, e2f, n2f) = (e1 as f64, n1 as f64, e2 as f64, n2 as f64);
-    let pooled = (e1f + e2f) / (n1f + n2f);
-    let expected = [n1f * pooled, n2f * pooled, n1f * (1.0 - pooled), n2f * (1.0 - pooled)];
-    if expected.iter().any(|&x| x < 5.0) {
-        return (fisher_sf(e1, n1, e2, n2), None);
-    }
-    let se = (pooled * (1.0 - pooled) * (1.0 / n1f + 1.0 / n2f)).sqrt();
-    let z = (e1f / n1f - e2f / n2f) / se;
-    (normal_sf(z), Some(z))
+    hi
 }
 
 #[cfg(test)]
@@ -152,14 +111,6 @@ mod tests {
     }
 
     #[test]
-    fn normal_tail_matches_tables() {
-        close(normal_sf(0.0), 0.5, 1e-7);
-        close(normal_sf(1.959_964), 0.025, 1e-5);
-        close(normal_sf(2.326_348), 0.01, 1e-5);
-        close(normal_sf(-1.644_854), 0.95, 1e-6);
-    }
-
-    #[test]
     fn binomial_tail_matches_direct_sums() {
         // P(X ≥ 2 | n = 120, p = 0.01) = 1 − 0.99^120 − 120·0.01·0.99^119
         let direct = 1.0 - 0.99f64.powi(120) - 120.0 * 0.01 * 0.99f64.powi(119);
@@ -173,18 +124,16 @@ mod tests {
     }
 
     #[test]
-    fn fisher_matches_the_tea_tasting_lady() {
-        // Fisher's own example: 3 of 4 right in each group of 4 → one-sided p = 17/70.
-        close(fisher_sf(3, 4, 1, 4), 17.0 / 70.0, 1e-12);
-        close(fisher_sf(4, 4, 0, 4), 1.0 / 70.0, 1e-12);
-        assert_eq!(fisher_sf(0, 4, 4, 4), 1.0);
-    }
-
-    #[test]
-    fn two_proportion_picks_its_test() {
-        let (p, z) = two_proportion(63, 3000, 3, 3100);
-        assert!(z.is_some() && p < 1e-6, "{p} {z:?}");
-        let (p, z) = two_proportion(1, 30, 0, 30);
-        assert!(z.is_none() && (p - 0.5).abs() < 1e-9, "{p} {z:?}");
+    fn clopper_pearson_matches_closed_forms_and_tables() {
+        // No errors: (1 − U)^n = α, so U = 1 − α^(1/n): 30 requests at 5 % → 0.095034.
+        close(clopper_pearson_upper(0, 30, 0.05), 1.0 - 0.05f64.powf(1.0 / 30.0), 1e-9);
+        close(clopper_pearson_upper(0, 30, 0.05), 0.095_034, 1e-4);
+        // The textbook "rule of three": 0 of n at 95 % is about 3/n.
+        close(clopper_pearson_upper(0, 3000, 0.05), 3.0 / 3000.0, 0.01);
+        // At the bound, P(X ≤ k) = α.
+        let u = clopper_pearson_upper(30, 30_000, 0.001);
+        close(1.0 - binomial_sf(31, 30_000, u), 0.001, 1e-6);
+        assert_eq!(clopper_pearson_upper(1, 1, 0.05), 1.0);
+        assert_eq!(clopper_pearson_upper(0, 0, 0.05), 1.0);
     }
 }

@@ -1,7 +1,9 @@
 //! Unit tests of the judge: data-driven `check` tables and proptests.
 
 use super::*;
-use proptest::prelude::*;
+
+mod cutover;
+mod properties;
 
 /// The criteria most cases start from: 1 % errors, 200 ms, 100 requests, 2 failures.
 fn base() -> Criteria {
@@ -120,6 +122,10 @@ fn healthy_at_low_traffic_with_occasional_errors_passes() {
     check(base(), &[("3/1", "3/0")], &["inconclusive 0 bake pending"]);
 }
 
+/// Issue 10: the evidence is no longer thrown away after each verdict. Once the cutover has
+/// `min_requests` requests (the 4th window) the error test, which has weighed all 120 of them,
+/// fails; it stays failed (a rejection is final), so the second failed verdict rolls back at the
+/// 5th window, where the per-window judge needed the 8th (it started counting again at zero).
 #[test]
 fn a_real_regression_at_low_traffic_fails_once_the_evidence_is_enough() {
     check(
@@ -130,10 +136,10 @@ fn a_real_regression_at_low_traffic_fails_once_the_evidence_is_enough() {
             "inconclusive 0 bake pending",
             "inconclusive 0 bake pending",
             "fail 1 bake",
-            "inconclusive 1 bake pending",
-            "inconclusive 1 bake pending",
-            "inconclusive 1 bake pending",
-            "fail 2 bake rollback",
+            "fail 2 bake pending rollback",
+            "fail 3 bake pending rollback",
+            "fail 4 bake pending rollback",
+            "fail 5 bake rollback",
         ],
     );
 }
@@ -152,19 +158,28 @@ fn a_hard_failure_takes_the_fast_path() {
     check(c, &[("1000/300", "1000/0")], &["fail 1 bake"]);
 }
 
+/// Issue 10: the 4th window (+0.9 pp on 10,000 requests, 3.8 standard errors over the minimum
+/// effect) was a failure for a test that looked once; for a test that may look at every period
+/// for ever it is not yet proof. The 5th (+1.4 pp) is, and the 6th rolls back: one window later
+/// than the per-window judge, which paid for its speed by failing increases below the minimum
+/// effect (see `a_regression_below_the_minimum_effect_never_fails`).
 #[test]
 fn a_slow_degradation_fails_against_the_live_colour_before_any_threshold() {
-    // An absolute 5 % is far away; the comparison catches +0.9 pp.
+    // An absolute 5 % is far away; the comparison catches +0.9 pp, then +1.4 pp.
+    let c = with(|c| c.max_error_rate = 0.05);
+    let windows = [
+        ("10000/10", "10000/10"),
+        ("10000/30", "10000/10"),
+        ("10000/60", "10000/10"),
+        ("10000/100", "10000/10"),
+        ("10000/150", "10000/10"),
+        ("10000/150", "10000/10"),
+    ];
     check(
-        with(|c| c.max_error_rate = 0.05),
+        c.clone(),
+        &windows,
         &[
-            ("10000/10", "10000/10"),
-            ("10000/30", "10000/10"),
-            ("10000/60", "10000/10"),
-            ("10000/100", "10000/10"),
-            ("10000/150", "10000/10"),
-        ],
-        &[
+            "pass 0 bake",
             "pass 0 bake",
             "pass 0 bake",
             "pass 0 bake",
@@ -172,19 +187,46 @@ fn a_slow_degradation_fails_against_the_live_colour_before_any_threshold() {
             "fail 2 bake rollback",
         ],
     );
+    let mut judge = Judge::new(c);
+    let reasons: Vec<String> = windows
+        .iter()
+        .enumerate()
+        .map(|(i, (n, l))| judge.judge(&window(i, n, l)).reason)
+        .collect();
+    assert!(
+        reasons[4].starts_with("error rate too high vs live: 5xx 1.50% (150/10000), cutover"),
+        "{}",
+        reasons[4]
+    );
 }
 
+/// Issue 10: a ratio to the live colour is now judged by a sequential sign test (is the new
+/// colour more than `max_latency_ratio` slower in most periods?), because one statistic per
+/// period has no sampling error to test against. Three times slower in every period, it rolls
+/// back after the sign test's first rejection and one more failed verdict: 13 windows here where
+/// the per-window rule needed 2 — and that rule rolled back a release exactly at the limit in
+/// almost every cutover (`cargo run --release --example judge_sim`).
 #[test]
 fn a_latency_only_regression_fails() {
     // Well under max_latency, but three times the live colour's.
-    check(
-        with(|c| {
-            c.max_latency = Some(1.0);
-            c.max_latency_ratio = Some(1.5);
-        }),
-        &[("1000/0 300ms", "1000/0 100ms"), ("1000/0 290ms", "1000/0 100ms")],
-        &["fail 1 bake", "fail 2 bake rollback"],
-    );
+    let c = with(|c| {
+        c.max_latency = Some(1.0);
+        c.max_latency_ratio = Some(1.5);
+    });
+    let windows: Vec<(&str, &str)> = (0..13)
+        .map(|i| (if i % 2 == 0 { "1000/0 300ms" } else { "1000/0 290ms" }, "1000/0 100ms"))
+        .collect();
+    let mut expected = vec!["pass 0 bake"; 11];
+    expected.extend(["fail 1 bake", "fail 2 bake rollback"]);
+    check(c.clone(), &windows, &expected);
+    let mut judge = Judge::new(c);
+    let last = windows
+        .iter()
+        .enumerate()
+        .map(|(i, (n, l))| judge.judge(&window(i, n, l)))
+        .last()
+        .unwrap();
+    assert!(last.reason.starts_with("latency too high vs live: "), "{}", last.reason);
     // At 100 % there is no live traffic: the absolute threshold still applies.
     check(
         base(),
@@ -220,6 +262,9 @@ fn a_shared_outage_holds_unless_the_plan_says_rollback() {
     );
 }
 
+/// Issue 10: the 20 requests after the gap are no longer a new, too small window: they add to
+/// the 1000 the cutover has already judged, so the second failure (and the rollback) comes one
+/// window sooner. The gap itself still neither resets nor extends the streak.
 #[test]
 fn gaps_in_the_data_neither_reset_nor_extend_the_streak() {
     check(
@@ -228,8 +273,8 @@ fn gaps_in_the_data_neither_reset_nor_extend_the_streak() {
         &[
             "fail 1 bake",
             "no_data 1",
-            "inconclusive 1 bake pending",
-            "fail 2 bake rollback",
+            "fail 2 bake pending rollback",
+            "fail 3 bake rollback",
         ],
     );
     // A gap inside a growing window: the evidence waits for the next requests.
@@ -255,12 +300,21 @@ fn no_data_follows_on_no_data() {
     );
 }
 
+/// Issue 10: a pass still resets the streak of a per-window check (`max_latency`, custom
+/// metrics). It no longer makes the evidence of a statistical test go away: 300 errors in 1000
+/// requests, then a clean 1000, is still 15 % over everything seen, and that rolls back. (The
+/// per-window judge forgot the first window and started again.)
 #[test]
 fn a_pass_resets_the_streak() {
     check(
         base(),
-        &[("1000/300", "-"), ("1000/0", "-"), ("1000/300", "-")],
+        &[("1000/0 300ms", "-"), ("1000/0 50ms", "-"), ("1000/0 300ms", "-")],
         &["fail 1 bake", "pass 0 bake", "fail 1 bake"],
+    );
+    check(
+        base(),
+        &[("1000/300", "-"), ("1000/0", "-"), ("1000/300", "-")],
+        &["fail 1 bake", "fail 2 bake rollback", "fail 3 bake rollback"],
     );
 }
 
@@ -390,11 +444,15 @@ fn custom_metrics_compared_with_the_live_colour() {
 fn the_reason_shows_the_numbers_the_test_and_the_evidence() {
     let mut judge = Judge::new(with(|c| c.max_latency_ratio = Some(1.5))).named("blue");
     let v = judge.judge(&window(600, "3000/63 120ms", "3100/3 110ms"));
+    // Issue 10: each test is named with its statistic — an e-value against 1/α, or once it
+    // rejects the anytime-valid p-value and confidence bound — instead of a one-look p-value or z.
     assert_eq!(
         v.reason,
-        "error rate too high, also vs live: 5xx 2.10% (63/3000) > 1.00% (p < 0.001), \
-         vs blue 0.10% (3/3100): +2.00 pp > +0.50 pp (z = 7.56, p < 0.001); \
-         latency 120ms ≤ 200ms, vs blue 110ms ×1.09 ≤ ×1.50 \
+        "error rate too high, also vs live: 5xx 2.10% (63/3000) > 1.00% \
+         (mSPRT rejects: anytime p = 2.1e−5 ≤ α = 0.0040, rate ≥ 1.20%), \
+         vs blue 0.10% (3/3100): +2.00 pp > +0.50 pp \
+         (δ-mSPRT rejects: anytime p = 6.7e−9 ≤ α = 0.0040, increase ≥ +1.04 pp; ×21.70 the rate); \
+         latency 120ms ≤ 200ms, vs blue 110ms ×1.09 ≤ ×1.50 (0/1 periods over; sign test e = 0.24 < 1/α = 1000) \
          [evidence 10:00:00–10:01:00, 1 window] — fail 1/2"
     );
     let checks: Vec<_> = v.findings.iter().map(|f| (f.check.as_str(), f.status)).collect();
@@ -410,14 +468,17 @@ fn the_reason_shows_the_numbers_the_test_and_the_evidence() {
     let gathering = Judge::new(base()).judge(&window(0, "40/1 52ms", "80/0 50ms"));
     assert_eq!(
         gathering.reason,
-        "40 requests < min_requests 100 so far, growing the window: 5xx 2.50% (1/40) 52ms, \
-         live 0.00% (0/80) 50ms [evidence 00:00:00–00:01:00, 1 window]"
+        "40 requests < min_requests 100 so far, gathering evidence: 5xx 2.50% (1/40) > 1.00%, not significant \
+         (mSPRT e = 0.85 < 1/α = 400), vs live 0.00% (0/80): +2.50 pp > +0.50 pp, not significant \
+         (δ-mSPRT e = 1.39 < 1/α = 400); latency 52ms (line 200ms judged at 100 requests, 40 so far), \
+         vs live 50ms ×1.04 [evidence 00:00:00–00:01:00, 1 window]"
     );
     let pass = Judge::new(base()).judge(&window(0, "100/0 50ms", "100/0 50ms"));
     assert_eq!(
         pass.reason,
-        "5xx 0.00% (0/100) ≤ 1.00%, vs live 0.00% (0/100): +0.00 pp ≤ +0.50 pp (Fisher p = 1.000); \
-         latency 50ms ≤ 200ms, vs live 50ms ×1.00 [evidence 00:00:00–00:01:00, 1 window]"
+        "5xx 0.00% (0/100) ≤ 1.00% (mSPRT e = 0.43 < 1/α = 400), vs live 0.00% (0/100): +0.00 pp ≤ +0.50 pp \
+         (δ-mSPRT e = 0.82 < 1/α = 400); latency 50ms ≤ 200ms, vs live 50ms ×1.00 \
+         [evidence 00:00:00–00:01:00, 1 window]"
     );
 }
 
@@ -497,116 +558,4 @@ fn a_datapoint_that_keeps_growing_is_never_judged_before_it_is_complete() {
         }
     );
     assert!(eager.judge(&partial).critical);
-}
-
-fn criteria_strategy() -> impl Strategy<Value = Criteria> {
-    (
-        0.0..0.2f64,
-        proptest::option::of(0.01..2.0f64),
-        1u64..500,
-        1u32..4,
-        prop_oneof![Just(NoData::Hold), Just(NoData::Pass), Just(NoData::Rollback)],
-        0.9..0.9999f64,
-        0.0..0.05f64,
-        proptest::option::of(1.0..3.0f64),
-        proptest::option::of(0.0..1.0f64),
-        prop_oneof![Just(Mode::Auto), Just(Mode::Advise)],
-    )
-        .prop_map(
-            |(max, lat, min_requests, failures, no_data, confidence, inc, ratio, crit, mode)| Criteria {
-                max_error_rate: max,
-                max_latency: lat,
-                min_requests,
-                failures_to_rollback: failures,
-                on_no_data: no_data,
-                confidence,
-                max_error_rate_increase: inc,
-                max_latency_ratio: ratio,
-                on_shared_failure: OnShared::Hold,
-                critical_error_rate: crit.map(|f| max + (1.0 - max) * f).filter(|&x| x > max),
-                critical_min_requests: 10.min(min_requests),
-                metrics: vec![],
-                mode,
-            },
-        )
-}
-
-proptest! {
-    /// A window whose new colour is no worse than the live colour — as many requests or
-    /// fewer, an error rate and a latency no higher, beside a live colour with enough
-    /// requests to compare with — is never failed.
-    #[test]
-    fn no_worse_than_live_never_fails_a_window(
-        c in criteria_strategy(),
-        live_requests in 0u64..100_000,
-        live_error_fraction in 0.0..1.0f64,
-        new_share in 0.0..1.0f64,
-        new_error_share in 0.0..=1.0f64,
-        live_latency in 0.001..5.0f64,
-        new_latency_share in proptest::option::of(0.0..=1.0f64),
-    ) {
-        let live_requests = (live_requests + c.min_requests) as f64;
-        let live_errors = (live_requests * live_error_fraction).floor();
-        let new_requests = (live_requests * new_share).floor().max(1.0);
-        let new_errors = (new_requests * (live_errors / live_requests) * new_error_share).floor();
-        let w = Window {
-            start: 0,
-            end: 60,
-            new: Sample { requests: new_requests, errors: new_errors, latency: new_latency_share.map(|s| live_latency * s) },
-            live: Sample { requests: live_requests, errors: live_errors, latency: Some(live_latency) },
-            metrics: vec![],
-        };
-        let v = Judge::new(c).judge(&w);
-        prop_assert_ne!(v.outcome, Outcome::Fail, "{}", v.reason);
-    }
-
-    /// The same over a whole bake with the traffic split evenly (so that summing windows
-    /// cannot turn "no worse in every window" into "worse in total").
-    #[test]
-    fn no_worse_than_live_never_fails_a_bake(
-        c in criteria_strategy(),
-        windows in proptest::collection::vec((0u64..400, 0.0..1.0f64, 0.0..=1.0f64, 0.001..5.0f64, 0.0..=1.0f64), 1..30),
-    ) {
-        let mut judge = Judge::new(c.clone());
-        for (i, &(requests, live_error_fraction, new_error_share, live_latency, new_latency_share)) in windows.iter().enumerate() {
-            let requests = requests as f64;
-            let live_errors = (requests * live_error_fraction).floor();
-            let new_errors = (live_errors * new_error_share).floor();
-            let w = Window {
-                start: i as u64 * 60,
-                end: i as u64 * 60 + 60,
-                new: Sample { requests, errors: new_errors, latency: Some(live_latency * new_latency_share) },
-                live: Sample { requests, errors: live_errors, latency: Some(live_latency) },
-                metrics: vec![],
-            };
-            let v = judge.judge(&w);
-            if requests > 0.0 || c.on_no_data != NoData::Rollback {
-                prop_assert_ne!(v.outcome, Outcome::Fail, "window {}: {}", i, v.reason);
-            }
-        }
-    }
-
-    /// Whatever came before, a window in which the new colour served nothing never passes.
-    #[test]
-    fn zero_requests_never_pass(
-        c in criteria_strategy(),
-        windows in proptest::collection::vec((0u64..2000, 0.0..1.0f64, 0u64..2000, 0.0..1.0f64), 1..30),
-    ) {
-        let mut judge = Judge::new(c);
-        for (i, &(new_requests, new_rate, live_requests, live_rate)) in windows.iter().enumerate() {
-            // Every third window has no requests of the new colour.
-            let new_requests = if i % 3 == 2 { 0.0 } else { new_requests as f64 };
-            let w = Window {
-                start: i as u64 * 60,
-                end: i as u64 * 60 + 60,
-                new: Sample { requests: new_requests, errors: (new_requests * new_rate).floor(), latency: None },
-                live: Sample { requests: live_requests as f64, errors: (live_requests as f64 * live_rate).floor(), latency: Some(0.1) },
-                metrics: vec![],
-            };
-            let v = judge.judge(&w);
-            if new_requests == 0.0 {
-                prop_assert_ne!(v.outcome, Outcome::Pass, "{}", v.reason);
-            }
-        }
-    }
 }

@@ -65,7 +65,8 @@ impl Outcome {
     }
 }
 
-/// The consecutive periods a verdict was reached on, summed.
+/// The periods a verdict was reached on, summed: everything the cutover has judged so far (its
+/// first judged period to this one, across its bakes).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     /// Start of the first period, Unix seconds.
@@ -91,21 +92,40 @@ pub enum Status {
 /// One check behind a verdict, with its numbers (for machines; `reason` is for people).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
-    /// `error_rate`, `error_rate_vs_live`, `critical_error_rate`, `latency`, `latency_vs_live`, or `metric:NAME`.
+    /// `error_rate`, `error_rate_vs_live`, `error_rate_vs_baseline`, `critical_error_rate`, `latency`,
+    /// `latency_vs_live`, or `metric:NAME`.
     pub check: String,
     pub status: Status,
-    /// The new colour's value (for `*_vs_live`: the difference or ratio).
+    /// The new colour's value: for the sequential checks over everything judged so far (for
+    /// `error_rate_vs_live` the difference, for `latency_vs_live` the typical ratio).
     pub value: f64,
     pub threshold: f64,
     /// The live colour's value, when compared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live: Option<f64>,
-    /// One-sided p-value of the test behind the check.
+    /// One-sided p-value of the test behind the check; for a sequential test the anytime-valid
+    /// one (the smallest α at which it would have rejected so far, however often it was looked at).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p_value: Option<f64>,
-    /// The test statistic: z of the two-proportion test, or a ratio.
+    /// A ratio: the new colour's error rate over the live one's, its latency over the live one's,
+    /// a custom metric's over the live one's. (Journals before issue 10: the two-proportion z.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statistic: Option<f64>,
+    /// The test behind the check: `sequential` (a mixture SPRT over the whole cutover, with an
+    /// onset detector), `sign` (the sequential sign test of latency), `line` (a threshold the
+    /// plan draws, judged per window) or `fast_path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+    /// ln of the test's e-value now (the plain one or the onset detector's, whichever is nearer
+    /// its threshold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_e_value: Option<f64>,
+    /// ln of the e-value that rejects: ln(1/α), or ln(T/α) for the onset detector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_threshold: Option<f64>,
+    /// The anytime-valid lower confidence bound of `value` (rates and differences), when rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound: Option<f64>,
 }
 
 /// A window's verdict and everything behind it.
@@ -128,7 +148,8 @@ pub struct Verdict {
     /// The periods judged (or gathered so far, when inconclusive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Evidence>,
-    /// The growing window is still short of `min_requests`: a bake should not end on this verdict.
+    /// The window the per-window checks (`max_latency`, the fast path) are gathering is still short
+    /// of `min_requests`: a bake should not end on this verdict.
     #[serde(default)]
     pub evidence_pending: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -10,11 +10,14 @@
 //!
 //! One cutover's trouble stays its own:
 //!
-//! 1. a call that fails for anything but throttling (a refused statistic, a 5xx) is split in
-//!    halves and each half asked again, down to single cutovers, so the error reaches the
-//!    cutover whose queries caused it and the others get their data;
-//! 2. a throttled call is not split: everyone in it gets the throttling error (and holds its
-//!    bake clock, as it always did).
+//! 1. a call that fails in a way one cutover's queries may have caused (an answer with an error
+//!    code: a refused statistic, a validation error, access denied) is split in halves and each
+//!    half asked again, down to single cutovers, so the error reaches the cutover whose queries
+//!    caused it and the others get their data;
+//! 2. a call that fails for everyone alike (throttling, `ServiceUnavailable`, a timeout, a lost
+//!    connection) is not split, which would only multiply calls to a struggling API (one call of
+//!    N requests became 2N − 1): everyone in it gets the error and holds its bake clock, as it
+//!    always did.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -182,7 +185,8 @@ impl MetricData {
         }
     }
 
-    /// A group's answers: one call, or halves of it when it fails for anything but throttling.
+    /// A group's answers: one call, or halves of it when it fails in a way one request may have
+    /// caused ([`crate::aws::AwsError::may_be_one_request`]).
     fn answer<'a>(
         &'a self,
         span: Span,
@@ -191,7 +195,7 @@ impl MetricData {
         Box::pin(async move {
             match self.call(span, &group).await {
                 Ok(answers) => answers,
-                Err(MetricsError::Aws(e)) if !e.throttled() && group.len() > 1 => {
+                Err(MetricsError::Aws(e)) if e.may_be_one_request() && group.len() > 1 => {
                     let right = group[group.len() / 2..].to_vec();
                     let left = group[..group.len() / 2].to_vec();
                     let (mut l, r) =
@@ -277,7 +281,7 @@ impl DescribeAlarms {
     }
 
     /// The states of every name the requests of `group` ask for, in chunks of
-    /// [`ALARMS_PER_CALL`]; split by request when a call fails for anything but throttling.
+    /// [`ALARMS_PER_CALL`]; split by request when a call fails in a way one request may have caused.
     fn answer<'a>(&'a self, group: Vec<&'a Vec<String>>) -> BoxFuture<'a, Vec<Result<AlarmStates, MetricsError>>> {
         Box::pin(async move {
             let mut names: Vec<String> = group.iter().flat_map(|r| r.iter().cloned()).collect();
@@ -297,7 +301,7 @@ impl DescribeAlarms {
                     let states = Arc::new(states);
                     group.iter().map(|_| Ok(states.clone())).collect()
                 }
-                Some(MetricsError::Aws(e)) if !e.throttled() && group.len() > 1 => {
+                Some(MetricsError::Aws(e)) if e.may_be_one_request() && group.len() > 1 => {
                     let right = group[group.len() / 2..].to_vec();
                     let left = group[..group.len() / 2].to_vec();
                     let (mut l, r) = futures_util::future::join(self.answer(left), self.answer(right)).await;

@@ -105,6 +105,8 @@ struct Fold {
     plan: Option<String>,
     initial: Option<Split>,
     adopted_by: Vec<String>,
+    /// The live colour before the start, in the live log's words (the `baseline` event).
+    baseline: Option<String>,
     /// Every `by` seen, to name the starting process where one of its own events did.
     bys: Vec<String>,
     /// The new colour's share last verified.
@@ -225,6 +227,11 @@ impl Fold {
                 self.new_percent = Some(percent_of(initial, self.new_color));
                 self.weight(r, t, initial, "start");
                 self.mark(r, t, MarkKind::Started, None, None, &text);
+            }
+            // Read by verify before any weight moved: a row of the record, not a mark on the chart.
+            Event::Baseline { step, .. } => {
+                self.baseline = Some(text.clone());
+                self.mark(r, t, MarkKind::Note, Some(*step), None, &text);
             }
             Event::StepStarted { step } => self.mark(r, t, MarkKind::StepStarted, Some(*step), None, &text),
             Event::StepDone { step, .. } => self.mark(r, t, MarkKind::StepDone, Some(*step), None, &text),
@@ -476,6 +483,7 @@ impl Fold {
             target_arn: self.state.target_arn.clone(),
             plan: plan_path,
             started_by: self.started_by(),
+            baseline: self.baseline.clone(),
             vars: self.state.saga().vars.clone(),
             started_at: s.started_at.clone(),
             finished_at: s.finished_at.clone(),

@@ -38,7 +38,9 @@ dl.record{display:grid;grid-template-columns:minmax(8em,14em) 1fr;gap:.25em 1em;
 dl.record dt{color:#57606a}
 dl.record dd{margin:0;overflow-wrap:anywhere}
 table{border-collapse:collapse;width:100%;font-size:.92em}
-th,td{text-align:left;vertical-align:top;padding:.35em .5em;border-bottom:1px solid #d8dee4;overflow-wrap:anywhere}
+/* break-word, not anywhere, in cells: anywhere shrinks a column's minimum width to one letter, and a
+   long reason beside it squeezed "failed" into "fa il ed". */
+th,td{text-align:left;vertical-align:top;padding:.35em .5em;border-bottom:1px solid #d8dee4;overflow-wrap:break-word}
 th{background:#f6f8fa;font-weight:600}
 td.num{text-align:right;white-space:nowrap}
 .status-failed,.status-undo_failed,.result-failed{color:#cf222e;font-weight:600}

@@ -69,6 +69,7 @@ pub(super) fn record_rows(r: &Report) -> Vec<(&'static str, String)> {
         ("End", words::at(r.finished_at.as_deref())),
         ("Duration", words::duration(r.duration_secs)),
         ("Live colour", color(r.live_color)),
+        ("Live before the start", words::or_dash(r.baseline.as_deref())),
         ("New colour", color(r.new_color)),
         ("Outcome", r.state.clone()),
         ("Reason", words::or_dash(r.reason.as_deref())),

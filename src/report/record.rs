@@ -30,6 +30,10 @@ pub struct Report {
     /// Who started it, as far as the journal says: the user or token named at the start, the
     /// process (`pid N`), and the owner that adopted it where one did.
     pub started_by: Option<String>,
+    /// The live colour before the start, as verify read it (its periods, 5xx and latency): what
+    /// the judge compared the new colour with at 100 %. Absent for journals before issue 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
     /// Plan variables (daemon starts).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, String>,

@@ -65,6 +65,10 @@ fn verdict(step: usize, at: u64, outcome: V, errors: f64, latency: f64, failures
         live: None,
         p_value: None,
         statistic: None,
+        test: None,
+        log_e_value: None,
+        log_threshold: None,
+        bound: None,
     };
     Event::Verdict {
         step,
@@ -443,6 +447,44 @@ fn the_starter_named_at_the_start_is_named_with_its_process() {
     }
     let r = build(&records, None);
     assert_eq!(r.started_by.as_deref(), Some("deploy-bot (pid 4242)"));
+}
+
+/// Issue 10's baseline (the live colour before the start) is a row of the record, not a mystery
+/// mark on the chart (the report drew it as an unlabelled grey square).
+#[test]
+fn the_baseline_read_before_the_start_is_in_the_record() {
+    let mut records = promoted();
+    records.insert(
+        2,
+        rec(
+            0.2,
+            Event::Baseline {
+                step: 0,
+                baseline: crate::judge::Baseline {
+                    start: T0 - 900,
+                    end: T0,
+                    periods: 15,
+                    requests: 1500.0,
+                    errors: 3.0,
+                    latency: Some(0.05),
+                    upper: 0.006,
+                    metrics: vec![],
+                },
+            },
+        ),
+    );
+    let r = build(&records, None);
+    let baseline = r.baseline.as_deref().expect("a baseline in the record");
+    assert!(
+        baseline.contains("15 periods") && baseline.contains("(3/1500)"),
+        "{baseline}"
+    );
+    assert!(markdown::document(&r).contains("| Live before the start |"));
+    let html = html::page(&r);
+    assert!(
+        !html.contains(r#"data-kind="other""#),
+        "the baseline drawn as a generic mark"
+    );
 }
 
 #[test]

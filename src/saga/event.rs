@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::color::{Color, Split};
-use crate::judge::Verdict;
+use crate::judge::{Baseline, Verdict};
 use crate::traffic::ActionSnapshot;
 
 /// What a step of the journal is, as far as the saga cares.
@@ -136,6 +136,12 @@ pub enum Event {
         /// The forward action as read back.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         action: Option<ActionSnapshot>,
+    },
+    /// The live colour's recent history, read by verify before any weight was written: the judge
+    /// compares the new colour with it where the live colour has no traffic left (at 100 %).
+    Baseline {
+        step: usize,
+        baseline: Baseline,
     },
     /// A bake (or observe) judges periods from `from` (Unix seconds) on, for `duration_secs` of judged time.
     BakeStarted {

@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::color::{Color, Split};
-use crate::judge::{Criteria, Judge};
+use crate::judge::{Baseline, Criteria, Judge};
 
 /// Where a step stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,7 +92,8 @@ pub struct IllegalTransition {
 }
 
 /// A bake's progress, folded from its `BakeStarted` and `Verdict` events: what a resumed
-/// engine needs to go on where the bake was, without reading the journal again.
+/// engine needs to go on where the bake was, without reading the journal again. (The judge's
+/// evidence is not the bake's: it is the whole cutover's, in [`Saga::judge`].)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Bake {
     /// The first period judged (Unix seconds).
@@ -102,9 +103,9 @@ pub struct Bake {
     pub baked_secs: u64,
     /// The end of the newest judged window: the next poll judges from there.
     pub judged_to: u64,
-    /// The failure streak as of the latest verdict.
+    /// The failure streak as of the latest verdict (the judge's, which runs across bakes).
     pub failures: u32,
-    /// Whether the latest verdict left evidence still gathering.
+    /// Whether the latest verdict left the judge's recent window still gathering.
     pub evidence_pending: bool,
 }
 
@@ -166,8 +167,11 @@ pub struct Saga {
     /// yet: the process died between the two): not run again.
     pub undo_succeeded: std::collections::BTreeSet<usize>,
     pub vars: BTreeMap<String, String>,
-    /// With [`Saga::judging`]: the judge, fed every journaled window, so that a resumed bake
-    /// goes on with the judge's state (streak, growing window) as it was.
+    /// The live colour's baseline, once verify journaled it.
+    pub baseline: Option<Baseline>,
+    /// With [`Saga::judging`]: the one judge of the whole cutover, given the journaled baseline
+    /// and fed every journaled window (of every bake, and of judging held before a shift), so that
+    /// a resumed cutover goes on with the judge's evidence exactly as it was.
     pub judge: Option<Judge>,
     criteria: Option<Criteria>,
 }
@@ -194,6 +198,7 @@ impl Default for Saga {
             started_by: None,
             hooks_ran: Default::default(),
             vars: BTreeMap::new(),
+            baseline: None,
             judge: None,
             criteria: None,
         }
@@ -300,9 +305,14 @@ impl Saga {
                         ..Bake::default()
                     },
                 );
-                // Each bake is judged afresh: a new streak and a new growing window.
-                if let (Some(c), Some(live)) = (&self.criteria, self.live_color) {
-                    self.judge = Some(Judge::new(c.clone()).named(live));
+                // The judge is not reset: its evidence is the whole cutover's.
+            }
+            (_, Event::Baseline { step, baseline }) if step_ok(self, *step) => {
+                if self.baseline.is_none() {
+                    self.baseline = Some(baseline.clone());
+                }
+                if let Some(judge) = &mut self.judge {
+                    judge.set_baseline(baseline.clone());
                 }
             }
             (

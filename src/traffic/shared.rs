@@ -6,10 +6,11 @@
 //! The rules that keep one cutover's trouble its own:
 //!
 //! 1. AWS fails a whole call when one ARN in it is unknown (`RuleNotFound`, `ListenerNotFound`):
-//!    such a call, or one failing in any other way but throttling, is made again ARN by ARN, so
-//!    the error reaches the cutover it belongs to and the others get their actions.
-//! 2. A throttled call is not split (that would only add calls to a spent budget): every
-//!    cutover in it gets the throttling error, which they retry as they always did.
+//!    such a call, or one refused in any other way an ARN may have caused, is made again ARN by
+//!    ARN, so the error reaches the cutover it belongs to and the others get their actions.
+//! 2. A call that fails for everyone alike (throttling, `ServiceUnavailable`, a timeout) is not split (that
+//!    would only add calls to a struggling API): every cutover in it gets the error, which they
+//!    retry as they always did.
 //! 3. An urgent read (a rollback's read-back, [`crate::budget::Lane::Urgent`]) never joins a
 //!    batch: it goes out alone, at once, in the urgent lane.
 
@@ -149,15 +150,15 @@ impl Describe {
         }
     }
 
-    /// One chunk of a batch: one call, or, when it fails for anything but throttling, one call
-    /// per ARN (see the module doc).
+    /// One chunk of a batch: one call, or, when it fails in a way one ARN may have caused (not
+    /// throttling, `ServiceUnavailable` or a timeout), one call per ARN (see the module doc).
     async fn chunk(&self, target: Target, arns: Vec<String>) -> HashMap<String, Read> {
         self.budget.acquire_in(Class::ElbDescribe, Lane::Poll).await;
         let e = match self.call(target, &arns).await {
             Ok(mut found) => return arns.into_iter().map(|a| (a.clone(), Ok(found.remove(&a)))).collect(),
             Err(e) => e,
         };
-        if e.throttled() || arns.len() == 1 {
+        if !e.may_be_one_request() || arns.len() == 1 {
             return arns
                 .into_iter()
                 .map(|a| (a, Err(TrafficError::Aws(e.clone()))))

@@ -354,7 +354,9 @@ async fn get_metric_data_survives_5xx() {
             GetMetricDataOutput::builder()
                 .metric_data_results(
                     MetricDataResult::builder()
-                        .id("n_req")
+                        // Every read goes through the shared reader, which prefixes each
+                        // request's query ids (`q{j}_`): a lone request is `q0_`.
+                        .id("q0_n_req")
                         .timestamps(DateTime::from_secs(60))
                         .values(42.0)
                         .build(),

@@ -450,3 +450,35 @@ async fn shared_metric_reads_give_each_cutover_what_it_reads_alone() {
     assert!(r.is_err(), "moto answers a percentile with 500: {r:?}");
     assert_eq!(b.unwrap(), blue_alone, "the refused query failed the other cutover too");
 }
+
+/// Regression (review of issue 12): a shared read that failed for everyone alike (a 503
+/// ServiceUnavailable, a timeout) was split in halves down to single cutovers, so one failed
+/// call of N cutovers' queries became 2N − 1 calls to an API already in trouble. It is not split:
+/// each cutover gets the error, in as many calls as one (the SDK's own retries of it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_read_that_fails_for_everyone_is_not_split() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.endpoint).await;
+    let world = fixture(&moto, &[]);
+    let alb = alb_config(&world);
+    let text = plan(&world, "", BAKING);
+    let p = cutover::config::parse(std::path::Path::new("plan.toml"), &text).unwrap();
+    let proxied = aws_sdk_cloudwatch::Client::new(&sdk(proxy.endpoint()).await);
+    let reads = CloudWatchReads::new(proxied);
+    let readers: Vec<_> = (0..4)
+        .map(|_| CloudWatch::shared(&reads, &p.metrics, &alb, Color::Green, &[]))
+        .collect();
+    proxy.set(Faults::none().error(503, "ServiceUnavailable", Rule::always().only(["GetMetricData"])));
+    proxy.reset_stats();
+    let t0 = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() - 60;
+    let results = futures_util::future::join_all(readers.iter().map(|r| r.windows(t0, t0 + 4))).await;
+    assert!(results.iter().all(|r| r.is_err()), "{results:?}");
+    let calls = proxy.snapshot().op("GetMetricData").requests;
+    // The test client retries as the SDK does by default.
+    let attempts = aws_config::retry::RetryConfig::standard().max_attempts() as u64;
+    assert!(
+        calls <= attempts,
+        "{calls} GetMetricData requests for one failed shared call of {attempts} attempts:\n{}",
+        proxy.snapshot()
+    );
+}

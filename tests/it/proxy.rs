@@ -766,9 +766,11 @@ async fn a_blackholed_endpoint_times_out_then_recovers() {
     let warm = Clients::new(&sdk(&moto.endpoint, no_retries()).await);
     warm.elb.describe_load_balancers().send().await.unwrap();
     warm.ddb.list_tables().send().await.unwrap();
-    let c = Clients::new(&sdk_with_timeout(proxy.endpoint(), no_retries(), Duration::from_millis(400)).await);
+    let c = Clients::new(&sdk_with_timeout(proxy.endpoint(), no_retries(), Duration::from_millis(1000)).await);
     c.elb.describe_load_balancers().send().await.expect("before the outage");
-    let outage = Duration::from_millis(2000);
+    // Long enough for two timed-out calls and a probe on a loaded machine; moto under load
+    // answered a call after the outage in more than 400 ms once, so the timeout is 1 s.
+    let outage = Duration::from_millis(4000);
     proxy.set(Faults::none().outage(OutageKind::Blackhole, outage));
     let set_at = Instant::now();
 
