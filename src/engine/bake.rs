@@ -48,6 +48,22 @@ pub(super) enum Judging {
     UntilDecided { until: tokio::time::Instant },
 }
 
+/// Marks a bake's poll under way (see `Engine::polling`) until dropped, however the poll ends.
+struct Polling<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> Polling<'a> {
+    fn start(flag: &'a std::sync::atomic::AtomicBool) -> Polling<'a> {
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        Polling(flag)
+    }
+}
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Judges every settled period from the bake's start until `duration` of judged time has
     /// passed. Periods without data hold the clock (unless `on_no_data` says otherwise), and
@@ -160,6 +176,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 }
             }
             if tokio::time::Instant::now() >= next_poll {
+                let _polling = Polling::start(&self.polling);
                 let due = next_poll;
                 // The next tick after now, not after the last deadline: a long pause must not be
                 // followed by a burst of polls.
@@ -202,6 +219,11 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 if end > from {
                     match self.metrics.windows(from, end).await {
                         Ok(windows) => {
+                            // The poll's verdicts are journaled together (one fsync on the
+                            // state directory), up to the first that rolls back, before it is
+                            // acted on.
+                            let mut verdicts = Vec::with_capacity(windows.len());
+                            let mut failed = None;
                             for w in windows {
                                 let v = judge.judge(&w);
                                 let counted = v.counts_toward_bake && !paused && alarms_read;
@@ -215,19 +237,23 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                                 let (rollback, reason) = (v.rollback, v.reason.clone());
                                 streak = v.failures;
                                 pending = v.evidence_pending;
-                                self.emit(Event::Verdict {
+                                verdicts.push(Event::Verdict {
                                     step: i,
                                     verdict: v,
                                     counted,
                                     baked_secs: baked,
-                                })
-                                .await?;
+                                });
                                 if rollback {
-                                    return Err(Failure::Step {
-                                        trigger: Trigger::Judge,
-                                        reason: format!("{} {reason}", self.new),
-                                    });
+                                    failed = Some(reason);
+                                    break;
                                 }
+                            }
+                            self.emit_all(verdicts).await?;
+                            if let Some(reason) = failed {
+                                return Err(Failure::Step {
+                                    trigger: Trigger::Judge,
+                                    reason: format!("{} {reason}", self.new),
+                                });
                             }
                             from = end;
                         }

@@ -179,6 +179,10 @@ pub struct Engine<T, M, H> {
     /// every `JOURNAL_POLL`): one look a `JOURNAL_POLL`, not two, and on a remote store no read
     /// of the watcher's in the middle of the step's appends, which the step reads after them.
     looked: Mutex<tokio::time::Instant>,
+    /// Whether a bake's poll is under way: on a remote store its watcher then does not read
+    /// (the bake reads after the poll's verdicts, and a read in the middle of them is a second
+    /// `Query` for the same poll, as a loaded machine showed).
+    polling: std::sync::atomic::AtomicBool,
     /// Where the saga has read the journal up to. Held across a read, so that two syncs
     /// never fold the same records twice.
     reader: tokio::sync::Mutex<Reader>,
@@ -336,6 +340,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             saga: Mutex::new(Saga::judging(plan.rollback.criteria.clone())),
             last_read: Mutex::new((tokio::time::Instant::now(), 0)),
             looked: Mutex::new(tokio::time::Instant::now()),
+            polling: Default::default(),
             reader: tokio::sync::Mutex::new(journal.reader()),
             plan,
             traffic,
@@ -436,15 +441,18 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Whether the periodic read of the journal is due. A local store is read every time (a read
     /// costs a file read). A remote one only when this process appended to the journal since the
     /// last read (the engine's own records, or the daemon's API's operator actions), or when the
-    /// plan's poll interval (at most [`REMOTE_JOURNAL_POLL`]) has passed: other processes'
-    /// actions reach the owner within a poll, and the owner reads its journal once a poll.
+    /// plan's poll interval (at most [`REMOTE_JOURNAL_POLL`]) and a quarter have passed: other
+    /// processes' actions reach the owner within a poll and a quarter, and the owner reads its
+    /// journal once a poll. The quarter: a bake reads after its poll's verdicts, and a poll a
+    /// little late (a loaded machine) must not make a second read by the clock just before it.
     fn journal_read_due(&self) -> bool {
         let store = self.journal.store();
         if store.cheap_reads() {
             return true;
         }
         let (at, seq) = *self.last_read.lock().unwrap();
-        let every = self.plan.metrics.poll_interval.min(REMOTE_JOURNAL_POLL);
+        let poll = self.plan.metrics.poll_interval.min(REMOTE_JOURNAL_POLL);
+        let every = poll + poll / 4;
         store.known_len(self.journal.id()).is_none_or(|n| n > seq) || at.elapsed() >= every
     }
 
@@ -465,7 +473,9 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             // keeps the saga fresh; look only when nobody has for a little longer than that.
             let last = *self.looked.lock().unwrap();
             tokio::time::sleep_until(last + JOURNAL_POLL + JOURNAL_POLL / 4).await;
-            let checked = if *self.looked.lock().unwrap() > last {
+            let polling =
+                self.polling.load(std::sync::atomic::Ordering::Relaxed) && !self.journal.store().cheap_reads();
+            let checked = if *self.looked.lock().unwrap() > last || polling {
                 self.stop_if_rolling_back()
             } else {
                 // Counted as a look before it is made: a read that fails (the store unreachable)
@@ -484,9 +494,26 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Journals an event, then shows it in the live log.
     async fn emit(&self, event: Event) -> Result<(), JournalError> {
         self.journal.append(&event).await?;
-        let line = self.renderer.lock().unwrap().render(&event);
-        crate::live_log::output::log(&line, Some(self.journal.id()), None);
+        self.show(&event);
         Ok(())
+    }
+
+    /// Journals events together (one fsync on the state directory), then shows them.
+    async fn emit_all(&self, events: Vec<Event>) -> Result<(), JournalError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.journal.append_all(&events).await?;
+        for event in &events {
+            self.show(event);
+        }
+        Ok(())
+    }
+
+    /// Shows a journaled event in the live log.
+    fn show(&self, event: &Event) {
+        let line = self.renderer.lock().unwrap().render(event);
+        crate::live_log::output::log(&line, Some(self.journal.id()), None);
     }
 
     async fn note(&self, step: Option<usize>, level: Level, message: String) -> Result<(), JournalError> {

@@ -191,6 +191,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         event: &'a Event,
         fence: Option<&'a Fence>,
     ) -> BoxFuture<'a, Result<Record, JournalError>>;
+    /// Appends several events in order, each durable when this returns; by default one
+    /// [`Store::append`] after the other. The state directory writes them with one `fsync`: a
+    /// poll that judges fifteen 1-second periods journals fifteen verdicts, and a daemon's 500
+    /// cutovers polling together made 7500 fsyncs a tick, more than the disk does in one.
+    fn append_all<'a>(
+        &'a self,
+        id: &'a str,
+        events: &'a [Event],
+        fence: Option<&'a Fence>,
+    ) -> BoxFuture<'a, Result<Vec<Record>, JournalError>> {
+        Box::pin(async move {
+            let mut records = Vec::with_capacity(events.len());
+            for event in events {
+                records.push(self.append(id, event, fence).await?);
+            }
+            Ok(records)
+        })
+    }
     /// The records appended at or after `from`, and the cursor after them. A record still being
     /// written is left for a later call.
     fn read<'a>(&'a self, id: &'a str, from: Cursor) -> BoxFuture<'a, Result<(Vec<Record>, Cursor), JournalError>>;
@@ -294,6 +312,12 @@ impl Journal {
     pub async fn append(&self, event: &Event) -> Result<Record, JournalError> {
         let fence = self.lease.as_ref().map(|l| l.fence());
         self.store.append(&self.id, event, fence).await
+    }
+
+    /// Appends events in order (see [`Store::append_all`]); each is durable when this returns.
+    pub async fn append_all(&self, events: &[Event]) -> Result<Vec<Record>, JournalError> {
+        let fence = self.lease.as_ref().map(|l| l.fence());
+        self.store.append_all(&self.id, events, fence).await
     }
 
     /// A reader from the first record.

@@ -282,9 +282,11 @@ async fn on_the_dynamodb_store_a_baking_cutover_reads_its_journal_once_a_poll() 
     let queries = (c1.op("Query").requests - c0.op("Query").requests) as f64;
     assert!(polls >= 12.0, "too few polls to tell: {polls}\n{c1}");
     // The rescue loop lists the ids (one page) every 5 s; one more for a pass at either edge.
+    // On a loaded machine (the suite's other tests at once) a poll late past its quarter is
+    // followed by a read by the clock as well: a quarter more, far below a read a second.
     let listings = (window.as_secs() / 5 + 2) as f64;
     assert!(
-        queries <= polls + listings,
+        queries <= polls * 1.25 + listings,
         "{queries} Query for {polls} polls of {} cutovers in {window:?}\nbefore: {c0}\nafter: {c1}",
         rules.len()
     );
