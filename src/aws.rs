@@ -26,14 +26,94 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 /// (refill 3/s) without holding a rollback back for long.
 pub const MAX_ATTEMPTS: u32 = 4;
 
+/// How long a command may wait on AWS before it says what is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// A cutover or a rollback in flight: ride out a slow or throttled API with the deadlines
+    /// above (`run`, `rollback`, `serve`).
+    Driving,
+    /// Someone waiting at a terminal for an answer (`status`, `backtest`, `store init`): the
+    /// `INTERACTIVE_*` deadlines, so an unreachable or hung endpoint is an error within seconds.
+    Interactive,
+}
+
+/// The deadlines of [`Patience::Interactive`]: a refused or black-holed endpoint fails the
+/// connect in a second, a hung one the attempt in three, and a call gives up after five (two
+/// attempts). A healthy Describe answers in well under a second.
+pub const INTERACTIVE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const INTERACTIVE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const INTERACTIVE_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+pub const INTERACTIVE_MAX_ATTEMPTS: u32 = 2;
+
 /// Loads the standard credential and region chain (`AWS_PROFILE`, `AWS_REGION`,
-/// `AWS_ENDPOINT_URL`, instance roles…) with cutover's deadlines and retries.
+/// `AWS_ENDPOINT_URL`, instance roles…) with cutover's deadlines and retries, and no region
+/// of the plan's to fall back on (see [`load_for`]).
 pub async fn load() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeout_config())
-        .retry_config(retry_config())
-        .load()
-        .await
+    load_for(None, Patience::Driving).await
+}
+
+/// Loads the SDK configuration for calls on resources in `arn_region` (the region every ARN of
+/// the plan names), with the deadlines of `patience`.
+///
+/// The region, in order:
+///
+/// 1. `AWS_REGION` (or `AWS_DEFAULT_REGION`), then the profile's `region`: the environment says
+///    otherwise, so it wins; when it differs from `arn_region` this warns, because the ARNs are
+///    then looked for where they do not exist;
+/// 2. `arn_region`: ARNs carry their region, so a plan needs no `AWS_REGION`;
+/// 3. only without either, the instance metadata service (IMDS), which an EC2 instance answers.
+///
+/// The region in use is remembered for the hints of [`classify`].
+pub async fn load_for(arn_region: Option<&str>, patience: Patience) -> SdkConfig {
+    use aws_config::meta::region::RegionProviderChain;
+    let from_env = RegionProviderChain::first_try(aws_config::environment::EnvironmentVariableRegionProvider::new())
+        .or_else(aws_config::profile::ProfileFileRegionProvider::new())
+        .region()
+        .await;
+    let region = match (from_env, arn_region) {
+        (Some(env), Some(arn)) => {
+            if env.as_ref() != arn {
+                tracing::warn!(
+                    "the environment (AWS_REGION or the profile) says region {env}, but the plan's ARNs are in {arn}: \
+                     calls go to {env}, where those ARNs do not exist; unset AWS_REGION to use {arn}"
+                );
+            }
+            Some(env)
+        }
+        (Some(env), None) => Some(env),
+        (None, Some(arn)) => Some(aws_config::Region::new(arn.to_string())),
+        (None, None) => RegionProviderChain::default_provider().region().await,
+    };
+    if let Some(r) = &region {
+        *REGION.lock().unwrap() = Some(r.to_string());
+    }
+    let (timeouts, retries) = match patience {
+        Patience::Driving => (timeout_config(), retry_config()),
+        Patience::Interactive => (
+            TimeoutConfig::builder()
+                .connect_timeout(INTERACTIVE_CONNECT_TIMEOUT)
+                .operation_attempt_timeout(INTERACTIVE_ATTEMPT_TIMEOUT)
+                .operation_timeout(INTERACTIVE_OPERATION_TIMEOUT)
+                .build(),
+            RetryConfig::standard().with_max_attempts(INTERACTIVE_MAX_ATTEMPTS),
+        ),
+    };
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .retry_config(retries);
+    if let Some(r) = region {
+        loader = loader.region(r);
+    }
+    loader.load().await
+}
+
+/// The region the process's clients call, once [`load_for`] has run (for hints).
+static REGION: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// The region of an ARN (`arn:aws:SERVICE:REGION:ACCOUNT:…`), when it names one.
+pub fn arn_region(arn: &str) -> Option<&str> {
+    let region = arn.split(':').nth(3)?;
+    (!region.is_empty()).then_some(region)
 }
 
 /// The deadlines above, as SDK configuration.
@@ -138,6 +218,16 @@ where
         SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (None, true, chain(&err)),
         _ => (None, false, chain(&err)),
     };
+    // The credential chain lists every provider it tried, one clause each (six on a laptop):
+    // that list is for CUTOVER_LOG=debug, the line says what is missing.
+    let message = match message.find("no credentials found in chain") {
+        Some(_) => "no credentials found in the credential chain".to_string(),
+        None => message,
+    };
+    let message = match hint(operation, code.as_deref(), &message, REGION.lock().unwrap().as_deref()) {
+        Some(h) => format!("{message} ({h})"),
+        None => message,
+    };
     AwsError {
         operation,
         code,
@@ -147,12 +237,69 @@ where
     }
 }
 
-/// An error and its causes on one line, each cause once.
+/// The likely cause of a common error, in words that say what to check: the credentials, the
+/// policy, the ARN and its region, the endpoint. `region` is where the calls went.
+fn hint(operation: &str, code: Option<&str>, message: &str, region: Option<&str>) -> Option<String> {
+    let policy = "deploy/iam-policy.json lists what cutover needs";
+    match code {
+        Some(
+            "ListenerNotFound"
+            | "RuleNotFound"
+            | "TargetGroupNotFound"
+            | "LoadBalancerNotFound"
+            | "ResourceNotFoundException",
+        ) if operation != "DescribeTable" => Some(match region {
+            Some(r) => format!(
+                "check the ARN in the plan, and that it is in {r}, the region the calls went to \
+                 (AWS_REGION or the profile overrides the ARN's region)"
+            ),
+            None => "check the ARN in the plan and the region".into(),
+        }),
+        Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError") => {
+            Some(format!("the credentials in use may not call {operation}: {policy}"))
+        }
+        Some(
+            "InvalidClientTokenId"
+            | "UnrecognizedClientException"
+            | "SignatureDoesNotMatch"
+            | "ExpiredToken"
+            | "ExpiredTokenException"
+            | "InvalidSignatureException"
+            | "AuthFailure",
+        ) => Some(
+            "the AWS credentials are wrong or expired: check AWS_PROFILE or AWS_ACCESS_KEY_ID, or log in again".into(),
+        ),
+        None if message.contains("loading credentials") || message.contains("no credentials") => Some(
+            "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+             or run where an instance or task role is"
+                .into(),
+        ),
+        None if message == "timed out" || message.contains("dispatch failure") || message.contains("connect") => {
+            Some(match std::env::var("AWS_ENDPOINT_URL") {
+                Ok(url) if !url.is_empty() => format!("is AWS_ENDPOINT_URL={url} reachable?"),
+                _ => format!(
+                    "cannot reach AWS in {}: check the network, a proxy, or the region",
+                    region.unwrap_or("the configured region")
+                ),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// An error and its causes on one line, each cause once (a cause that spans lines, such as
+/// the credential chain's list of providers it tried, is joined with `; `).
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = vec![];
     let mut next = Some(err);
     while let Some(e) = next {
-        let text = e.to_string();
+        let text = e
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
         if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
@@ -161,11 +308,53 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_carry_their_region() {
+        let arn =
+            "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/prod/50dc6c495c0c9188/f2f7dc8efc522ab2";
+        assert_eq!(arn_region(arn), Some("eu-west-1"));
+        assert_eq!(arn_region("arn:aws:iam::123456789012:role/x"), None);
+        assert_eq!(arn_region("not an arn"), None);
+    }
+
+    /// Regression (issue 14.1): common errors said nothing of their likely cause.
+    #[test]
+    fn common_errors_hint_at_their_cause() {
+        let hint = |op, code, msg| hint(op, code, msg, Some("us-west-2")).unwrap_or_default();
+        assert!(hint("DescribeListeners", Some("ListenerNotFound"), "").contains("us-west-2"));
+        assert!(hint("ModifyListener", Some("AccessDenied"), "").contains("deploy/iam-policy.json"));
+        assert!(hint("DescribeListeners", Some("ExpiredToken"), "").contains("expired"));
+        assert!(
+            hint(
+                "DescribeListeners",
+                None,
+                "dispatch failure: other: no credentials found in chain"
+            )
+            .contains("no AWS credentials found")
+        );
+        assert!(hint("GetMetricData", None, "timed out").contains("reach"));
+        // A missing table is the store's to explain (it names `cutover store init`).
+        assert_eq!(hint("DescribeTable", Some("ResourceNotFoundException"), ""), "");
+        assert_eq!(hint("DescribeListeners", Some("ValidationError"), "bad"), "");
+    }
+}
+
 /// Every AWS call and every failed one, by operation, since the process started (for `/metrics`),
 /// and every throttled attempt, which also slows its class down in the [`crate::budget`].
+///
+/// With `CUTOVER_AWS_CALL_LOG=FILE` (or [`log_to`]), each service's operation is also appended
+/// to FILE, once per process, as `SERVICE:Operation` (`CloudWatch:GetMetricData`): the
+/// integration tests collect them, and a test then checks that `deploy/iam-policy.json` grants
+/// exactly those (see `tests/iam_policy.rs`).
 pub mod calls {
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::io::Write;
+    use std::path::PathBuf;
+    use std::sync::{Mutex, OnceLock};
 
     use aws_smithy_runtime_api::client::interceptors::context::Error;
     use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -186,6 +375,35 @@ pub mod calls {
     /// A snapshot of the counters.
     pub fn snapshot() -> BTreeMap<String, (u64, u64)> {
         COUNTS.lock().unwrap().clone()
+    }
+
+    /// Where this process logs the operations it calls: [`log_to`]'s file, else
+    /// `CUTOVER_AWS_CALL_LOG`'s, else nowhere.
+    static LOG: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+    /// The `SERVICE:Operation`s logged so far by this process.
+    static LOGGED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+    /// Logs this process's operations to `file` (for an in-process caller, such as the tests'
+    /// harness, that cannot set its own environment). The first setting wins.
+    pub fn log_to(file: PathBuf) {
+        let _ = LOG.set(Some(file));
+    }
+
+    /// Appends `SERVICE:Operation` to the log the first time this process calls it. One
+    /// `write` of one short line to an `O_APPEND` file: lines of processes writing at once do
+    /// not interleave. A log that cannot be written is no reason to fail an AWS call.
+    fn log(service: &str, operation: &str) {
+        let Some(file) = LOG.get_or_init(|| std::env::var_os("CUTOVER_AWS_CALL_LOG").map(PathBuf::from)) else {
+            return;
+        };
+        let line = format!("{service}:{operation}");
+        if !LOGGED.lock().unwrap().insert(line.clone()) {
+            return;
+        }
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
+            let _ = f.write_all(format!("{line}\n").as_bytes());
+        }
     }
 
     /// A snapshot of the throttled attempts by operation.
@@ -263,10 +481,11 @@ pub mod calls {
             _runtime_components: &RuntimeComponents,
             cfg: &mut ConfigBag,
         ) -> Result<(), BoxError> {
-            let op = cfg
+            let (service, op) = cfg
                 .load::<Metadata>()
-                .map(|m| m.name().to_string())
-                .unwrap_or_else(|| "unknown".into());
+                .map(|m| (m.service().to_string(), m.name().to_string()))
+                .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+            log(&service, &op);
             let failed = !matches!(context.output_or_error(), Some(Ok(_)));
             let mut counts = COUNTS.lock().unwrap();
             let entry = counts.entry(op).or_default();
@@ -291,8 +510,9 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub async fn load() -> Clients {
-        Clients::from_conf(&load().await)
+    /// The clients of a process whose plans are in `arn_region` (see [`load_for`]).
+    pub async fn load(arn_region: Option<&str>, patience: Patience) -> Clients {
+        Clients::from_conf(&load_for(arn_region, patience).await)
     }
 
     pub fn from_conf(conf: &SdkConfig) -> Clients {

@@ -28,6 +28,11 @@
 //!
 //! Exit codes: 0 would not have rolled back, 3 would have, 5 would not have started, 2 usage
 //! or plan error, 1 other errors.
+//!
+//! `--output json` prints JSON lines instead: one `{"type": "baseline", …}` (the live colour's
+//! quarter hour before the range), one `{"type": "period", …}` per period (its start and end,
+//! verdict, numbers, whole reason, and `first_rollback` on the first that would have rolled
+//! back) and one `{"type": "summary", …}` at the end.
 
 use std::io::Write;
 use std::path::Path;
@@ -79,7 +84,7 @@ fn slot(o: Outcome) -> usize {
 }
 
 /// `cutover backtest`: loads the plan, reads CloudWatch, prints, and returns the exit code.
-pub async fn run(config: &Path, new: Color, from: &str, to: Option<&str>) -> anyhow::Result<i32> {
+pub async fn run(config: &Path, new: Color, from: &str, to: Option<&str>, json: bool) -> anyhow::Result<i32> {
     let plan = match config::load(config) {
         Ok(p) => p,
         Err(e) => {
@@ -104,22 +109,21 @@ pub async fn run(config: &Path, new: Color, from: &str, to: Option<&str>) -> any
         );
         return Ok(EXIT_USAGE);
     };
-    let conf = crate::aws::load().await;
-    let cw = CloudWatch::new(
-        aws_sdk_cloudwatch::Client::new(&conf),
-        &plan.metrics,
-        &plan.alb,
-        new,
-        &plan.rollback.alarms,
+    // Through the counted clients, like every other command (the IAM policy test reads the counts).
+    let clients = crate::aws::Clients::load(
+        crate::aws::arn_region(&plan.alb.listener_arn),
+        crate::aws::Patience::Driving,
     )
-    .with_custom(&plan.rollback.metrics);
+    .await;
+    let cw = CloudWatch::new(clients.cloudwatch, &plan.metrics, &plan.alb, new, &plan.rollback.alarms)
+        .with_custom(&plan.rollback.metrics);
     let chunk = cw.periods_per_call();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let report = replay(&plan, &cw, chunk, new, from, to, &mut out)
+    let report = replay(&plan, &cw, chunk, new, from, to, json, &mut out)
         .await
         .context("reading CloudWatch history")?;
-    Ok(conclude(&plan, new, &report, &mut out)?)
+    Ok(conclude(&plan, new, &report, json, &mut out)?)
 }
 
 /// `[from, to)` cut to whole periods and to the newest settled one; `None` when empty.
@@ -146,7 +150,12 @@ pub fn parse_time(s: &str, now: SystemTime) -> anyhow::Result<SystemTime> {
     anyhow::bail!("{s:?} is not a time: use RFC 3339 (2026-05-01T10:00:00Z) or a duration ago (3h)")
 }
 
-/// Judges every period of `[from, to)`, fetched `chunk` periods per call, printing one line each.
+/// Judges every period of `[from, to)`, fetched `chunk` periods per call, printing one line
+/// each (a JSON line each with `json`).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the range, the page size and the output form are each the caller's to choose"
+)]
 pub async fn replay<M: Metrics>(
     plan: &Plan,
     metrics: &M,
@@ -154,21 +163,24 @@ pub async fn replay<M: Metrics>(
     new: Color,
     from: u64,
     to: u64,
+    json: bool,
     out: &mut impl Write,
 ) -> Result<Report, MetricsError> {
     let p = plan.metrics.period.as_secs().max(1);
     let settle = plan.metrics.settle.as_secs();
     let criteria = &plan.rollback.criteria;
     let mut report = Report::default();
-    let _ = writeln!(
-        out,
-        "backtest of {} ({new} new, {} live): {} periods {} → {}",
-        plan.service,
-        new.other(),
-        humantime::format_duration(plan.metrics.period),
-        rfc3339(from),
-        rfc3339(to)
-    );
+    if !json {
+        let _ = writeln!(
+            out,
+            "backtest of {} ({new} new, {} live): {} periods {} → {}",
+            plan.service,
+            new.other(),
+            humantime::format_duration(plan.metrics.period),
+            rfc3339(from),
+            rfc3339(to)
+        );
+    }
     // The baseline, as verify reads it: the quarter hour before the start.
     let before = from.saturating_sub(Baseline::periods_for(p) * p);
     let mut history = Vec::new();
@@ -182,26 +194,45 @@ pub async fn replay<M: Metrics>(
     match Baseline::from_windows(&history, criteria) {
         Some(b) => {
             let failing = b.failing(criteria, &new.other().to_string());
-            let _ = writeln!(
-                out,
-                "baseline of {} {} → {}: {} periods, 5xx {:.2}% ({}/{}){}",
-                new.other(),
-                rfc3339(b.start),
-                rfc3339(b.end),
-                b.periods,
-                b.error_rate() * 100.0,
-                b.errors,
-                b.requests,
-                if failing.is_empty() {
-                    String::new()
-                } else {
-                    format!("; already failing: {}", failing.join("; "))
-                }
-            );
+            if json {
+                let line = serde_json::json!({
+                    "type": "baseline",
+                    "color": new.other(),
+                    "start": rfc3339(b.start),
+                    "end": rfc3339(b.end),
+                    "periods": b.periods,
+                    "requests": b.requests,
+                    "errors": b.errors,
+                    "error_rate": b.error_rate(),
+                    "failing": failing,
+                });
+                let _ = writeln!(out, "{line}");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "baseline of {} {} → {}: {} periods, 5xx {:.2}% ({}/{}){}",
+                    new.other(),
+                    rfc3339(b.start),
+                    rfc3339(b.end),
+                    b.periods,
+                    b.error_rate() * 100.0,
+                    b.errors,
+                    b.requests,
+                    if failing.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; already failing: {}", failing.join("; "))
+                    }
+                );
+            }
             if !failing.is_empty() {
                 report.not_started = Some(failing.join("; "));
             }
             judge.set_baseline(b);
+        }
+        None if json => {
+            let line = serde_json::json!({"type": "baseline", "color": new.other(), "periods": 0});
+            let _ = writeln!(out, "{line}");
         }
         None => {
             let _ = writeln!(
@@ -219,13 +250,35 @@ pub async fn replay<M: Metrics>(
         for w in metrics.windows(t, end).await? {
             let v = judge.judge(&w);
             report.counts[slot(v.outcome)] += 1;
-            let mut line = format!("{} {new} {}: {}", rfc3339(w.start), v.outcome.as_str(), v.reason);
-            if v.would_rollback && report.first_rollback.is_none() {
-                let decided = w.end + settle;
-                line.push_str(&format!("  ◀ first rollback, live at {}", rfc3339(decided)));
+            let first = v.would_rollback && report.first_rollback.is_none();
+            let decided = w.end + settle;
+            if json {
+                let n = &v.window.new;
+                let line = serde_json::json!({
+                    "type": "period",
+                    "start": rfc3339(w.start),
+                    "end": rfc3339(w.end),
+                    "verdict": v.outcome.as_str(),
+                    "streak": v.failures,
+                    "would_rollback": v.would_rollback,
+                    "requests": n.requests,
+                    "errors": n.errors,
+                    "error_rate": n.error_rate(),
+                    "latency_seconds": n.latency,
+                    "reason": v.reason,
+                    "first_rollback": first.then(|| rfc3339(decided)),
+                });
+                let _ = writeln!(out, "{line}");
+            } else {
+                let mut line = format!("{} {new} {}: {}", rfc3339(w.start), v.outcome.as_str(), v.reason);
+                if first {
+                    line.push_str(&format!("  ◀ first rollback, live at {}", rfc3339(decided)));
+                }
+                let _ = writeln!(out, "{line}");
+            }
+            if first {
                 report.first_rollback = Some((v, decided));
             }
-            let _ = writeln!(out, "{line}");
         }
         t = end;
     }
@@ -233,8 +286,37 @@ pub async fn replay<M: Metrics>(
 }
 
 /// Prints the conclusion and gives the exit code.
-pub fn conclude(plan: &Plan, new: Color, report: &Report, out: &mut impl Write) -> std::io::Result<i32> {
+pub fn conclude(plan: &Plan, new: Color, report: &Report, json: bool, out: &mut impl Write) -> std::io::Result<i32> {
     let [pass, fail, inconclusive, no_data, shared] = report.counts;
+    if json {
+        let first = report.first_rollback.as_ref().map(|(v, decided)| {
+            serde_json::json!({
+                "at": rfc3339(*decided),
+                "period_start": rfc3339(v.window.start),
+                "period_end": rfc3339(v.window.end),
+                "reason": v.reason,
+            })
+        });
+        let line = serde_json::json!({
+            "type": "summary",
+            "service": plan.service,
+            "new_color": new,
+            "periods": report.windows(),
+            "counts": {"pass": pass, "fail": fail, "inconclusive": inconclusive, "no_data": no_data, "shared_failure": shared},
+            "would_start": report.not_started.is_none(),
+            "not_started_reason": report.not_started,
+            "would_roll_back": first.is_some(),
+            "first_rollback": first,
+        });
+        writeln!(out, "{line}")?;
+        return Ok(if report.not_started.is_some() {
+            EXIT_WOULD_NOT_START
+        } else if report.first_rollback.is_some() {
+            EXIT_WOULD_ROLL_BACK
+        } else {
+            EXIT_CLEAN
+        });
+    }
     let tally = format!(
         "{} periods: {pass} pass, {fail} fail, {inconclusive} inconclusive, {no_data} no data, {shared} shared failure",
         report.windows()
@@ -348,9 +430,18 @@ min_requests = 100
             calls: Mutex::new(vec![]),
         };
         let mut out = Vec::new();
-        let report = replay(&plan(), &history, 4, Color::Green, start, start + 13 * 60, &mut out)
-            .await
-            .unwrap();
+        let report = replay(
+            &plan(),
+            &history,
+            4,
+            Color::Green,
+            start,
+            start + 13 * 60,
+            false,
+            &mut out,
+        )
+        .await
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         // The baseline's 15 periods before the range, then the 13 periods of the range, in pages of
         // 4: every period read once, none skipped.
@@ -381,7 +472,7 @@ min_requests = 100
         assert_eq!(text.matches("◀ first rollback").count(), 1, "{text}");
         let mut out = Vec::new();
         assert_eq!(
-            conclude(&plan(), Color::Green, &report, &mut out).unwrap(),
+            conclude(&plan(), Color::Green, &report, false, &mut out).unwrap(),
             EXIT_WOULD_ROLL_BACK
         );
         let text = String::from_utf8(out).unwrap();
@@ -389,6 +480,51 @@ min_requests = 100
             text.starts_with("would have rolled back at 2027-01-15T08:14:00Z"),
             "{text}"
         );
+    }
+
+    /// Regression (issue 14.4): `backtest` had no `--output json`.
+    #[tokio::test]
+    async fn json_output_is_one_line_per_period_and_a_summary() {
+        let start = 1_800_000_000 / 60 * 60;
+        let mut errors = vec![0.0; 10];
+        errors.extend([50.0, 60.0, 70.0]);
+        let history = History {
+            errors,
+            start,
+            calls: Mutex::new(vec![]),
+        };
+        let mut out = Vec::new();
+        let report = replay(
+            &plan(),
+            &history,
+            4,
+            Color::Green,
+            start,
+            start + 13 * 60,
+            true,
+            &mut out,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            conclude(&plan(), Color::Green, &report, true, &mut out).unwrap(),
+            EXIT_WOULD_ROLL_BACK
+        );
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+            .collect();
+        // The baseline, 13 periods, the summary.
+        assert_eq!(lines.len(), 15);
+        assert_eq!(lines[0]["type"], "baseline");
+        assert_eq!(lines[12]["verdict"], "fail");
+        assert_eq!(lines[12]["first_rollback"], "2027-01-15T08:14:00Z");
+        assert_eq!(lines[12]["requests"], 1000.0);
+        let summary = &lines[14];
+        assert_eq!(summary["type"], "summary");
+        assert_eq!(summary["counts"]["fail"], 3);
+        assert_eq!(summary["first_rollback"]["at"], "2027-01-15T08:14:00Z");
     }
 
     #[tokio::test]
@@ -400,12 +536,15 @@ min_requests = 100
             latency: Some(0.05),
         });
         let mut out = Vec::new();
-        let report = replay(&plan(), &metrics, 1440, Color::Blue, 0, 3600, &mut out)
+        let report = replay(&plan(), &metrics, 1440, Color::Blue, 0, 3600, false, &mut out)
             .await
             .unwrap();
         assert_eq!(report.counts, [60, 0, 0, 0, 0]);
         let mut out = Vec::new();
-        assert_eq!(conclude(&plan(), Color::Blue, &report, &mut out).unwrap(), EXIT_CLEAN);
+        assert_eq!(
+            conclude(&plan(), Color::Blue, &report, false, &mut out).unwrap(),
+            EXIT_CLEAN
+        );
         assert_eq!(
             String::from_utf8(out).unwrap().trim(),
             "would not have rolled back; 60 periods: 60 pass, 0 fail, 0 inconclusive, 0 no data, 0 shared failure"
@@ -424,7 +563,7 @@ min_requests = 100
             latency: Some(0.05),
         });
         let mut out = Vec::new();
-        let report = replay(&plan(), &metrics, 1440, Color::Green, 3600, 7200, &mut out)
+        let report = replay(&plan(), &metrics, 1440, Color::Green, 3600, 7200, false, &mut out)
             .await
             .unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -435,7 +574,7 @@ min_requests = 100
         assert_eq!(report.windows(), 60);
         let mut out = Vec::new();
         assert_eq!(
-            conclude(&plan(), Color::Green, &report, &mut out).unwrap(),
+            conclude(&plan(), Color::Green, &report, false, &mut out).unwrap(),
             EXIT_WOULD_NOT_START
         );
         let text = String::from_utf8(out).unwrap();

@@ -275,6 +275,72 @@ impl Hooks for Processes {
     }
 }
 
+/// Every command a plan runs, with the key it comes from (`steps[1].run`, `hooks[0]`).
+pub fn plan_commands(plan: &crate::config::Plan) -> Vec<(String, Vec<String>)> {
+    use crate::config::{Check, Step};
+    let mut out = vec![];
+    let check = |out: &mut Vec<(String, Vec<String>)>, key: String, c: &Check| {
+        if let Check::Command { argv, .. } = c {
+            out.push((key, argv.clone()));
+        }
+    };
+    for (i, step) in plan.steps.iter().enumerate() {
+        match step {
+            Step::Verify { checks } => {
+                for (j, c) in checks.iter().enumerate() {
+                    check(&mut out, format!("steps[{i}].checks[{j}].command"), c);
+                }
+            }
+            Step::Deploy { command, .. } | Step::Migrate { command } => {
+                out.push((format!("steps[{i}].run"), command.run.clone()));
+                if let Some(undo) = &command.undo {
+                    out.push((format!("steps[{i}].undo"), undo.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (k, hook) in plan.hooks.iter().enumerate() {
+        check(&mut out, format!("hooks[{k}].command"), &hook.check);
+    }
+    out
+}
+
+/// Why `argv` would not start from `dir` (as [`Processes`] starts it: a path with a `/` from
+/// `dir`, a bare name from `PATH`), or `None` when it would: missing, a directory, or not
+/// executable. Run by `cutover validate`, which calls nothing else.
+pub fn unrunnable(argv: &[String], dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let program = argv.first()?;
+    let check = |path: &std::path::Path| -> Result<(), String> {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{} does not exist ({e})", path.display()))?;
+        if meta.is_dir() {
+            return Err(format!("{} is a directory", path.display()));
+        }
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(format!(
+                "{} is not executable (chmod +x {})",
+                path.display(),
+                path.display()
+            ));
+        }
+        Ok(())
+    };
+    if program.contains('/') {
+        return check(&dir.join(program)).err();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file());
+    match found {
+        Some(p) => check(&p).err(),
+        None => Some(format!(
+            "{program} is not on PATH (write ./{program} for a file beside the plan)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,5 +442,38 @@ mod tests {
         assert!(matches!(e, HookError::Timeout { .. }), "{e}");
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(!marker.exists(), "a child of the timed-out hook survived");
+    }
+
+    /// Regression (issue 14.6): `validate` passed a plan whose scripts did not exist.
+    #[test]
+    fn commands_that_would_not_start_are_found_before_the_cutover() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        file("deploy.sh", 0o755);
+        file("notes.txt", 0o644);
+        let argv = |s: &str| vec![s.to_string()];
+        assert_eq!(unrunnable(&argv("./deploy.sh"), dir.path()), None);
+        assert!(
+            unrunnable(&argv("./missing.sh"), dir.path())
+                .unwrap()
+                .contains("does not exist")
+        );
+        assert!(
+            unrunnable(&argv("./notes.txt"), dir.path())
+                .unwrap()
+                .contains("is not executable")
+        );
+        assert!(unrunnable(&argv("./"), dir.path()).unwrap().contains("is a directory"));
+        assert_eq!(unrunnable(&argv("sh"), dir.path()), None);
+        assert!(
+            unrunnable(&argv("no-such-program-0x14"), dir.path())
+                .unwrap()
+                .contains("not on PATH")
+        );
     }
 }

@@ -19,6 +19,9 @@ use crate::saga::{Event, Outcome, Phase, Saga, StepStatus, Trigger};
 /// The JSON summary of a cutover (`--output json`): the contract's fields.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// The cutover's id; left out of a summary of a cutover that never got one (not started
+    /// before its journal was created), rather than `""`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
     pub service: String,
     pub outcome: Option<Outcome>,
@@ -85,6 +88,21 @@ pub struct CutoverState {
     /// What turned the cutover to rolling back first (a failed step or a request).
     #[serde(skip)]
     first_trigger: Option<Trigger>,
+    /// When the rollback began (its first failed step or request), for its duration.
+    #[serde(skip)]
+    rollback_began: Option<String>,
+    /// When the weights of the step now running were last verified: a bake's judging starts
+    /// there, so a judge's rollback was detected that long after.
+    #[serde(skip)]
+    shifted_at: Option<String>,
+    /// Seconds from the start of the rollback to traffic verified back on the live colour, for
+    /// `/metrics`.
+    #[serde(skip)]
+    pub rollback_secs: Option<f64>,
+    /// Seconds from the read-back of the shift whose bake failed to the judge's decision to
+    /// roll back, for `/metrics`.
+    #[serde(skip)]
+    pub detection_secs: Option<f64>,
     #[serde(skip)]
     saga: Saga,
     /// Records folded so far.
@@ -147,13 +165,25 @@ impl CutoverState {
             Event::StepDone { step, .. } => s.steps[*step].finished_at = Some(r.at.clone()),
             Event::StepFailed { step, trigger, .. } => {
                 s.steps[*step].finished_at = Some(r.at.clone());
+                if self.first_trigger.is_none() && *trigger == Trigger::Judge {
+                    self.detection_secs = seconds_between(self.shifted_at.as_deref(), &r.at);
+                }
                 self.first_trigger.get_or_insert(*trigger);
+                self.rollback_began.get_or_insert_with(|| r.at.clone());
             }
             Event::RollbackRequested { trigger, .. } => {
                 self.first_trigger.get_or_insert(*trigger);
+                self.rollback_began.get_or_insert_with(|| r.at.clone());
             }
-            Event::WeightVerified { split, .. } | Event::TrafficRestored { split } => {
-                s.final_weights = Some(split.percents())
+            Event::WeightVerified { split, .. } => {
+                s.final_weights = Some(split.percents());
+                self.shifted_at = Some(r.at.clone());
+            }
+            Event::TrafficRestored { split } => {
+                s.final_weights = Some(split.percents());
+                if self.rollback_secs.is_none() {
+                    self.rollback_secs = seconds_between(self.rollback_began.as_deref(), &r.at);
+                }
             }
             Event::Verdict { verdict, .. } => {
                 *self.verdicts.entry(verdict.outcome.as_str()).or_default() += 1;
@@ -235,6 +265,14 @@ impl CutoverState {
             _ => word.to_string(),
         }
     }
+}
+
+/// Seconds from `from` to `to`, two records' RFC 3339 times; `None` without a start, or if
+/// either does not parse or the clock went backwards.
+fn seconds_between(from: Option<&str>, to: &str) -> Option<f64> {
+    let from = humantime::parse_rfc3339_weak(from?).ok()?;
+    let to = humantime::parse_rfc3339_weak(to).ok()?;
+    to.duration_since(from).ok().map(|d| d.as_secs_f64())
 }
 
 /// The summary of a cutover from its journal records.

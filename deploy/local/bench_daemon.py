@@ -287,14 +287,26 @@ def scrape(api):
     return out, dt
 
 
-def by_label(metrics, name):
-    """{label values joined by "/": value} of one metric: `{class="store",lane="poll"}` → `store/poll`."""
-    return {"/".join(re.findall(r'\w+="([^"]*)"', labels)): v for (n, labels), v in metrics.items() if n == name}
+def by_label(metrics, name, key=None):
+    """The series of `name`: with `key`, summed by the value of that label (over every other
+    label, such as `service`); without, by its label values joined by "/"
+    (`{class="store",lane="poll"}` → `store/poll`)."""
+    out = {}
+    for (n, labels), v in metrics.items():
+        if n != name:
+            continue
+        pairs = re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels)
+        if key is None:
+            k = "/".join(value for _, value in pairs)
+        else:
+            k = dict(pairs).get(key, "")
+        out[k] = out.get(k, 0) + v
+    return out
 
 
-def delta(m0, m1, name):
-    """{labels: m1 - m0} of a counter, without the zero ones."""
-    a, b = by_label(m0, name), by_label(m1, name)
+def delta(m0, m1, name, key=None):
+    """{labels: m1 - m0} of a counter, without the zero ones (by label `key`, see by_label)."""
+    a, b = by_label(m0, name, key), by_label(m1, name, key)
     return {k: v - a.get(k, 0) for k, v in b.items() if v - a.get(k, 0)}
 
 
@@ -466,8 +478,8 @@ def run(args):
                                        - m0.get(("cutover_cloudwatch_metrics_requested_total", ""), 0))
         lags += [v for (name, _), v in m1.items() if name == "cutover_poll_lag_seconds"]
         report["poll_lag"] = lags
-        report["active"] = m1.get(("cutover_active_cutovers", ""))
-        report["verdicts"] = delta(m0, m1, "cutover_verdicts_total")
+        report["active"] = sum(v for (n, _), v in m1.items() if n == "cutover_active_cutovers")
+        report["verdicts"] = delta(m0, m1, "cutover_verdicts_total", "result")
         report.update(rss=rss, threads=threads, cpu=cpu, window=window, busy=proc_status(pid))
 
         # ---- the read endpoints with N cutovers
@@ -524,7 +536,7 @@ def run(args):
         time.sleep(2)
         report["after_rollback"] = proc_status(pid)
         report["metrics_after"] = scrape(api)[0]
-        report["aws_errors_after"] = {op: v for op, v in by_label(report["metrics_after"], "cutover_aws_errors_total").items() if v}
+        report["aws_errors_after"] = {op: v for op, v in by_label(report["metrics_after"], "cutover_aws_errors_total", "operation").items() if v}
 
         code, took = stop_daemon(proc)
         report["exit"] = (code, took)

@@ -6,7 +6,7 @@
 # Debian's packages (deploy/local/install-chromium.sh), which the report tests
 # open reports in.
 #
-#   deploy/local/test.sh                # everything
+#   deploy/local/test.sh                # everything, then the IAM policy check
 #   deploy/local/test.sh e2e::          # extra arguments go to `cargo test`
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -16,4 +16,9 @@ deploy/local/install-chromium.sh
 # The integration tests mostly wait on moto and 1-second metrics, so they run
 # more at once than there are cores.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
-exec cargo test --locked --all-targets "$@"
+cargo test --locked --all-targets "$@"
+# After a whole run (no arguments), the IAM policies must grant exactly the AWS operations the
+# integration suite called (tests/iam_policy.rs reads what it logged).
+if [[ $# -eq 0 ]]; then
+  cargo test --locked --test iam_policy
+fi

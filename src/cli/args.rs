@@ -8,11 +8,36 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::color::Color;
 
+/// The exit codes, shown by `--help` of the commands that end with a cutover's outcome.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  promoted: the new colour holds 100 % and every step passed
+  1  any other error
+  2  usage or plan error; nothing was changed
+  3  rolled back automatically (the judge, or a step failed); traffic verified back on the live colour
+  4  rolled back by an operator (`cutover rollback`, or an interrupt)
+  5  not started: a precondition failed; nothing was changed
+  6  unsafe: a rollback could not be confirmed; the traffic split is unknown or mixed: page someone";
+
+/// The exit codes of the commands that act on a cutover.
+pub const ACTION_EXIT_CODES: &str = "\
+Exit codes:
+  0  done (rollback: traffic verified on the live colour, and the undo chain finished or handed over)
+  1  any other error
+  2  usage error
+  6  unsafe: a rollback could not be confirmed; the traffic split is unknown or mixed: page someone";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "cutover",
     version,
-    about = "Blue/green cutovers of AWS ALB traffic, judged from CloudWatch"
+    about = "Blue/green cutovers of AWS ALB traffic, judged from CloudWatch",
+    long_about = "Blue/green cutovers of AWS ALB traffic, judged from CloudWatch.\n\n\
+                  Shifts an ALB listener's (or rule's) forward weights step by step, judges the new colour \
+                  from CloudWatch at every poll, and puts traffic back on the live colour by itself when it \
+                  misbehaves. AWS access uses the standard chain (AWS_PROFILE, AWS_ACCESS_KEY_ID, instance \
+                  roles…); the region comes from the plan's ARNs unless AWS_REGION says otherwise.",
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     /// Where the journal of every cutover lives [default: $XDG_STATE_HOME/cutover or ~/.local/state/cutover]
@@ -22,9 +47,12 @@ pub struct Cli {
     /// [default: the state directory]
     #[arg(long, global = true, env = "CUTOVER_STORE", value_name = "URL")]
     pub store: Option<String>,
-    /// The live log's format on stderr.
+    /// The live log's format on stderr: text for people, or one JSON object per line
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CUTOVER_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Colour in the live log: auto colours a terminal unless NO_COLOR is set (or TERM=dumb)
+    #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto, env = "CUTOVER_COLOR", value_name = "WHEN")]
+    pub color: ColorWhen,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,39 +60,45 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Runs one cutover in the foreground. SIGINT or SIGTERM rolls it back (exit 4).
+    #[command(after_help = EXIT_CODES)]
     Run {
-        #[arg(long, value_name = "FILE")]
+        /// The plan file (TOML); `cutover validate` checks it offline
+        #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
-        /// `json` prints the summary as one JSON object on stdout at the end.
-        #[arg(long, value_enum, default_value_t = Output::Text)]
+        /// json: the summary as one JSON object on stdout at the end
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// Puts all traffic back on the colour that was live when the latest cutover started
     /// (`--config FILE`), or rolls back a daemon's cutover (`ID --server URL`).
+    #[command(after_help = ACTION_EXIT_CODES)]
     Rollback {
         /// A daemon's cutover id (with --server).
         #[arg(conflicts_with_all = ["config", "to"], required_unless_present = "config")]
         id: Option<String>,
-        #[arg(long, value_name = "FILE")]
+        /// The plan: rolls back the latest cutover of its listener (or rule), from the journal
+        #[arg(long, short = 'c', value_name = "FILE")]
         config: Option<PathBuf>,
         #[command(flatten)]
         server: ServerArgs,
         /// Why, for the journal and the log.
-        #[arg(long, default_value = "operator rollback")]
+        #[arg(long, short = 'r', value_name = "TEXT", default_value = "operator rollback")]
         reason: String,
         /// The colour to put traffic on, when this machine has no record of a cutover of the listener.
         #[arg(long, value_name = "blue|green")]
         to: Option<Color>,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
+        /// json: the summary (or the daemon's answer, with ID) as one JSON object on stdout
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// Runs the daemon: cutovers of the plans in --plans, a control API, metrics.
     /// SIGTERM stops it without rolling anything back; the next start resumes.
     Serve {
-        #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+        /// Address to listen on (host:port); loopback unless you give another, then add --tls-cert
+        #[arg(long, short = 'l', default_value = "127.0.0.1:7878", value_name = "ADDR")]
         listen: String,
         /// Directory of plans: NAME.toml is the plan NAME.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, short = 'p', value_name = "DIR")]
         plans: PathBuf,
         /// File holding the API token [or CUTOVER_TOKEN]; without a token the daemon refuses to start.
         #[arg(long, value_name = "FILE")]
@@ -79,6 +113,10 @@ pub enum Command {
         /// store need different names; a restart under the same name resumes its own cutovers.
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
+        /// Prune finished cutovers older than this (e.g. 30d), hourly; never an unfinished one
+        /// or the latest of a listener (or rule) [default: keep everything]
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        retain: Option<std::time::Duration>,
         /// The AWS API budget of this daemon, CLASS=RATE[/BURST],… in calls a second (classes:
         /// elbv2-modify, elbv2-describe, get-metric-data, describe-alarms, store); a class not
         /// named keeps its default, and a rate without a burst gets twice the rate [or CUTOVER_BUDGET].
@@ -86,47 +124,102 @@ pub enum Command {
         budget: Option<crate::budget::BudgetConfig>,
     },
     /// Starts a cutover of plan NAME on the daemon; with --wait, streams its live log and exits with its code.
+    #[command(after_help = EXIT_CODES)]
     Start {
+        /// The plan's name: NAME.toml in the daemon's --plans directory
+        #[arg(value_name = "NAME")]
         plan: String,
         /// A plan variable, KEY=VALUE (KEY in A-Z, 0-9, _); reaches hooks as CUTOVER_VAR_KEY.
         #[arg(long = "var", value_name = "KEY=VALUE", value_parser = crate::daemon::client::parse_var)]
         vars: Vec<(String, String)>,
-        #[arg(long)]
+        /// Stream the live log until the cutover ends, and exit with its outcome's code
+        #[arg(long, short = 'w')]
         wait: bool,
         #[command(flatten)]
         server: ServerArgs,
+        /// json: the id as {"id": …} at once, and with --wait the summary at the end
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
     /// Lists the daemon's cutovers, newest first.
     List {
         #[command(flatten)]
         server: ServerArgs,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
+        /// json: {"cutovers": […]} on stdout
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// Streams a daemon cutover's live log until it ends; exits with its outcome's code.
+    #[command(after_help = EXIT_CODES)]
     Watch {
+        /// The cutover's id (as `cutover start` printed it, or from `cutover list`)
         id: String,
         #[command(flatten)]
         server: ServerArgs,
+        /// json: the summary as one JSON object on stdout at the end
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
     /// Holds the bake clock (judging and automatic rollback go on): of the latest cutover of the
     /// plan's listener (`--config FILE`, through the journal) or of a daemon's (`ID --server URL`).
+    #[command(after_help = ACTION_EXIT_CODES)]
     Pause(ControlArgs),
     /// Lets the bake clock run again (after drift, re-applies the plan's weights first).
+    #[command(after_help = ACTION_EXIT_CODES)]
     Resume(ControlArgs),
     /// Ends the current bake now.
+    #[command(after_help = ACTION_EXIT_CODES)]
     Promote(ControlArgs),
     /// Go: approves the waiting approval step (as the token's name with --server, as the local
     /// user with --config).
+    #[command(after_help = ACTION_EXIT_CODES)]
     Approve(ControlArgs),
     /// No-Go: rejects the waiting approval step; the cutover rolls back.
+    #[command(after_help = ACTION_EXIT_CODES)]
     Reject(ControlArgs),
     /// Current weights and the latest cutover's state.
     Status {
-        #[arg(long, value_name = "FILE")]
+        /// The plan: its listener's (or rule's) weights and latest cutover
+        #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
-        #[arg(long, value_enum, default_value_t = Output::Text)]
+        /// json: one JSON object on stdout
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Deletes the journals of finished cutovers older than --older-than from the state
+    /// directory; never an unfinished cutover or the latest one of a listener (or rule).
+    Prune {
+        /// How old a finished cutover must be (by its end) to go, e.g. 30d
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+        /// List what would go, delete nothing
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+    /// Asks a daemon whether it can serve (GET /health, no token): exit 0 if it answers 200
+    /// within 3 s, 1 otherwise. The container image's health check.
+    Health {
+        /// The daemon's URL
+        #[arg(
+            long,
+            short = 's',
+            env = "CUTOVER_SERVER",
+            value_name = "URL",
+            default_value = "http://127.0.0.1:7878"
+        )]
+        server: String,
+    },
+    /// Prints a completion script for a shell: `cutover completions bash > /etc/bash_completion.d/cutover`.
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Prints the manual page (roff) on stdout, or writes one page per command into --dir.
+    Man {
+        /// Write cutover.1 and cutover-COMMAND.1 into this directory
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// The shared store: `cutover store init --store dynamodb://TABLE` creates its table.
     Store {
@@ -141,28 +234,39 @@ pub enum Command {
         #[arg(conflicts_with_all = ["config", "local_id"], required_unless_present_any = ["config", "local_id"])]
         id: Option<String>,
         /// The plan: reports on the latest cutover of its listener (or rule), in the state directory.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, short = 'c', value_name = "FILE")]
         config: Option<PathBuf>,
         /// A cutover id in the state directory, instead of the plan's latest.
         #[arg(long = "id", id = "local_id", value_name = "ID")]
         local_id: Option<String>,
         /// Where to write it; `-` (the default) is stdout.
-        #[arg(long, value_name = "FILE", default_value = "-")]
+        #[arg(long, short = 'o', value_name = "FILE", default_value = "-")]
         output: PathBuf,
-        #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+        /// The report's form
+        #[arg(long, short = 'f', value_enum, default_value_t = ReportFormat::Html)]
         format: ReportFormat,
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Checks the plan without calling AWS.
+    /// Checks the plan without calling AWS: every key, and that its commands exist and are
+    /// executable. Exit 0: valid; 2: the file, key and reason of each problem.
     Validate {
-        #[arg(long, value_name = "FILE")]
+        /// The plan file (TOML)
+        #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
+        /// json: {"ok": …, "file": …, "steps": […]} or the errors, on stdout
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
     /// Replays the plan's criteria over CloudWatch history; writes nothing to the ALB.
-    /// Exit 0: would not have rolled back; 3: would have; 2: usage or plan error.
+    /// Exit 0: would not have rolled back; 3: would have; 5: would not have started (the live
+    /// colour already failed the thresholds); 2: usage or plan error.
+    #[command(
+        after_help = "Exit codes:\n  0  would not have rolled back\n  1  any other error\n  2  usage or plan error\n  3  would have rolled back\n  5  would not have started: the live colour already failed the thresholds"
+    )]
     Backtest {
-        #[arg(long, value_name = "FILE")]
+        /// The plan whose criteria are replayed
+        #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
         /// The colour that was new: its target group is judged against the other's.
         #[arg(long, value_name = "blue|green")]
@@ -173,6 +277,9 @@ pub enum Command {
         /// End: RFC 3339 or a duration ago [default: now].
         #[arg(long, value_name = "TIME")]
         to: Option<String>,
+        /// json: one JSON object per period, then a summary
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
 }
 
@@ -190,13 +297,16 @@ pub struct ControlArgs {
     #[arg(conflicts_with = "config", required_unless_present = "config")]
     pub id: Option<String>,
     /// The plan: acts on the latest cutover of its listener (or rule), in the store.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Why, for the journal and the log.
-    #[arg(long)]
+    #[arg(long, short = 'r', value_name = "TEXT")]
     pub reason: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
+    /// json: the cutover's state (with ID) as one JSON object on stdout
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 /// Where the daemon is, for the client commands.
@@ -205,12 +315,13 @@ pub struct ServerArgs {
     /// The daemon's URL.
     #[arg(
         long,
+        short = 's',
         env = "CUTOVER_SERVER",
         value_name = "URL",
         default_value = "http://127.0.0.1:7878"
     )]
     pub server: String,
-    /// The API token.
+    /// The API token (better from CUTOVER_TOKEN or --token-file: a flag shows in `ps`).
     #[arg(long, env = "CUTOVER_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
     /// A file holding the API token.
@@ -292,13 +403,39 @@ pub fn check_token_file(file: &Path) -> anyhow::Result<()> {
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 pub enum LogFormat {
+    /// One line per event for people: time, level, the decisive part first
     Text,
+    /// One JSON object per line, with the cutover id and the numbers as fields
     Json,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum ColorWhen {
+    /// On a terminal, unless NO_COLOR is set or TERM=dumb
+    Auto,
+    /// Always, also into a pipe or a file
+    Always,
+    /// Never
+    Never,
+}
+
+impl From<ColorWhen> for crate::live_log::output::ColorChoice {
+    fn from(c: ColorWhen) -> Self {
+        use crate::live_log::output::ColorChoice;
+        match c {
+            ColorWhen::Auto => ColorChoice::Auto,
+            ColorWhen::Always => ColorChoice::Always,
+            ColorWhen::Never => ColorChoice::Never,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 pub enum Output {
+    /// Lines for people
     Text,
+    /// One JSON object
     Json,
 }
 

@@ -7,9 +7,11 @@
 //!
 //! * [`args`]: the flags and subcommands;
 //! * `run.rs`: `run` and `rollback --config`, the commands that drive a cutover;
-//! * `status.rs`: `status`, and the summaries every command prints.
+//! * `status.rs`: `status`, and the summaries every command prints;
+//! * `offline.rs`: the commands that call no AWS: `validate`, `prune`, `completions`, `man`.
 
 pub mod args;
+mod offline;
 mod run;
 mod status;
 
@@ -41,7 +43,7 @@ pub const EXIT_ERROR: i32 = 1;
 /// Parses the arguments, runs the command and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, cli.color);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -62,24 +64,15 @@ pub fn main() -> i32 {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    // The SDK's own logs are noise in a live log unless asked for with CUTOVER_LOG.
-    let filter = EnvFilter::try_from_env("CUTOVER_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(
-            "info,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_elasticloadbalancingv2=warn,aws_sdk_cloudwatch=warn",
-        )
-    });
+fn init_logging(format: LogFormat, color: args::ColorWhen) {
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    match format {
-        LogFormat::Text => builder.compact().init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+    let ansi = crate::live_log::output::wants_color(
+        color.into(),
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("TERM").as_deref(),
+    );
+    crate::live_log::output::init(format == LogFormat::Json, ansi);
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
@@ -91,19 +84,30 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Store {
             action: args::StoreAction::Init,
         } => store_init(state_dir).await,
-        Command::Validate { config } => Ok(match load_plan(&config) {
-            Ok(plan) => {
-                println!(
-                    "{}: ok: {} steps: {}",
-                    config.display(),
-                    plan.steps.len(),
-                    engine::describe_steps(&plan)
-                );
-                0
+        Command::Validate { config, output } => Ok(offline::validate(&config, output)),
+        Command::Completions { shell } => Ok(offline::completions(shell)),
+        Command::Health { server } => Ok(match crate::daemon::client::health(&server).await {
+            Ok(()) => {
+                println!("{server}: healthy");
+                EXIT_OK
             }
-            Err(code) => code,
+            Err(e) => {
+                error!("unhealthy: {e:#}");
+                EXIT_ERROR
+            }
         }),
-        Command::Backtest { config, new, from, to } => crate::backtest::run(&config, new, &from, to.as_deref()).await,
+        Command::Man { dir } => offline::man(dir.as_deref()),
+        Command::Prune { older_than, dry_run } => {
+            let store = open_store(state_dir.clone()).await?;
+            offline::prune(store, older_than, dry_run).await
+        }
+        Command::Backtest {
+            config,
+            new,
+            from,
+            to,
+            output,
+        } => crate::backtest::run(&config, new, &from, to.as_deref(), output == Output::Json).await,
         Command::Run { config, output } => {
             let Ok(plan) = load_plan(&config) else {
                 return Ok(EXIT_USAGE);
@@ -125,8 +129,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => match (id, config) {
             (Some(id), _) => match server.client()?.action(&id, "rollback", Some(&reason)).await {
                 Ok(v) => {
-                    info!("traffic restored: {}; the daemon runs the undo chain", v["weights"]);
-                    println!("{v}");
+                    match output {
+                        Output::Json => println!("{v}"),
+                        Output::Text => println!(
+                            "{id}: traffic restored ({}); the daemon runs the undo chain",
+                            serde_json::from_value::<crate::color::Percents>(v["weights"].clone())
+                                .map(|w| w.to_string())
+                                .unwrap_or_else(|_| v["weights"].to_string())
+                        ),
+                    }
                     Ok(EXIT_OK)
                 }
                 Err(e) => match e.downcast_ref::<crate::daemon::client::ApiFailure>() {
@@ -153,27 +164,42 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             tls_cert,
             tls_key,
             name,
+            retain,
             budget,
         } => {
             // Before any AWS call: every client of the process paces its calls by it.
             let budget = budget.unwrap_or_default();
             crate::budget::install(&budget);
             info!("AWS API budget (calls a second / burst): {}", budget.describe());
-            serve(listen, plans, token_file, tls_cert.zip(tls_key), state_dir, name).await
+            serve(
+                listen,
+                plans,
+                token_file,
+                tls_cert.zip(tls_key),
+                state_dir,
+                name,
+                retain,
+            )
+            .await
         }
         Command::Start {
             plan,
             vars,
             wait,
             server,
+            output,
         } => {
             let client = server.client()?;
             let id = client.start(&plan, &vars).await?;
-            println!("{id}");
+            // The id at once, on its own line: a pipeline that loses the stream re-attaches with it.
+            match output {
+                Output::Json => println!("{}", serde_json::json!({ "id": id })),
+                Output::Text => println!("{id}"),
+            }
             if !wait {
                 return Ok(0);
             }
-            Ok(watch_exit(client.watch(&id).await?))
+            watch(&client, &id, output).await
         }
         Command::List { server, output } => {
             let list = server.client()?.list().await?;
@@ -183,7 +209,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Watch { id, server } => Ok(watch_exit(server.client()?.watch(&id).await?)),
+        Command::Watch { id, server, output } => watch(&server.client()?, &id, output).await,
         Command::Pause(a) => control(a, Control::Pause, state_dir).await,
         Command::Resume(a) => control(a, Control::Resume, state_dir).await,
         Command::Promote(a) => control(a, Control::Promote, state_dir).await,
@@ -260,15 +286,23 @@ async fn report(
     Ok(EXIT_OK)
 }
 
-/// The exit code of a watched cutover: its outcome's, or 1 if the stream ended without one.
-fn watch_exit(outcome: Option<Outcome>) -> i32 {
-    match outcome {
+/// `watch` (and `start --wait`): the live log until the end; with `--output json` the summary
+/// on stdout; the exit code is the outcome's, or 1 if the stream ended without one.
+async fn watch(client: &crate::daemon::client::Client, id: &str, output: Output) -> anyhow::Result<i32> {
+    let outcome = client.watch(id).await?;
+    if output == Output::Json {
+        match client.get(id).await {
+            Ok(state) => status::print_summary(&state.summary, output),
+            Err(e) => warn!("cannot read the summary of {id}: {e:#}"),
+        }
+    }
+    Ok(match outcome {
         Some(o) => o.exit_code(),
         None => {
             error!("the event stream ended before the cutover finished (the daemon stopped?)");
             EXIT_ERROR
         }
-    }
+    })
 }
 
 /// `pause`, `resume` or `promote`: through the daemon (`ID`), or through the journal of the
@@ -282,7 +316,18 @@ async fn control(a: ControlArgs, kind: Control, state_dir: StoreArgs) -> anyhow:
             .client()?
             .action(&id, kind.as_str(), a.reason.as_deref())
             .await?;
-        println!("{v}");
+        match a.output {
+            Output::Json => println!("{v}"),
+            Output::Text => match serde_json::from_value::<crate::state::CutoverState>(v) {
+                Ok(state) => println!(
+                    "{id}: {} done; now {}{}",
+                    kind.as_str(),
+                    state.state_word(),
+                    state.step.map(|s| format!(" at {s}")).unwrap_or_default()
+                ),
+                Err(_) => println!("{id}: {} done", kind.as_str()),
+            },
+        }
         return Ok(EXIT_OK);
     };
     let Ok(plan) = load_plan(&config) else {
@@ -322,6 +367,7 @@ async fn serve(
     tls: Option<(PathBuf, PathBuf)>,
     state_dir: StoreArgs,
     name: Option<String>,
+    retain: Option<std::time::Duration>,
 ) -> anyhow::Result<i32> {
     if let Some(file) = &token_file
         && let Err(e) = args::check_token_file(file)
@@ -390,6 +436,7 @@ async fn serve(
             plans,
             store,
             tokens,
+            retain,
         },
         shutdown,
     )

@@ -8,7 +8,7 @@ use tracing::{error, info};
 use super::args::Output;
 use super::status::{not_started, print_bare, print_summary};
 use super::{EXIT_ERROR, EXIT_OK, EXIT_UNSAFE, EXIT_USAGE, signals};
-use crate::aws::Clients;
+use crate::aws::{Clients, Patience};
 use crate::color::{Color, Split};
 use crate::config::Plan;
 use crate::engine::start::{self, NotStarted};
@@ -27,7 +27,7 @@ const START_WAIT: Duration = Duration::from_secs(5);
 
 /// `cutover run`: one cutover in the foreground; the lock is held until it ends.
 pub(super) async fn run(plan: Plan, store: Arc<dyn Store>, output: Output) -> anyhow::Result<i32> {
-    let clients = Clients::load().await;
+    let clients = Clients::load(crate::aws::arn_region(&plan.alb.listener_arn), Patience::Driving).await;
     let alb = Alb::new(clients.elbv2.clone(), &plan.alb);
     let owner = format!("run {}", engine::whoami());
     let principal = engine::principal();
@@ -195,7 +195,10 @@ pub(super) async fn rollback(
         }
         None => None,
     };
-    let clients = Clients::load().await;
+    // Someone waits at a terminal, in an incident: each call fails fast on a hung endpoint
+    // (the interactive deadlines), and the write and its read-back are still retried until the
+    // plan's verify_timeout, so a merely slow or throttled API still gets traffic back.
+    let clients = Clients::load(crate::aws::arn_region(&plan.alb.listener_arn), Patience::Interactive).await;
     let alb = Alb::new(clients.elbv2.clone(), &plan.alb);
     let started = Instant::now();
     let by = engine::whoami();
@@ -214,12 +217,18 @@ pub(super) async fn rollback(
     let split = match restored {
         Ok(split) => split,
         Err(e) => {
-            error!("UNSAFE: could not confirm traffic back on {live}: {e:#}");
+            // The traffic error itself: the engine's wrapper says "could not confirm traffic
+            // back" too, and the line would say it twice.
+            let why = match &e {
+                engine::EngineError::Traffic(t) => t.to_string(),
+                other => format!("{other:#}"),
+            };
+            error!("UNSAFE: could not confirm traffic back on {live}: {why}");
             print_bare(
                 &plan,
                 output,
                 Outcome::Unsafe,
-                format!("could not confirm traffic back on {live}: {e:#}"),
+                format!("could not confirm traffic back on {live}: {why}"),
             );
             return Ok(EXIT_UNSAFE);
         }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use tracing::error;
 
 use super::args::Output;
-use crate::aws::Clients;
+use crate::aws::{Clients, Patience};
 use crate::color::Color;
 use crate::config::Plan;
 use crate::journal::{self, Journal, Store};
@@ -18,7 +18,8 @@ use crate::traffic::{Alb, Traffic};
 /// `cutover status`: the weights now, and the latest cutover of the plan's target.
 pub(super) async fn status(plan: Plan, store: Arc<dyn Store>, output: Output) -> anyhow::Result<i32> {
     let target = plan.alb.target_arn().to_string();
-    let clients = Clients::load().await;
+    // Someone is waiting at a terminal: an unreachable endpoint is an error within seconds.
+    let clients = Clients::load(crate::aws::arn_region(&plan.alb.listener_arn), Patience::Interactive).await;
     let alb = Alb::new(clients.elbv2, &plan.alb);
     let split = alb
         .read()
@@ -84,7 +85,9 @@ pub(super) async fn status(plan: Plan, store: Arc<dyn Store>, output: Output) ->
                         }
                     }
                     for st in &s.steps {
-                        println!("  {:<12} {:?}", st.label, st.status);
+                        // The same word as the JSON (`done`, `undone`), not Rust's `Done`.
+                        let word = serde_json::to_value(st.status).expect("a step status serializes");
+                        println!("  {:<12} {}", st.label, word.as_str().unwrap_or_default());
                     }
                 }
                 None => println!("latest cutover: none recorded in the {}", store.describe()),

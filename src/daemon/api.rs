@@ -4,20 +4,18 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use super::Daemon;
 use crate::color::Color;
@@ -26,19 +24,15 @@ use crate::engine::operator::{self, Control, ControlError};
 use crate::engine::start::{self, NotStarted};
 use crate::engine::{self};
 use crate::journal::{self, Journal, JournalError, Record};
-use crate::saga::Saga;
 use crate::state::CutoverState;
 use crate::traffic::Alb;
 
 /// The OpenAPI document of the control API, checked in at `api/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../api/openapi.json");
 
-/// How often an event stream looks for new journal records.
-const EVENT_POLL: Duration = Duration::from_millis(200);
-
 /// An API error: a status and a JSON body `{"error": "…"}`.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -59,7 +53,7 @@ impl From<JournalError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// The routes: `/health` and `/metrics` open, everything under `/v1` behind the token.
 pub fn router(daemon: Arc<Daemon>) -> Router {
@@ -67,7 +61,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/cutovers", post(start).get(list))
         .route("/v1/cutovers/{id}", get(get_one))
-        .route("/v1/cutovers/{id}/events", get(events))
+        .route("/v1/cutovers/{id}/events", get(super::events::events))
         .route("/v1/cutovers/{id}/report", get(report))
         .route("/v1/cutovers/{id}/rollback", post(rollback))
         .route(
@@ -89,22 +83,32 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route(
             "/v1/cutovers/{id}/reject",
             post(|s, p, c, k, b| control_action(Control::Reject, s, p, c, k, b)),
-        )
-        .route_layer(middleware::from_fn_with_state(daemon.clone(), auth));
+        );
+    // The token is checked before routing, for every path under /v1: an unknown /v1 path or
+    // method answers 401 without a token, so the routes cannot be listed unauthenticated.
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .merge(v1)
         .fallback(|| async { err(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(middleware::from_fn_with_state(daemon.clone(), auth))
         .with_state(daemon)
 }
 
+/// Whether a path is the API's, behind the token.
+fn needs_token(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
+}
+
 async fn auth(State(d): State<Arc<Daemon>>, headers: HeaderMap, req: Request, next: Next) -> Response {
-    let given = headers
+    if !needs_token(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let given = presented.unwrap_or("");
     // Constant time in each token's content (their lengths are not a secret worth hiding);
     // every token is compared, so the time does not say which one matched.
     let mut caller = None;
@@ -119,7 +123,17 @@ async fn auth(State(d): State<Arc<Daemon>>, headers: HeaderMap, req: Request, ne
             req.extensions_mut().insert(Caller(name));
             next.run(req).await
         }
-        None => err(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response(),
+        None => {
+            // RFC 6750: say which scheme, and whether the token given was wrong.
+            let challenge = match presented {
+                Some(_) => r#"Bearer realm="cutover", error="invalid_token""#,
+                None => r#"Bearer realm="cutover""#,
+            };
+            let mut resp = err(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static(challenge));
+            resp
+        }
     }
 }
 
@@ -250,7 +264,7 @@ fn caller(token: &Caller, by: Option<String>, addr: SocketAddr) -> String {
 
 impl Daemon {
     /// The journal of cutover `id`, with its records; 404 when there is none.
-    async fn journal(&self, id: &str) -> ApiResult<(Journal, Vec<Record>)> {
+    pub(super) async fn journal(&self, id: &str) -> ApiResult<(Journal, Vec<Record>)> {
         if !valid_id(id) {
             return Err(err(StatusCode::NOT_FOUND, format!("no cutover {id}")));
         }
@@ -347,52 +361,6 @@ async fn list(State(d): State<Arc<Daemon>>) -> ApiResult<Json<Value>> {
 
 async fn get_one(State(d): State<Arc<Daemon>>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<CutoverState>> {
     Ok(Json(d.state_of(&id).await?))
-}
-
-/// Server-sent events: every journal record from the start, then new ones as they come,
-/// until the cutover finishes (or the daemon shuts down).
-async fn events(
-    State(d): State<Arc<Daemon>>,
-    UrlPath(id): UrlPath<String>,
-) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>>> {
-    let (journal, _) = d.journal(&id).await?;
-    let reader = journal.reader();
-    let shutdown = d.shutdown.clone();
-    // The stream ends once everything written so far is sent and the saga has finished (as the
-    // saga sees it: a promotion journaled while an operator's rollback runs is not the end).
-    let stream = futures_util::stream::unfold(
-        (
-            reader,
-            std::collections::VecDeque::<Record>::new(),
-            Saga::default(),
-            shutdown,
-            0u64,
-        ),
-        |(mut reader, mut queue, mut saga, shutdown, mut n)| async move {
-            loop {
-                if let Some(r) = queue.pop_front() {
-                    n += 1;
-                    let _ = saga.apply(&r.event);
-                    let data = serde_json::to_string(&r).unwrap_or_default();
-                    let ev = SseEvent::default().event("record").id(n.to_string()).data(data);
-                    return Some((Ok(ev), (reader, queue, saga, shutdown, n)));
-                }
-                if *shutdown.borrow() {
-                    return None;
-                }
-                match reader.read_new().await {
-                    Ok(records) if !records.is_empty() => queue.extend(records),
-                    Ok(_) if saga.outcome().is_some() => return None,
-                    Ok(_) => tokio::time::sleep(EVENT_POLL).await,
-                    Err(e) => {
-                        warn!("event stream: {e}");
-                        return None;
-                    }
-                }
-            }
-        },
-    );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// `GET /v1/cutovers/ID/report` query (`format` in `api/openapi.json`).

@@ -91,6 +91,11 @@ impl Cache {
         Ok(entry.state.clone())
     }
 
+    /// Forgets a pruned cutover.
+    pub(super) fn forget(&self, id: &str) {
+        self.entries.lock().unwrap().remove(id);
+    }
+
     /// The state of cutover `id` as last read, without reading (`None`: never read, or being read).
     pub(super) fn cached(&self, id: &str) -> Option<CutoverState> {
         let entry = self.entries.lock().unwrap().get(id)?.clone();

@@ -2,8 +2,6 @@
 //! `rollback|pause|resume|promote ID`. They talk to `cutover serve` over its
 //! control API and render its event stream as the same live log `run` prints.
 
-use std::io::Write;
-
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 
@@ -125,22 +123,25 @@ impl Client {
         .await
     }
 
-    /// Streams a cutover's events to stderr as the live log until it finishes; returns its outcome.
+    /// Streams a cutover's events as the live log (stderr, in `--log-format`) until it
+    /// finishes; returns its outcome.
     ///
     /// If the stream breaks before the end (the daemon restarted), it reconnects for up to
-    /// `RECONNECT_FOR` and skips the records it has already shown. The outcome is the saga's,
-    /// folded from the records, not merely the first `finished` record.
+    /// `RECONNECT_FOR` with `Last-Event-ID` set to the last record it showed, so the daemon
+    /// sends only what came after (records it sees again, from a daemon that replays anyway,
+    /// are skipped by their id). The outcome is the saga's, folded from the records, not
+    /// merely the first `finished` record.
     pub async fn watch(&self, id: &str) -> anyhow::Result<Option<Outcome>> {
         let url = format!("{}/v1/cutovers/{id}/events", self.base);
         let mut renderer = Renderer::new();
         let mut saga = Saga::default();
-        let mut seen = 0usize;
+        let mut last: Option<u64> = None;
         let mut broken_since: Option<std::time::Instant> = None;
         loop {
-            match self.stream_once(&url, &mut renderer, &mut saga, &mut seen).await {
+            match self.stream_once(&url, id, &mut renderer, &mut saga, &mut last).await {
                 Ok(()) if saga.outcome().is_some() => return Ok(saga.outcome().map(|(o, _)| o)),
                 Ok(()) => {}
-                Err(e) if seen == 0 && broken_since.is_none() => return Err(e),
+                Err(e) if last.is_none() && broken_since.is_none() => return Err(e),
                 Err(e) => tracing::warn!("event stream: {e:#}"),
             }
             let since = *broken_since.get_or_insert_with(std::time::Instant::now);
@@ -151,54 +152,92 @@ impl Client {
         }
     }
 
-    /// One connection: renders records after the first `seen` ones; returns when the stream ends.
+    /// One connection: renders the records after `last` (the id of the last one shown);
+    /// returns when the stream ends.
     async fn stream_once(
         &self,
         url: &str,
+        id: &str,
         renderer: &mut Renderer,
         saga: &mut Saga,
-        seen: &mut usize,
+        last: &mut Option<u64>,
     ) -> anyhow::Result<()> {
-        let mut resp = self
+        use futures_util::StreamExt;
+        let mut req = self
             .http
             .get(url)
             .bearer_auth(&self.token)
-            .header("accept", "text/event-stream")
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
+            .header("accept", "text/event-stream");
+        if let Some(n) = last {
+            req = req.header("last-event-id", n.to_string());
+        }
+        let resp = req.send().await.with_context(|| format!("GET {url}"))?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap_or_default();
             bail!("GET {url}: HTTP {status}: {text}");
         }
-        let mut buf = String::new();
-        let mut index = 0usize;
-        let stderr = std::io::stderr();
-        while let Some(chunk) = resp.chunk().await.context("reading the event stream")? {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            // SSE: events are separated by a blank line; a record is one `data:` line.
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                for line in block.lines() {
-                    let Some(data) = line.strip_prefix("data:") else {
-                        continue;
-                    };
-                    let Ok(record) = serde_json::from_str::<Record>(data.trim_start()) else {
-                        continue;
-                    };
-                    index += 1;
-                    if index <= *seen {
-                        continue; // Shown before a reconnect.
-                    }
-                    *seen = index;
-                    let _ = saga.apply(&record.event);
-                    let _ = writeln!(stderr.lock(), "{}", renderer.text(&record));
-                }
+        let mut records = std::pin::pin!(records(resp.bytes_stream()));
+        while let Some(item) = records.next().await {
+            let (n, record) = item?;
+            if let (Some(n), Some(seen)) = (n, *last)
+                && n <= seen
+            {
+                continue; // Shown before a reconnect.
             }
+            *last = n.or(last.map(|l| l + 1)).or(Some(1));
+            let _ = saga.apply(&record.event);
+            let line = renderer.render(&record.event);
+            crate::live_log::output::log(&line, Some(id), Some(&record.at));
         }
         Ok(())
     }
+}
+
+/// The journal records of a daemon's event stream, with their ids (the record's position,
+/// from 1), decoded by `eventsource-stream`: a character split across two chunks, a `data`
+/// field over several lines and comments (keep-alives) are the parser's business. Events of
+/// another type than `record`, and data that is not a record, are skipped.
+pub fn records<S, B, E>(bytes: S) -> impl futures_util::Stream<Item = anyhow::Result<(Option<u64>, Record)>>
+where
+    S: futures_util::Stream<Item = Result<B, E>>,
+    B: AsRef<[u8]>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+    bytes.eventsource().filter_map(|item| async move {
+        match item {
+            Err(e) => Some(Err(anyhow!("reading the event stream: {e}"))),
+            Ok(ev) if ev.event != "record" => None,
+            Ok(ev) => serde_json::from_str::<Record>(&ev.data)
+                .ok()
+                .map(|r| Ok((ev.id.parse().ok(), r))),
+        }
+    })
+}
+
+/// How long `cutover health` waits for the daemon's answer: a container runtime runs the check
+/// every 30 s and counts a slow answer as a failure anyway.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `cutover health`: whether the daemon at `server` answers `GET /health` with 200 (no token:
+/// the endpoint is open).
+pub async fn health(server: &str) -> anyhow::Result<()> {
+    let base = server.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        bail!("--server {server:?} is not an http:// or https:// URL");
+    }
+    let url = format!("{base}/health");
+    let http = reqwest::Client::builder()
+        .timeout(HEALTH_TIMEOUT)
+        .build()
+        .context("building the HTTP client")?;
+    let resp = http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+    if !resp.status().is_success() {
+        bail!("GET {url}: HTTP {}", resp.status().as_u16());
+    }
+    Ok(())
 }
 
 /// How long `watch` keeps reconnecting to a daemon that went away (a restart takes seconds).
@@ -248,5 +287,75 @@ mod tests {
         );
         assert!(parse_var("version=1").is_err());
         assert!(parse_var("NOEQUALS").is_err());
+    }
+
+    /// The records `records` decodes from `chunks`, as (id, the note's message).
+    async fn decode(chunks: Vec<Vec<u8>>) -> Vec<(Option<u64>, String)> {
+        use futures_util::StreamExt;
+        let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+        records(stream)
+            .map(|r| {
+                let (id, record) = r.unwrap();
+                match record.event {
+                    crate::saga::Event::Note { message, .. } => (id, message),
+                    other => panic!("not a note: {other:?}"),
+                }
+            })
+            .collect()
+            .await
+    }
+
+    fn note(message: &str) -> String {
+        format!(r#"{{"at":"2026-11-22T02:46:30.453Z","event":"note","step":0,"level":"warn","message":"{message}"}}"#)
+    }
+
+    /// Regression (issue 14.7): the client decoded UTF-8 chunk by chunk, so a `→` split across
+    /// two chunks (as a proxy or TLS may split it) came out as two replacement characters.
+    #[tokio::test]
+    async fn a_character_split_across_chunks_survives() {
+        let text = format!(
+            "event: record\nid: 7\ndata: {}\n\n",
+            note("fail 2/2 → rollback, p ≤ 0.01")
+        );
+        let bytes = text.into_bytes();
+        // Cut inside every multi-byte character in turn, and everywhere else too.
+        for cut in 1..bytes.len() {
+            let got = decode(vec![bytes[..cut].to_vec(), bytes[cut..].to_vec()]).await;
+            assert_eq!(
+                got,
+                [(Some(7), "fail 2/2 → rollback, p ≤ 0.01".to_string())],
+                "cut at {cut}"
+            );
+        }
+        // One byte a chunk.
+        let got = decode(bytes.iter().map(|b| vec![*b]).collect()).await;
+        assert_eq!(got[0].1, "fail 2/2 → rollback, p ≤ 0.01");
+    }
+
+    /// Regression (issue 14.7): only a single-line `data:` was understood. The standard joins
+    /// the lines of a multi-line `data` with newlines, which JSON takes as whitespace.
+    #[tokio::test]
+    async fn multi_line_data_comments_ids_and_other_events() {
+        let record = note("two lines");
+        let (head, tail) = record.split_at(record.find(",\"event\"").unwrap() + 1);
+        let text = format!(
+            ": keep-alive\n\n\
+             event: record\nid: 1\ndata: {head}\ndata: {tail}\n\n\
+             event: ping\ndata: {{}}\n\n\
+             event: record\r\nid: 2\r\ndata:{}\r\n\r\n\
+             event: record\ndata: {}\n\n",
+            note("crlf, no space after the colon"),
+            note("no id")
+        );
+        let got = decode(vec![text.into_bytes()]).await;
+        assert_eq!(
+            got,
+            [
+                (Some(1), "two lines".to_string()),
+                (Some(2), "crlf, no space after the colon".to_string()),
+                // The standard keeps the last id for an event that sets none.
+                (Some(2), "no id".to_string()),
+            ]
+        );
     }
 }

@@ -22,6 +22,7 @@
 //!
 //! * `mod.rs` (this file): [`serve`], the shared [`Daemon`], spawning and resuming engines;
 //! * `api.rs`: the routes, authentication and handlers;
+//! * `events.rs`: a cutover's journal as server-sent events, resumed from `Last-Event-ID`;
 //! * `cache.rs`: each journal's [`CutoverState`](crate::state::CutoverState), read incrementally;
 //! * `prometheus.rs`: `/metrics`;
 //! * [`client`]: the command-line clients of the API.
@@ -29,6 +30,7 @@
 mod api;
 mod cache;
 pub mod client;
+mod events;
 mod prometheus;
 
 pub use api::{OPENAPI, router, valid_var_key};
@@ -63,7 +65,12 @@ pub struct Options {
     pub store: Arc<dyn Store>,
     /// The API's callers: `(name, token)`; the name is recorded on what each caller does.
     pub tokens: Vec<(String, String)>,
+    /// `--retain`: prune finished cutovers older than this, every [`PRUNE_EVERY`].
+    pub retain: Option<Duration>,
 }
+
+/// How often a daemon with `--retain` prunes.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Shared state of the daemon.
 pub struct Daemon {
@@ -92,6 +99,29 @@ impl Drop for Forget {
     }
 }
 
+/// The region the plans in `dir` are in, when their ARNs agree on one (the daemon has one set of
+/// clients; `AWS_REGION` still wins, see [`crate::aws::load_for`]).
+fn plans_region(dir: &std::path::Path) -> Option<String> {
+    let mut regions = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "toml")
+            && let Ok(plan) = crate::config::load(&path)
+            && let Some(r) = crate::aws::arn_region(&plan.alb.listener_arn)
+        {
+            regions.insert(r.to_string());
+        }
+    }
+    if regions.len() > 1 {
+        warn!(
+            "the plans are in several regions ({}): the daemon calls one, so set AWS_REGION",
+            regions.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+        return None;
+    }
+    regions.into_iter().next()
+}
+
 /// Runs the daemon on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: std::net::TcpListener,
@@ -100,13 +130,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let region = plans_region(&opts.plans);
     let daemon = Arc::new(Daemon {
         owner: format!("serve {}", opts.name),
         plans: opts.plans,
         cache: cache::Cache::new(opts.store.clone()),
         store: opts.store,
         tokens: opts.tokens,
-        aws: Clients::load().await,
+        aws: Clients::load(region.as_deref(), crate::aws::Patience::Driving).await,
         tasks: Mutex::new(HashMap::new()),
         shutdown: stop_rx,
         rescue_passes: Default::default(),
@@ -121,6 +152,16 @@ pub async fn serve(
             }
         })
     };
+
+    let pruner = opts.retain.map(|keep| {
+        let d = daemon.clone();
+        tokio::spawn(async move {
+            loop {
+                d.prune(keep).await;
+                tokio::time::sleep(PRUNE_EVERY).await;
+            }
+        })
+    });
 
     let app = router(daemon.clone());
     let handle = axum_server::Handle::new();
@@ -149,10 +190,48 @@ pub async fn serve(
     }
     // Dropping the tasks stops them where they are; the journal has the rest.
     rescuer.abort();
+    if let Some(p) = pruner {
+        p.abort();
+    }
     for (_, task) in daemon.tasks.lock().unwrap().drain() {
         task.abort();
     }
     Ok(())
+}
+
+impl Daemon {
+    /// Deletes the journals retention allows ([`journal::retention`]) and forgets their states.
+    async fn prune(&self, keep: Duration) {
+        let ids = match journal::retention::prunable(&self.store, keep, std::time::SystemTime::now()).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                warn!("retention: cannot read the {}: {e}", self.store.describe());
+                return;
+            }
+        };
+        let mut pruned = 0;
+        for id in ids {
+            if self.drives(&id) {
+                continue;
+            }
+            match self.store.remove(&id).await {
+                Ok(()) => {
+                    self.cache.forget(&id);
+                    pruned += 1;
+                }
+                Err(e) => {
+                    warn!("retention: {e}");
+                    return;
+                }
+            }
+        }
+        if pruned > 0 {
+            info!(
+                "retention: pruned {pruned} finished cutover(s) older than {}",
+                humantime::format_duration(keep)
+            );
+        }
+    }
 }
 
 /// Why an engine could not be spawned.

@@ -39,7 +39,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use tracing::{error, info, warn};
+use tracing::warn;
 
 use crate::color::{Color, Split};
 use crate::config::{Plan, Step, fmt_permille};
@@ -335,6 +335,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         journal: Journal,
         clock: Clock,
     ) -> Result<Self, EngineError> {
+        let plan_streak_limit = plan.rollback.criteria.failures_to_rollback;
         let mut engine = Engine {
             saga: Mutex::new(Saga::judging(plan.rollback.criteria.clone())),
             last_read: Mutex::new((tokio::time::Instant::now(), 0)),
@@ -351,7 +352,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             clock,
             deadline: None,
             who: whoami(),
-            renderer: Mutex::new(Renderer::new()),
+            renderer: Mutex::new(Renderer::new().with_streak_limit(plan_streak_limit)),
         };
         let records = engine.sync().await?;
         // Render what is already there so the live log's context (colours, labels) is known.
@@ -512,12 +513,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Shows a journaled event in the live log.
     fn show(&self, event: &Event) {
         let line = self.renderer.lock().unwrap().render(event);
-        let step = line.step.unwrap_or_default();
-        match line.level {
-            Level::Info => info!(step = %step, "{}", line.message),
-            Level::Warn => warn!(step = %step, "{}", line.message),
-            Level::Error => error!(step = %step, "{}", line.message),
-        }
+        crate::live_log::output::log(&line, Some(self.journal.id()), None);
     }
 
     async fn note(&self, step: Option<usize>, level: Level, message: String) -> Result<(), JournalError> {

@@ -386,6 +386,19 @@ impl Store for StateDir {
         Box::pin(async move { self.ids_now() })
     }
 
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), JournalError>> {
+        Box::pin(async move {
+            // An id is a directory name of `cutovers/`, never a path.
+            if id.is_empty() || id.contains('/') || id.starts_with('.') {
+                return Err(JournalError::NotFound(id.to_string()));
+            }
+            let dir = self.root.join("cutovers").join(id);
+            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+            let parent = self.root.join("cutovers");
+            File::open(&parent).and_then(|d| d.sync_all()).map_err(io_err(&parent))
+        })
+    }
+
     fn describe(&self) -> String {
         format!("state directory {}", self.root.display())
     }

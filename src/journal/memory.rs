@@ -240,6 +240,18 @@ impl Store for MemoryStore {
         Box::pin(async move { Ok(self.inner.lock().unwrap().journals.keys().cloned().collect()) })
     }
 
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), JournalError>> {
+        Box::pin(async move {
+            let mut inner = self.inner.lock().unwrap();
+            inner.plans.remove(id);
+            inner
+                .journals
+                .remove(id)
+                .map(|_| ())
+                .ok_or_else(|| JournalError::NotFound(id.to_string()))
+        })
+    }
+
     fn describe(&self) -> String {
         "memory store".into()
     }

@@ -29,12 +29,14 @@
 //!   [`Reader`] handles the engine and the daemon use;
 //! * [`local`]: the state directory (`--state-dir`), the zero-setup default;
 //! * [`dynamo`]: one DynamoDB table (`--store dynamodb://TABLE`), shared across machines;
-//! * [`memory`]: a store in memory, for unit tests.
+//! * [`memory`]: a store in memory, for unit tests;
+//! * [`retention`]: which journals may be pruned (`cutover prune`, `serve --retain`).
 
 pub mod dynamo;
 mod local;
 #[cfg(test)]
 pub mod memory;
+pub mod retention;
 
 pub use dynamo::DynamoStore;
 pub use local::StateDir;
@@ -223,6 +225,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn lease<'a>(&'a self, target: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>, JournalError>>;
     /// Every cutover id, oldest first (ids sort by start time).
     fn ids(&self) -> BoxFuture<'_, Result<Vec<String>, JournalError>>;
+    /// Deletes a cutover's journal and plan copy, for retention ([`retention`] decides which).
+    /// A store that cannot prune says so.
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), JournalError>> {
+        Box::pin(async move {
+            Err(JournalError::Store(format!(
+                "the {} does not prune cutover {id}: it keeps every journal",
+                self.describe()
+            )))
+        })
+    }
     /// Where the store is, for messages: `state directory /var/lib/cutover`.
     fn describe(&self) -> String;
     /// Whether a read costs next to nothing (a local file): then an owner reads its journal every

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use cutover::color::{Color, Split};
 use serde_json::{Value, json};
 
+use crate::daemon_contract::sample;
 use crate::util::*;
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
@@ -223,7 +224,7 @@ run = ["sh", "-c", "echo \"$CUTOVER_VAR_VERSION\" > version.txt"]
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("weights verified by read-back"), "{log}");
     assert!(log.contains("green pass: "), "{log}");
-    assert!(log.contains("cutover promoted"), "{log}");
+    assert!(log.contains("PROMOTED"), "{log}");
     assert_eq!(
         std::fs::read_to_string(dir.join("version.txt")).unwrap().trim(),
         "2.1.0"
@@ -269,20 +270,49 @@ run = ["sh", "-c", "echo \"$CUTOVER_VAR_VERSION\" > version.txt"]
 
     let (_, text) = call("GET", &format!("{}/metrics", s.url), None, None).await;
     let text = text.as_str().unwrap().to_string();
-    check_prometheus(&text);
-    assert!(
-        text.contains("cutover_cutovers_total{outcome=\"promoted\"} 1"),
-        "{text}"
+    let page = crate::daemon_contract::check_prometheus(&text);
+    // Counters by service (the plans' service is `it`), one for each outcome and trigger.
+    assert_eq!(
+        sample(
+            &page,
+            "cutover_cutovers_total",
+            &[("service", "it"), ("outcome", "promoted")]
+        ),
+        1.0
     );
-    assert!(
-        text.contains("cutover_cutovers_total{outcome=\"rolled_back\"} 1"),
-        "{text}"
+    assert_eq!(
+        sample(
+            &page,
+            "cutover_cutovers_total",
+            &[("service", "it"), ("outcome", "rolled_back")]
+        ),
+        1.0
     );
-    assert!(text.contains("cutover_rollbacks_total{trigger=\"judge\"} 1"), "{text}");
-    assert!(
-        text.contains("cutover_aws_calls_total{operation=\"ModifyListener\"}"),
-        "{text}"
+    assert_eq!(
+        sample(
+            &page,
+            "cutover_rollbacks_total",
+            &[("service", "it"), ("trigger", "judge")]
+        ),
+        1.0
     );
+    assert!(crate::daemon_contract::sample(&page, "cutover_aws_calls_total", &[("operation", "ModifyListener")]) > 0.0);
+    assert_eq!(
+        sample(&page, "cutover_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        1.0
+    );
+    assert_eq!(crate::daemon_contract::sample(&page, "cutover_journals", &[]), 2.0);
+    // The judge's rollback was detected and restored once: one observation in each histogram.
+    for name in ["cutover_detection_seconds", "cutover_rollback_duration_seconds"] {
+        let h = &page.families[name];
+        assert_eq!(h.family_type, openmetrics_parser::PrometheusType::Histogram, "{name}");
+        let s = h.iter_samples().next().unwrap();
+        let openmetrics_parser::PrometheusValue::Histogram(v) = &s.value else {
+            panic!("{name}")
+        };
+        assert_eq!(v.count, Some(1), "{name}: {text}");
+    }
+    assert!(!text.contains("_percent"), "shares are ratios: {text}");
 }
 
 trait TapMkdir {
@@ -296,29 +326,6 @@ impl TapMkdir for PathBuf {
 }
 
 /// Every line of a Prometheus text exposition is a comment or `name{labels} value`.
-fn check_prometheus(text: &str) {
-    for line in text.lines() {
-        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") || line.is_empty() {
-            continue;
-        }
-        let (name_labels, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {line:?}"));
-        value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {line:?}"));
-        let name = name_labels.split('{').next().unwrap();
-        assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-            "bad name in {line:?}"
-        );
-        if let Some(labels) = name_labels.strip_prefix(name)
-            && !labels.is_empty()
-        {
-            assert!(
-                labels.starts_with('{') && labels.ends_with('}'),
-                "bad labels in {line:?}"
-            );
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_actions_pause_resume_promote_and_rollback() {
     let moto = Moto::start();
@@ -614,7 +621,7 @@ async fn watch_replays_the_past_then_streams_live_until_the_end() {
     let first = log.lines().next().unwrap_or_default();
     assert!(first.contains(&format!("cutover {id} of it: blue is live")), "{first}");
     assert!(log.contains("step 2/2 shift 100%: started"), "{log}");
-    assert!(log.lines().last().unwrap().contains("cutover promoted"), "{log}");
+    assert!(log.lines().last().unwrap().contains("PROMOTED"), "{log}");
 }
 
 /// A pipeline's `start --wait` outlives a daemon restart: it reconnects and exits with the

@@ -131,7 +131,7 @@ async fn a_healthy_cutover_is_promoted() {
     assert_eq!(hooks_log(&wd), ["deploy green"]);
     // The live log shows the numbers behind each verdict.
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("green pass: 5xx 0.00%"), "{log}");
+    assert!(log.contains("green pass: 5xx 0% "), "{log}");
     assert!(log.contains("weights verified by read-back"), "{log}");
 }
 
@@ -386,6 +386,9 @@ async fn a_split_start_is_not_started_and_changes_nothing() {
     let s = json(&out);
     assert_eq!(s["outcome"], "not_started");
     assert!(s["reason"].as_str().unwrap().contains("blue 70% green 30%"), "{s}");
+    // Regression (issue 14.11): it said `"id": ""`; no journal was created, so there is no id.
+    assert!(s.get("id").is_none(), "{s}");
+    assert_eq!(s["service"], "it");
     assert_eq!(weights(&world).await, split);
 }
 
@@ -416,4 +419,46 @@ async fn status_shows_weights_and_the_latest_cutover() {
     assert_eq!(s["weights"], json!({"blue": 0.0, "green": 100.0}));
     assert_eq!(s["latest"]["outcome"], "promoted");
     assert_eq!(s["running"], false);
+}
+
+/// An alarm of `rollback.alarms` that goes to ALARM mid-bake rolls the cutover back at once,
+/// through the binary's own DescribeAlarms (moto does not evaluate alarms: the test sets the
+/// state). Also the suite's one call of DescribeAlarms through a counted client, which keeps
+/// `cloudwatch:DescribeAlarms` in the IAM policy by test (issue 14.10).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alarm_in_alarm_rolls_back_at_once() {
+    let moto = Moto::start();
+    let world = fixture(&moto, &[]);
+    let wd = Workdir::new();
+    let _sim = Sim::start(&world, wd.path(), profile(0.0, 0.05));
+    let conf = sdk(&world.endpoint).await;
+    let cw = aws_sdk_cloudwatch::Client::new(&conf);
+    cw.put_metric_alarm()
+        .alarm_name("it-checkout-5xx")
+        .namespace("Cutover/Test")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(10.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    let steps = "[[steps]]\naction = \"shift\"\nweight = 50\nbake = \"10m\"\n\n[[steps]]\naction = \"shift\"\nweight = 100\nbake = \"3s\"\n";
+    let plan = wd.write_plan(&plan(&world, "alarms = [\"it-checkout-5xx\"]", steps));
+    let run = Background::start(&wd, &world.endpoint, &plan);
+    wait_for_event(&wd.state(), "bake_started", Duration::from_secs(30));
+    cw.set_alarm_state()
+        .alarm_name("it-checkout-5xx")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("the test says so")
+        .send()
+        .await
+        .unwrap();
+    let (code, s) = run.wait(Duration::from_secs(60));
+    assert_eq!(code, 3, "{s}");
+    assert_eq!(s["outcome"], "rolled_back");
+    assert!(s["reason"].as_str().unwrap().contains("it-checkout-5xx"), "{s}");
+    assert_eq!(weights(&world).await.holder(), Some(Color::Blue));
 }

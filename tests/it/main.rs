@@ -12,21 +12,28 @@
 )]
 
 mod adapters;
+mod aws_errors;
 mod backtest;
 mod budget;
 mod daemon;
+mod daemon_contract;
 mod e2e;
 #[path = "../support/fault_proxy.rs"]
 mod fault_proxy;
+mod help;
 mod humans;
 mod judge_e2e;
+mod machines;
 mod notify;
 mod openapi;
+mod packaging;
 mod plans;
 mod proxy;
 mod report;
 mod rescue;
+mod retention;
 mod safety;
 mod shared;
 mod store;
+mod terminal;
 mod util;

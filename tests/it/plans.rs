@@ -7,7 +7,9 @@ use crate::util::*;
 #[test]
 fn validate_accepts_the_examples_and_names_the_key_of_an_error() {
     let wd = Workdir::new();
-    for example in ["config/example.toml", "config/minimal.toml"] {
+    // Regression (issue 14.6): config/example.toml called scripts that did not exist, and
+    // validate did not notice; its commands are now the stand-ins in config/runbook/.
+    for example in ["config/example.toml", "config/minimal.toml", "config/runbook.toml"] {
         let path = root().join(example);
         let out = run(wd.cutover("http://127.0.0.1:9", &["validate", "--config", path.to_str().unwrap()]));
         assert_eq!(out.status.code(), Some(0), "{example}");

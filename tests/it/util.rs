@@ -42,6 +42,7 @@ impl Moto {
     /// DynamoDB's conditional writes are atomic, moto's threaded server's are not (two winners
     /// of one race, under load), and the leases rest on them.
     pub fn start() -> Moto {
+        call_log();
         let py = python();
         let server = root().join("deploy/local/moto_server.py");
         // Retry on the rare race where another test takes the port between probe and bind.
@@ -259,6 +260,7 @@ impl Workdir {
             .env_remove("AWS_PROFILE")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("CUTOVER_LOG_FORMAT", "text")
+            .env("CUTOVER_AWS_CALL_LOG", call_log())
             .stdin(Stdio::null());
         cmd
     }
@@ -317,4 +319,42 @@ pub fn alb_config(world: &World) -> cutover::config::Alb {
 
 pub fn profile_healthy() -> Value {
     serde_json::json!({"rps": 200, "blue_error_rate": 0.0, "green_error_rate": 0.0, "blue_latency": 0.05, "green_latency": 0.05})
+}
+
+/// The file every AWS operation of this run of the suite is logged to, by the `cutover`
+/// processes it starts and by the product code it runs in process (`cutover::aws::calls`):
+/// `target/tmp/aws-calls/it-PID.log`, beside `it-PID.full` when the run is the whole suite
+/// (no filter). `tests/iam_policy.rs` checks the newest whole run's against the IAM policies.
+pub fn call_log() -> PathBuf {
+    static LOG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aws-calls");
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = format!("it-{}", std::process::id());
+        let log = dir.join(format!("{run}.log"));
+        std::fs::write(&log, "").unwrap();
+        if whole_suite(std::env::args().skip(1)) {
+            std::fs::write(dir.join(format!("{run}.full")), "").unwrap();
+        }
+        cutover::aws::calls::log_to(log.clone());
+        log
+    })
+    .clone()
+}
+
+/// Whether the harness's arguments run every test: no name filter, no `--skip`, `--exact`
+/// or `--ignored` (the flags that take a value are stepped over).
+fn whole_suite(args: impl Iterator<Item = String>) -> bool {
+    let mut args = args.peekable();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" | "--shuffle-seed" => {
+                args.next();
+            }
+            "--skip" | "--exact" | "--ignored" | "--include-ignored" => return false,
+            flag if flag.starts_with('-') => {}
+            _ => return false,
+        }
+    }
+    true
 }

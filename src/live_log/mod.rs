@@ -5,11 +5,21 @@
 //! **Architecture Invariant:** the live log is a view of the journal. The engine
 //! never logs a decision that is not an event (hook output lines are the one
 //! exception: they are streamed, not journaled).
+//!
+//! A [`Line`] is for people (its `message`, short, the decisive part first) and for machines
+//! (its `fields`: the cutover id, the event, the numbers behind a verdict, the whole reason).
+//! The human form shows the message; the JSON form (`--log-format json`) shows both.
+//!
+//! * `mod.rs` (this file): [`Renderer`], one event in, one [`Line`] out;
+//! * `verdict.rs`: a verdict's short line and its fields;
+//! * [`output`]: where lines go: the tracing subscriber, its human and JSON forms, colour.
 
-use std::collections::BTreeMap;
+pub mod output;
+mod verdict;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::color::Color;
-use crate::journal::Record;
 use crate::saga::{Event, Level, StepInfo};
 
 /// What rendering needs to remember from earlier events: colours and step labels.
@@ -22,6 +32,12 @@ pub struct Renderer {
     labels: BTreeMap<usize, String>,
     /// Step index → its bake length in seconds.
     bake_secs: BTreeMap<usize, u64>,
+    /// The plan's `failures_to_rollback`, when known (the engine knows; a watcher parses it
+    /// from the judge's reason).
+    streak_limit: Option<u32>,
+    /// Reasons already shown (a verdict's, a rollback's): a later line refers to them instead
+    /// of repeating them.
+    said: BTreeSet<String>,
 }
 
 /// A rendered line.
@@ -31,11 +47,78 @@ pub struct Line {
     /// The step label, when the event is about a step.
     pub step: Option<String>,
     pub message: String,
+    /// The journal event it renders (`verdict`, `step_failed`, …).
+    pub kind: &'static str,
+    /// What the human form highlights.
+    pub mark: Option<Mark>,
+    /// The numbers and words behind the line, for the JSON form.
+    pub fields: Fields,
+}
+
+/// A line the human form highlights (in colour, and in capitals without it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// The decision to roll back, and the outcome of a rollback.
+    Rollback,
+    /// A rollback that could not be confirmed.
+    Unsafe,
+    /// The new colour holds all traffic.
+    Promoted,
+}
+
+impl Mark {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mark::Rollback => "rollback",
+            Mark::Unsafe => "unsafe",
+            Mark::Promoted => "promoted",
+        }
+    }
+}
+
+/// The machine-readable side of a line: each field is present only where it means something.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fields {
+    /// The whole reason (a verdict's, a failure's, an outcome's), however long.
+    pub reason: Option<String>,
+    /// `pass`, `fail`, `inconclusive`, `no_data`, `shared_failure`.
+    pub verdict: Option<&'static str>,
+    /// Consecutive failed verdicts, this one included.
+    pub streak: Option<u32>,
+    /// `failures_to_rollback`.
+    pub streak_limit: Option<u32>,
+    /// Whether this verdict rolls back.
+    pub rollback: Option<bool>,
+    /// The new colour's requests and 5xx errors the verdict was reached on, and their ratio.
+    pub requests: Option<f64>,
+    pub errors: Option<f64>,
+    pub error_rate: Option<f64>,
+    /// `max_error_rate`.
+    pub threshold: Option<f64>,
+    pub latency_seconds: Option<f64>,
+    pub latency_threshold_seconds: Option<f64>,
+    pub live_requests: Option<f64>,
+    pub live_error_rate: Option<f64>,
+    /// Judged time of the bake so far, and its length.
+    pub baked_secs: Option<u64>,
+    pub bake_secs: Option<u64>,
+    /// The new colour's share of traffic, in percent, after a verified write.
+    pub new_percent: Option<f64>,
+    /// `promoted`, `rolled_back`, … on the last line.
+    pub outcome: Option<&'static str>,
+    /// What started a rollback: `judge`, `step`, `operator`, …
+    pub trigger: Option<&'static str>,
 }
 
 impl Renderer {
     pub fn new() -> Renderer {
         Renderer::default()
+    }
+
+    /// A renderer that knows the plan's `failures_to_rollback` (for `FAIL 1/2`).
+    pub fn with_streak_limit(mut self, limit: u32) -> Renderer {
+        self.streak_limit = Some(limit);
+        self
     }
 
     fn new_color(&self) -> String {
@@ -55,8 +138,21 @@ impl Renderer {
 
     /// Renders one event.
     pub fn render(&mut self, event: &Event) -> Line {
+        let mut line = self.render_words(event);
+        line.kind = kind(event);
+        line
+    }
+
+    fn render_words(&mut self, event: &Event) -> Line {
         use Level::*;
-        let line = |level, step: Option<String>, message: String| Line { level, step, message };
+        let line = |level, step: Option<String>, message: String| Line {
+            level,
+            step,
+            message,
+            kind: "",
+            mark: None,
+            fields: Fields::default(),
+        };
         match event {
             Event::Started {
                 id,
@@ -107,11 +203,15 @@ impl Renderer {
                 split,
                 elapsed_ms,
                 ..
-            } => line(
-                Info,
-                Some(self.label(*step)),
-                format!("weights verified by read-back in {}: {split}", fmt_ms(*elapsed_ms)),
-            ),
+            } => {
+                let mut l = line(
+                    Info,
+                    Some(self.label(*step)),
+                    format!("weights verified by read-back in {}: {split}", fmt_ms(*elapsed_ms)),
+                );
+                l.fields.new_percent = self.new.map(|c| split.percent(c));
+                l
+            }
             Event::BakeStarted {
                 step, duration_secs, ..
             } => {
@@ -153,22 +253,32 @@ impl Renderer {
                 counted,
                 baked_secs,
             } => {
-                let bake = self.bake_of(*step);
-                let mut message = format!("{} {}: {}", self.new_color(), verdict.outcome.as_str(), verdict.reason);
-                if let Some(total) = bake {
-                    message.push_str(&format!(
-                        " | bake {}/{}{}",
+                let total = self.bake_of(*step);
+                let bake = total.map(|total| {
+                    format!(
+                        "{}/{}{}",
                         humantime::format_duration(std::time::Duration::from_secs((*baked_secs).min(total))),
                         humantime::format_duration(std::time::Duration::from_secs(total)),
                         if *counted { "" } else { " (clock held)" }
-                    ));
-                }
+                    )
+                });
+                let message = verdict::line(&self.new_color(), verdict, self.streak_limit, bake);
                 let level = match verdict.outcome {
                     crate::judge::Outcome::Fail | crate::judge::Outcome::SharedFailure => Warn,
                     _ if verdict.would_rollback => Warn,
                     _ => Info,
                 };
-                line(level, Some(self.label(*step)), message)
+                let mut l = line(level, Some(self.label(*step)), message);
+                l.fields = verdict::fields(verdict, self.streak_limit);
+                l.fields.baked_secs = Some(*baked_secs);
+                l.fields.bake_secs = total;
+                if verdict.rollback {
+                    l.mark = Some(Mark::Rollback);
+                    // The engine fails the step with the verdict's reason behind the colour's name.
+                    self.said.insert(verdict.reason.clone());
+                    self.said.insert(format!("{} {}", self.new_color(), verdict.reason));
+                }
+                l
             }
             Event::Drift { step, expected, found } => line(
                 Warn,
@@ -255,17 +365,41 @@ impl Renderer {
             }
             Event::StepFailed { step, trigger, reason } => {
                 let l = self.label(*step);
-                line(
-                    Warn,
-                    Some(l.clone()),
-                    format!("step {l}: failed ({}): {reason}", trigger.as_str()),
-                )
+                // A judge's failure was just shown as its verdict, an operator's or an interrupt's
+                // reason as its request: refer to it.
+                let message = if self.said.contains(reason) {
+                    format!(
+                        "ROLLING BACK from {l} ({}): {} above",
+                        trigger.as_str(),
+                        if *trigger == crate::saga::Trigger::Judge {
+                            "the verdict"
+                        } else {
+                            "the reason"
+                        }
+                    )
+                } else {
+                    format!("ROLLING BACK from {l}: step failed ({}): {reason}", trigger.as_str())
+                };
+                self.said.insert(reason.clone());
+                let mut out = line(Warn, Some(l), message);
+                out.mark = Some(Mark::Rollback);
+                out.fields.reason = Some(reason.clone());
+                out.fields.trigger = Some(trigger.as_str());
+                out
             }
-            Event::RollbackRequested { trigger, reason, by } => line(
-                Warn,
-                None,
-                format!("rollback requested ({}) by {by}: {reason}", trigger.as_str()),
-            ),
+            Event::RollbackRequested { trigger, reason, by } => {
+                let message = if self.said.contains(reason) {
+                    format!("ROLLBACK requested ({}) by {by} (the reason above)", trigger.as_str())
+                } else {
+                    format!("ROLLBACK requested ({}) by {by}: {reason}", trigger.as_str())
+                };
+                self.said.insert(reason.clone());
+                let mut out = line(Warn, None, message);
+                out.mark = Some(Mark::Rollback);
+                out.fields.reason = Some(reason.clone());
+                out.fields.trigger = Some(trigger.as_str());
+                out
+            }
             Event::Paused { by, reason } => line(Warn, None, format!("paused by {by}: {reason}; the bake clock holds")),
             Event::Resumed { by, reason } => line(Info, None, format!("resumed by {by}: {reason}")),
             Event::PromoteRequested { step, by, reason } => line(
@@ -295,19 +429,41 @@ impl Renderer {
                 reason,
                 final_split,
             } => {
+                use crate::saga::Outcome as O;
                 let weights = final_split
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| "weights unknown".into());
-                let level = match outcome {
-                    crate::saga::Outcome::Promoted => Info,
-                    crate::saga::Outcome::Unsafe | crate::saga::Outcome::Error => Error,
-                    _ => Warn,
+                let (level, mark, head) = match outcome {
+                    O::Promoted => (Info, Some(Mark::Promoted), "PROMOTED".to_string()),
+                    O::RolledBack | O::RolledBackByOperator => (
+                        Warn,
+                        Some(Mark::Rollback),
+                        format!(
+                            "ROLLED BACK{}: traffic on {}",
+                            if *outcome == O::RolledBackByOperator {
+                                " by an operator"
+                            } else {
+                                ""
+                            },
+                            self.live_color()
+                        ),
+                    ),
+                    O::Unsafe => (Error, Some(Mark::Unsafe), "UNSAFE".to_string()),
+                    O::Error => (Error, None, "error".to_string()),
+                    O::NotStarted => (Warn, None, "not started".to_string()),
                 };
-                line(
-                    level,
-                    None,
-                    format!("cutover {}: {reason} ({weights})", outcome.as_str()),
-                )
+                // The reason of a rollback was shown when it began: the last line says where
+                // traffic is.
+                let message = if self.said.contains(reason) {
+                    format!("{head} ({weights})")
+                } else {
+                    format!("{head}: {reason} ({weights})")
+                };
+                let mut out = line(level, None, message);
+                out.mark = mark;
+                out.fields.reason = Some(reason.clone());
+                out.fields.outcome = Some(outcome.as_str());
+                out
             }
         }
     }
@@ -315,16 +471,38 @@ impl Renderer {
     fn bake_of(&self, step: usize) -> Option<u64> {
         self.bake_secs.get(&step).copied()
     }
+}
 
-    /// Renders a journal record as a text line: `TIME LEVEL message`.
-    pub fn text(&mut self, record: &Record) -> String {
-        let line = self.render(&record.event);
-        let level = match line.level {
-            Level::Info => " INFO",
-            Level::Warn => " WARN",
-            Level::Error => "ERROR",
-        };
-        format!("{} {level} {}", record.at, line.message)
+/// The journal's name of an event (its `event` tag).
+fn kind(event: &Event) -> &'static str {
+    match event {
+        Event::Started { .. } => "started",
+        Event::StepStarted { .. } => "step_started",
+        Event::WeightIntent { .. } => "weight_intent",
+        Event::WeightVerified { .. } => "weight_verified",
+        Event::BakeStarted { .. } => "bake_started",
+        Event::Baseline { .. } => "baseline",
+        Event::Verdict { .. } => "verdict",
+        Event::Drift { .. } => "drift",
+        Event::HookStarted { .. } => "hook_started",
+        Event::Hook { .. } => "hook",
+        Event::Note { .. } => "note",
+        Event::ApprovalRequested { .. } => "approval_requested",
+        Event::Approved { .. } => "approved",
+        Event::Rejected { .. } => "rejected",
+        Event::LifecycleHook { .. } => "lifecycle_hook",
+        Event::Adopted { .. } => "adopted",
+        Event::StepDone { .. } => "step_done",
+        Event::StepFailed { .. } => "step_failed",
+        Event::RollbackRequested { .. } => "rollback_requested",
+        Event::Paused { .. } => "paused",
+        Event::Resumed { .. } => "resumed",
+        Event::PromoteRequested { .. } => "promote_requested",
+        Event::TrafficRestored { .. } => "traffic_restored",
+        Event::UndoStarted { .. } => "undo_started",
+        Event::UndoDone { .. } => "undo_done",
+        Event::UndoFailed { .. } => "undo_failed",
+        Event::Finished { .. } => "finished",
     }
 }
 
@@ -335,3 +513,6 @@ fn fmt_ms(ms: u64) -> String {
         format!("{:.1}s", ms as f64 / 1000.0)
     }
 }
+
+#[cfg(test)]
+mod tests;
