@@ -288,17 +288,18 @@ def scrape(api):
 
 
 def by_label(metrics, name, key=None):
-    """The series of one metric: without `key`, {label values joined by "/": value}
-    (`{class="store",lane="poll"}` → `store/poll`); with `key`, summed by the value of that label
-    over the others (such as `service`)."""
+    """The series of `name`: with `key`, summed by the value of that label (over every other
+    label, such as `service`); without, by its label values joined by "/"
+    (`{class="store",lane="poll"}` → `store/poll`)."""
     out = {}
     for (n, labels), v in metrics.items():
         if n != name:
             continue
+        pairs = re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels)
         if key is None:
-            k = "/".join(re.findall(r'\w+="([^"]*)"', labels))
+            k = "/".join(value for _, value in pairs)
         else:
-            k = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels)).get(key, "")
+            k = dict(pairs).get(key, "")
         out[k] = out.get(k, 0) + v
     return out
 
