@@ -222,14 +222,12 @@ fn assess_latency(c: &Criteria, n: &Sample, l: &Sample, a: &mut Assessment) {
     }
 }
 
-/// The current judge's statistics, as in `judge.rs`'s private `stats` module.
+/// The current judge's statistics: its binomial tail is the product's (`judge::stats`), its
+/// normal approximation and Fisher's exact test are its own.
 pub mod stats {
-    use super::super::dist::ln_gamma;
+    pub use cutover::judge::stats::binomial_sf;
+    use cutover::judge::stats::{ln_choose, tail};
     use std::f64::consts::SQRT_2;
-
-    fn ln_choose(n: f64, k: f64) -> f64 {
-        ln_gamma(n + 1.0) - ln_gamma(k + 1.0) - ln_gamma(n - k + 1.0)
-    }
 
     /// P(Z ≥ z) for a standard normal Z.
     pub fn normal_sf(z: f64) -> f64 {
@@ -250,40 +248,6 @@ pub mod stats {
                                     + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
         let r = t * poly.exp();
         if x >= 0.0 { r } else { 2.0 - r }
-    }
-
-    fn tail(t0: f64, from: u64, to: u64, up: bool, next: impl Fn(f64) -> f64) -> f64 {
-        let (mut sum, mut t, mut x) = (0.0, t0, from as f64);
-        let steps = from.abs_diff(to);
-        for _ in 0..=steps {
-            sum += t;
-            if t <= sum * 1e-16 {
-                break;
-            }
-            t *= next(x);
-            x += if up { 1.0 } else { -1.0 };
-        }
-        sum
-    }
-
-    /// P(X ≥ k) for X ~ Binomial(n, p).
-    pub fn binomial_sf(k: u64, n: u64, p: f64) -> f64 {
-        if k == 0 || p >= 1.0 {
-            return 1.0;
-        }
-        if k > n || p <= 0.0 {
-            return 0.0;
-        }
-        let (nf, q) = (n as f64, 1.0 - p);
-        let ln_pmf = |x: f64| ln_choose(nf, x) + x * p.ln() + (nf - x) * q.ln();
-        if k as f64 > nf * p {
-            tail(ln_pmf(k as f64).exp(), k, n, true, |x| (nf - x) / (x + 1.0) * p / q)
-        } else {
-            let below = tail(ln_pmf((k - 1) as f64).exp(), k - 1, 0, false, |x| {
-                x / (nf - x + 1.0) * q / p
-            });
-            (1.0 - below).clamp(0.0, 1.0)
-        }
     }
 
     /// Fisher's exact test, one-sided: P(X ≥ e1), X hypergeometric given the margins.

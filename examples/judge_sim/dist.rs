@@ -6,33 +6,9 @@
 //!   for the binomial (1993) — which are exact (rejection sampling against the true pmf), and take
 //!   about 1.1 uniforms pairs per variate. No normal approximation is used anywhere.
 
-use super::rng::Rng;
+pub use cutover::judge::stats::ln_gamma;
 
-/// ln Γ(x) for x > 0: Lanczos (g = 7, 9 terms), about 15 significant digits.
-pub fn ln_gamma(x: f64) -> f64 {
-    use std::f64::consts::PI;
-    const C: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        return (PI / (PI * x).sin()).ln() - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let t = x + 7.5;
-    let a = C[1..]
-        .iter()
-        .enumerate()
-        .fold(C[0], |a, (i, c)| a + c / (x + i as f64 + 1.0));
-    0.5 * (2.0 * PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
-}
+use super::rng::Rng;
 
 /// A Poisson(`mean`) variate.
 pub fn poisson(rng: &mut Rng, mean: f64) -> u64 {

@@ -48,7 +48,7 @@ mod baseline;
 mod checks;
 mod criteria;
 pub mod sequential;
-mod stats;
+pub mod stats;
 #[cfg(test)]
 mod tests;
 mod verdict;

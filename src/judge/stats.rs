@@ -1,5 +1,5 @@
 //! Fixed-sample statistics, from first principles (no dependency): ln Γ, the binomial tail and
-//! the Clopper–Pearson bound. The baseline is one sample tested once, so it is judged with these;
+//! the Clopper–Pearson bound (public for `examples/judge_sim`, which reuses them). The baseline is one sample tested once, so it is judged with these;
 //! everything judged during the cutover is judged sequentially ([`super::sequential`]).
 
 use std::f64::consts::PI;
@@ -29,13 +29,14 @@ pub fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
 }
 
-fn ln_choose(n: f64, k: f64) -> f64 {
+/// ln of the binomial coefficient C(n, k).
+pub fn ln_choose(n: f64, k: f64) -> f64 {
     ln_gamma(n + 1.0) - ln_gamma(k + 1.0) - ln_gamma(n - k + 1.0)
 }
 
 /// Sums a tail of a discrete distribution from its first term `t0` with the term ratio
 /// `next(x) = t(x+1)/t(x)` (or t(x−1)/t(x) going down), stopping once the terms no longer matter.
-fn tail(t0: f64, from: u64, to: u64, up: bool, next: impl Fn(f64) -> f64) -> f64 {
+pub fn tail(t0: f64, from: u64, to: u64, up: bool, next: impl Fn(f64) -> f64) -> f64 {
     let (mut sum, mut t, mut x) = (0.0, t0, from as f64);
     let steps = from.abs_diff(to);
     for _ in 0..=steps {
