@@ -11,7 +11,8 @@ use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{DynamoStore, n, nonce, now_ms, s, target_pk};
+use super::DynamoStore;
+use super::item::{n, nonce, now_ms, s, target_pk};
 use crate::journal::{JournalError, LEASE_RENEW, LEASE_TTL, Lease, LeaseHolder, LeaseInfo};
 
 /// A lease in the table, renewed by a task every [`LEASE_RENEW`] until dropped.

@@ -1,4 +1,4 @@
-//! `cutover store init`: the table, created once.
+//! The table: its name in a store URL (`table_of`), and `cutover store init`, which creates it once.
 
 use std::time::Duration;
 
@@ -11,12 +11,34 @@ use aws_sdk_dynamodb::types::{
 };
 use tracing::info;
 
-use super::{client, store_error};
+use super::{SCHEME, client, store_error};
 use crate::journal::JournalError;
 
 /// How long `init` waits for a new table to become active (DynamoDB takes seconds).
 const ACTIVE_WITHIN: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_secs(1);
+
+/// The table name of a store URL: `dynamodb://TABLE`, TABLE a DynamoDB table name (3–255 of
+/// `A-Z a-z 0-9 _ - .`). Anything else is refused, naming the URL and the accepted form.
+pub fn table_of(url: &str) -> Result<&str, JournalError> {
+    let refuse = |why: &str| {
+        JournalError::Store(format!(
+            "{url:?} is not a store URL ({why}); accepted: dynamodb://TABLE, with TABLE a DynamoDB table name \
+             (3-255 letters, digits, '_', '-' or '.')"
+        ))
+    };
+    let table = url.strip_prefix(SCHEME).ok_or_else(|| refuse("unknown scheme"))?;
+    if !(3..=255).contains(&table.len()) {
+        return Err(refuse("the table name must be 3-255 characters"));
+    }
+    if let Some(c) = table
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(refuse(&format!("{c:?} cannot be in a table name")));
+    }
+    Ok(table)
+}
 
 /// Creates the store's table if it does not exist (on demand, key `pk` (S, HASH) + `sk`
 /// (S, RANGE), deletion protection on) and waits until it is active. Idempotent: with the table
@@ -134,4 +156,35 @@ fn check_key(table: &str, t: &TableDescription) -> Result<(), JournalError> {
          name another table",
         found.join(" + ")
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_url_names_a_table() {
+        assert_eq!(table_of("dynamodb://cutover-state").unwrap(), "cutover-state");
+        assert_eq!(table_of("dynamodb://a.b_c-1").unwrap(), "a.b_c-1");
+    }
+
+    #[test]
+    fn anything_but_a_dynamodb_url_is_refused_with_the_accepted_form() {
+        for url in [
+            "s3://bucket",
+            "dynamodb:/t",
+            "DYNAMODB://table",
+            "dynamodb://",
+            "dynamodb://ab",
+            "dynamodb://table/extra",
+            "dynamodb://table?region=x",
+            "/var/lib/cutover",
+        ] {
+            let e = table_of(url).unwrap_err().to_string();
+            assert!(e.contains(&format!("{url:?}")), "{e}");
+            assert!(e.contains("dynamodb://TABLE"), "{e}");
+        }
+        let long = format!("dynamodb://{}", "t".repeat(256));
+        assert!(table_of(&long).is_err());
+    }
 }
