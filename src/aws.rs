@@ -346,7 +346,7 @@ mod tests {
 /// Every AWS call and every failed one, by operation, since the process started (for `/metrics`),
 /// and every throttled attempt, which also slows its class down in the [`crate::budget`].
 ///
-/// With `CUTOVER_AWS_CALL_LOG=FILE` (or [`log_to`]), each service's operation is also appended
+/// With `CUTOVER_AWS_CALL_LOG=FILE` (or [`calls::log_to`]), each service's operation is also appended
 /// to FILE, once per process, as `SERVICE:Operation` (`CloudWatch:GetMetricData`): the
 /// integration tests collect them, and a test then checks that `deploy/iam-policy.json` grants
 /// exactly those (see `tests/iam_policy.rs`).

@@ -29,7 +29,7 @@
 //!   [`Reader`] handles the engine and the daemon use;
 //! * [`local`]: the state directory (`--state-dir`), the zero-setup default;
 //! * [`dynamo`]: one DynamoDB table (`--store dynamodb://TABLE`), shared across machines;
-//! * [`memory`]: a store in memory, for unit tests;
+//! * `memory`: a store in memory, for unit tests;
 //! * [`retention`]: which journals may be pruned (`cutover prune`, `serve --retain`).
 
 pub mod dynamo;

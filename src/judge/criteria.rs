@@ -80,7 +80,7 @@ pub struct Criteria {
     pub critical_error_rate: Option<f64>,
     /// The requests the fast path needs (at most `min_requests`).
     pub critical_min_requests: u64,
-    /// `[[rollback.metrics]]`, in the order of [`Window::metrics`].
+    /// `[[rollback.metrics]]`, in the order of [`Window::metrics`](super::Window::metrics).
     pub metrics: Vec<MetricCriterion>,
     pub mode: Mode,
 }

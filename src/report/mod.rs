@@ -7,7 +7,7 @@
 //! JavaScript to be read.
 //!
 //! 1. [`load`] reads a cutover's records and plan copy from a store;
-//! 2. [`build`] folds them into one [`Report`] (the record to keep, and the timeline);
+//! 2. [`build()`] folds them into one [`Report`] (the record to keep, and the timeline);
 //! 3. [`render`] writes it in a [`Format`]: `json` is the record serialised as it is, `markdown`
 //!    the record for a ticket or a post-mortem, `html` the record with its chart.
 //!

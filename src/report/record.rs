@@ -1,4 +1,4 @@
-//! The record of one cutover: one typed value, built once from its journal ([`build`](super::build)),
+//! The record of one cutover: one typed value, built once from its journal ([`build()`](super::build())),
 //! that the three formats render (`json` is this type serialised as it is).
 //!
 //! Its serde shape is what `cutover report --format json` prints and what an audit trail keeps:
