@@ -19,7 +19,7 @@
 
 #[path = "support/bench.rs"]
 mod bench;
-#[path = "../tests/support/fault_proxy.rs"]
+#[path = "../tests/support/fault_proxy/mod.rs"]
 mod fault_proxy;
 
 use std::path::{Path, PathBuf};

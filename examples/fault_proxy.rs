@@ -8,7 +8,7 @@
 //! Prints the endpoint to give the SDK (`AWS_ENDPOINT_URL`), then the counters
 //! every `--every` seconds (default 5), and once more on Ctrl-C.
 
-#[path = "../tests/support/fault_proxy.rs"]
+#[path = "../tests/support/fault_proxy/mod.rs"]
 mod fault_proxy;
 
 use std::time::Duration;

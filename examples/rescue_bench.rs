@@ -27,7 +27,7 @@
 
 #[path = "support/bench.rs"]
 mod bench;
-#[path = "../tests/support/fault_proxy.rs"]
+#[path = "../tests/support/fault_proxy/mod.rs"]
 mod fault_proxy;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs headless Chromium from Debian's packages, for the tests that open a cutover
-# report in a real browser (tests/it/report.rs). Idempotent: when /usr/bin/chromium (or
+# report in a real browser (tests/it/report/). Idempotent: when /usr/bin/chromium (or
 # $CUTOVER_CHROMIUM) already runs, it does nothing.
 #
 #   deploy/local/install-chromium.sh

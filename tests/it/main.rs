@@ -18,7 +18,7 @@ mod budget;
 mod daemon;
 mod daemon_contract;
 mod e2e;
-#[path = "../support/fault_proxy.rs"]
+#[path = "../support/fault_proxy/mod.rs"]
 mod fault_proxy;
 mod help;
 mod humans;
