@@ -1,5 +1,5 @@
 //! The renderings of the record (Markdown, JSON, HTML) from the hand-made journals of
-//! [`super`]. The browser checks of the HTML are in `tests/it/report.rs`.
+//! [`super`]. The browser checks of the HTML are in `tests/it/report/`.
 
 use super::*;
 
