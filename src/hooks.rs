@@ -117,14 +117,24 @@ impl HookEnv {
     }
 }
 
+/// The HTTP client of HTTP hooks: no redirects (a check answers for the URL the plan names).
+/// A process builds it once ([`crate::aws::Clients`]) and every cutover's [`Processes`] shares it.
+pub fn http_client() -> reqwest::Client {
+    #[cfg(test)]
+    tests::HTTP_CLIENTS_BUILT.with(|n| n.set(n.get() + 1));
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
 impl Processes {
-    pub fn new(dir: PathBuf) -> Processes {
+    /// Hooks run in `dir`, their HTTP checks sent with `http` (a clone of the process's
+    /// [`http_client`]: clones share one connection pool and one TLS configuration).
+    pub fn new(dir: PathBuf, http: reqwest::Client) -> Processes {
         Processes {
             dir,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("http client"),
+            http,
             env: HookEnv::default(),
         }
     }
@@ -342,8 +352,14 @@ pub fn unrunnable(argv: &[String], dir: &std::path::Path) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    thread_local! {
+        /// How many HTTP clients [`http_client`] and [`crate::notify::deliver::client`] built
+        /// on this thread.
+        pub(crate) static HTTP_CLIENTS_BUILT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
 
     fn sh(script: &str) -> Vec<String> {
         vec!["sh".into(), "-c".into(), script.into()]
@@ -351,7 +367,7 @@ mod tests {
 
     #[tokio::test]
     async fn commands_get_the_environment_and_their_exit_status() {
-        let h = Processes::new(std::env::temp_dir());
+        let h = Processes::new(std::env::temp_dir(), http_client());
         let env = vec![("CUTOVER_NEW_COLOR".to_string(), "green".to_string())];
         let ok = h
             .command(
@@ -384,22 +400,22 @@ mod tests {
         let probe = sh("test -z \"$CARGO_MANIFEST_DIR\" && test -n \"$PATH\" && test \"$CUTOVER_ID\" = c1");
         let cutover_env = vec![("CUTOVER_ID".to_string(), "c1".to_string())];
         let t = Duration::from_secs(10);
-        let inherit = Processes::new(std::env::temp_dir());
+        let inherit = Processes::new(std::env::temp_dir(), http_client());
         assert!(
             inherit.command(&probe, &cutover_env, t).await.is_err(),
             "inherits by default"
         );
-        let scrubbed = Processes::new(std::env::temp_dir()).with_env(HookEnv {
+        let scrubbed = Processes::new(std::env::temp_dir(), http_client()).with_env(HookEnv {
             secrets: vec![value],
             ..HookEnv::default()
         });
         scrubbed.command(&probe, &cutover_env, t).await.unwrap();
-        let clean = Processes::new(std::env::temp_dir()).with_env(HookEnv {
+        let clean = Processes::new(std::env::temp_dir(), http_client()).with_env(HookEnv {
             clean: true,
             ..HookEnv::default()
         });
         clean.command(&probe, &cutover_env, t).await.unwrap();
-        let passed = Processes::new(std::env::temp_dir()).with_env(HookEnv {
+        let passed = Processes::new(std::env::temp_dir(), http_client()).with_env(HookEnv {
             clean: true,
             pass: vec!["CARGO_MANIFEST_DIR".into()],
             ..HookEnv::default()
@@ -414,7 +430,7 @@ mod tests {
     /// used to hang until its timeout.
     #[tokio::test]
     async fn a_background_child_holding_stdout_does_not_block_the_hook() {
-        let h = Processes::new(std::env::temp_dir());
+        let h = Processes::new(std::env::temp_dir(), http_client());
         let started = std::time::Instant::now();
         let ok = h
             .command(&sh("echo started; sleep 30 &"), &[], Duration::from_secs(20))
@@ -432,7 +448,7 @@ mod tests {
     async fn a_timeout_kills_the_whole_process_group() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("survived");
-        let h = Processes::new(dir.path().to_path_buf());
+        let h = Processes::new(dir.path().to_path_buf(), http_client());
         // The background child would write the marker after 2 s if it outlived the timeout.
         let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
         let e = h

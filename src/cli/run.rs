@@ -63,6 +63,7 @@ async fn drive(plan: Plan, clients: Clients, started: start::Started, output: Ou
         &journal,
         crate::notify::Since::Beginning,
         crate::notify::DRAIN_RUN,
+        &clients.http.notify,
     );
     let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal.clone(), Clock::start()).await?;
     let verify_timeout = engine.plan.alb.verify_timeout;
@@ -291,6 +292,7 @@ pub(super) async fn rollback(
                 &journal,
                 crate::notify::Since::Seq(requested as u64),
                 crate::notify::DRAIN_RUN,
+                &clients.http.notify,
             );
             let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal.clone(), Clock::start()).await?;
             // Signals are logged and ignored: nothing interrupts a rollback.

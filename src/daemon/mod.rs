@@ -266,6 +266,7 @@ impl Daemon {
             &journal,
             crate::notify::Since::daemon(&records),
             crate::notify::DRAIN_DAEMON,
+            &self.aws.http.notify,
         );
         let mut engine = Engine::open(plan, a.alb, a.cloudwatch, a.hooks, journal, Clock::start()).await?;
         let me = self.clone();

@@ -43,7 +43,7 @@ pub fn adapters(clients: &Clients, plan: &Plan, new: Color, secrets: &[String]) 
     Adapters {
         alb: Alb::shared(clients.elbv2.clone(), &clients.elb_reads, &plan.alb),
         cloudwatch: cloudwatch(clients, plan, new),
-        hooks: Processes::new(plan_dir(plan)).with_env(env),
+        hooks: Processes::new(plan_dir(plan), clients.http.hooks.clone()).with_env(env),
     }
 }
 

@@ -541,3 +541,35 @@ fn a_process_without_user_variables_is_named_by_its_uid() {
     assert_eq!(super::user_of_uid(passwd, 7), None);
     assert!(super::own_uid().is_some(), "/proc/self/status has no Uid: line");
 }
+
+/// Regression (issue 12's memory, found with heaptrack): the hooks of every cutover built an
+/// HTTP client of their own, and the notifier of every cutover with `[[notify]]` another, each
+/// parsing the system's TLS roots again and keeping its own session cache (about 80 KiB): some
+/// 40 MiB of a daemon with 500 cutovers. A process builds its clients once; the adapters of
+/// its cutovers share them.
+#[tokio::test]
+async fn the_adapters_of_many_cutovers_build_no_http_client_of_their_own() {
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+    let built = || crate::hooks::tests::HTTP_CLIENTS_BUILT.with(|n| n.get());
+    let before = built();
+    let conf = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .build();
+    let clients = crate::aws::Clients::from_conf(&conf);
+    assert_eq!(
+        built() - before,
+        2,
+        "a process builds a hooks client and a notification client"
+    );
+    let plan = config::parse(Path::new("plan.toml"), PLAN).unwrap();
+    let cutovers: Vec<_> = (0..3)
+        .map(|_| super::start::adapters(&clients, &plan, Color::Green, &[]))
+        .collect();
+    assert_eq!(
+        built() - before,
+        2,
+        "{} cutovers built clients of their own",
+        cutovers.len()
+    );
+}

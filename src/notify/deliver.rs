@@ -73,8 +73,11 @@ impl DeliveryError {
 }
 
 /// The HTTP client of every notifier: no redirects (a body and its signature go where the plan
-/// says, or nowhere), and the deadlines above.
+/// says, or nowhere), and the deadlines above. A process builds it once
+/// ([`crate::aws::HttpClients`]) and its cutovers' notifiers share it.
 pub fn client() -> reqwest::Result<reqwest::Client> {
+    #[cfg(test)]
+    crate::hooks::tests::HTTP_CLIENTS_BUILT.with(|n| n.set(n.get() + 1));
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)

@@ -155,14 +155,21 @@ pub struct Notifier {
 impl Notifier {
     /// Starts notifying the cutover of `journal` for `plan`'s `[[notify]]` entries, sending
     /// records from `from` on; after the stop, queued deliveries get `drain` to go out. A plan
-    /// without entries starts nothing.
-    pub fn start(plan: &Plan, journal: &Journal, from: Since, drain: Duration) -> Notifier {
+    /// without entries starts nothing. `http` is the process's notification client
+    /// ([`crate::aws::HttpClients::notify`]), or why there is none.
+    pub fn start(
+        plan: &Plan,
+        journal: &Journal,
+        from: Since,
+        drain: Duration,
+        http: &Result<reqwest::Client, String>,
+    ) -> Notifier {
         let idle = Notifier { stop: None, task: None };
         if plan.notify.is_empty() {
             return idle;
         }
-        let http = match deliver::client() {
-            Ok(http) => http,
+        let http = match http {
+            Ok(http) => http.clone(),
             Err(e) => {
                 warn!("notifications are off for this cutover: cannot build an HTTP client: {e}");
                 return idle;

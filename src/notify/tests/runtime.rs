@@ -180,7 +180,7 @@ async fn a_notifier_sends_in_order_once_per_process_and_skips_an_entry_without_i
         journal.append(&e).await.unwrap();
     }
     let before = deliver::counts::snapshot();
-    let notifier = Notifier::start(&plan, &journal, Since::Beginning, Duration::from_secs(5));
+    let notifier = Notifier::start(&plan, &journal, Since::Beginning, Duration::from_secs(5), &http());
     tokio::time::sleep(POLL * 2).await;
     // Regression: the notifier read through the owner's journal handle, so it held the target's
     // lease for as long as it drained after the engine task had ended. The owner lets go: the
@@ -198,7 +198,7 @@ async fn a_notifier_sends_in_order_once_per_process_and_skips_an_entry_without_i
         .unwrap();
     notifier.finish().await;
     // A second notifier of the same cutover in the same process sends nothing again.
-    Notifier::start(&plan, &journal, Since::Beginning, Duration::from_secs(5))
+    Notifier::start(&plan, &journal, Since::Beginning, Duration::from_secs(5), &http())
         .finish()
         .await;
 
@@ -237,4 +237,9 @@ async fn a_notifier_sends_in_order_once_per_process_and_skips_an_entry_without_i
     assert!(delta(("webhook", "delivered")) >= 3);
     // The Slack entry's URL file is missing: its `started` is skipped, and counted so.
     assert!(delta(("slack", "skipped")) >= 1);
+}
+
+/// The process's notification client, as [`crate::aws::HttpClients`] builds it.
+fn http() -> Result<reqwest::Client, String> {
+    deliver::client().map_err(|e| e.to_string())
 }
