@@ -109,18 +109,22 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         // The saga must have folded every verdict journaled so far (the previous bake's last
         // poll, judging held before this shift): its judge is the cutover's one judge.
         self.sync_forward().await?;
-        let saga = self.saga();
         // One judge for the whole cutover: the saga's, which has the journaled baseline and every
         // journaled window, in this process or the one before a restart. (A fresh one only for a
-        // saga that does not judge, which the engine never builds.)
-        let mut judge = saga.judge.clone().unwrap_or_else(|| {
-            let judge = Judge::new(criteria.clone()).named(self.live);
-            match saga.baseline.clone() {
-                Some(b) => judge.with_baseline(b),
-                None => judge,
-            }
+        // saga that does not judge, which the engine never builds.) What the bake needs of the
+        // saga, not the saga: a copy would be kept in the bake's future for as long as it lasts.
+        // `drifted`: the weights to re-apply when an operator resumes after a drift.
+        let (mut judge, resumed, mut drifted) = self.saga_with(|saga| {
+            let judge = saga.judge.clone().unwrap_or_else(|| {
+                let judge = Judge::new(criteria.clone()).named(self.live);
+                match saga.baseline.clone() {
+                    Some(b) => judge.with_baseline(b),
+                    None => judge,
+                }
+            });
+            (judge, saga.bakes.get(&i).cloned(), saga.drifted)
         });
-        let (mut from, mut baked, mut streak, mut pending) = match (judging, saga.bakes.get(&i)) {
+        let (mut from, mut baked, mut streak, mut pending) = match (judging, resumed) {
             // Resumed: the saga folded this bake's verdicts.
             (Judging::Bake(_), Some(b)) => (b.judged_to, b.baked_secs, b.failures, b.evidence_pending),
             (Judging::Bake(duration), None) => {
@@ -141,8 +145,6 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 judge.evidence_pending(),
             ),
         };
-        // The weights to re-apply when an operator resumes after a drift.
-        let mut drifted = saga.drifted;
         // When judging last made progress (a verdict with data), and why it did not since.
         let mut progress = tokio::time::Instant::now();
         let mut unreadable: Option<String> = None;
@@ -150,13 +152,12 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         let mut answers_seen = 0;
         loop {
             self.sync_forward_if_due().await?;
-            let saga = self.saga();
-            if matches!(judging, Judging::Bake(_)) && saga.promoted == Some(i) {
+            let (promoted, paused) = self.saga_with(|s| (s.promoted == Some(i), s.paused.is_some()));
+            if matches!(judging, Judging::Bake(_)) && promoted {
                 return Ok(());
             }
-            let paused = saga.paused.is_some();
             if let Judging::UntilDecided { until } = judging {
-                if let Some(done) = self.decided(i, &saga, until, &mut answers_seen).await? {
+                if let Some(done) = self.decided(i, until, &mut answers_seen).await? {
                     return done;
                 }
                 // Waiting for a person is not a stall.

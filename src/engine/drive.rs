@@ -14,11 +14,39 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{Engine, EngineError, Failure, millis};
+use crate::color::Split;
 use crate::config::HookPoint;
 use crate::hooks::Hooks;
 use crate::metrics::Metrics;
-use crate::saga::{Event, Level, Next, Outcome, Phase, RunState, StepStatus, Trigger};
+use crate::saga::{Event, Level, Next, Outcome, Phase, RunState, Saga, StepStatus, Trigger};
 use crate::traffic::Traffic;
+
+/// What a turn of the loop needs of the saga: not the saga itself, whose copy would be kept in
+/// the cutover's future across every wait of the turn (the saga carries the judge, about 7 KB,
+/// and a daemon keeps a future for each of its cutovers).
+struct Turn {
+    next: Next,
+    /// The step to run was left running by a process before this one.
+    resumed: bool,
+    rolling_back: bool,
+    after_promote_ran: bool,
+    verified: Option<Split>,
+    outcome: Option<Outcome>,
+}
+
+impl Turn {
+    fn of(saga: &Saga) -> Turn {
+        let next = saga.next();
+        Turn {
+            resumed: matches!(next, Next::Run(i) if saga.status[i] == StepStatus::Running),
+            next,
+            rolling_back: matches!(saga.phase, Phase::RollingBack { .. }),
+            after_promote_ran: saga.hooks_ran.contains(HookPoint::AfterPromote.as_str()),
+            verified: saga.verified,
+            outcome: saga.outcome().map(|(outcome, _)| outcome),
+        }
+    }
+}
 
 impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// Drives the saga to its end. `interrupt` turns `Some(reason)` on SIGINT/SIGTERM:
@@ -45,11 +73,11 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 self.sync().await?;
             }
             self.ensure_owner()?;
-            let saga = self.saga();
-            match saga.next() {
+            let turn = self.saga_with(Turn::of);
+            match turn.next {
                 Next::Run(i) => {
                     let step = self.plan.steps[i].clone();
-                    if saga.status[i] == StepStatus::Running {
+                    if turn.resumed {
                         self.note(
                             Some(i),
                             Level::Warn,
@@ -107,18 +135,14 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                 Next::RestoreTraffic => self.restore_or_unsafe(&mut restored_here).await?,
                 // Whoever drives the undo chain checks the traffic itself first: another process's
                 // "restored" may predate a write of this one that was still in flight.
-                Next::Undo(_) | Next::Finish { .. }
-                    if !restored_here && matches!(saga.phase, Phase::RollingBack { .. }) =>
-                {
+                Next::Undo(_) | Next::Finish { .. } if !restored_here && turn.rolling_back => {
                     self.restore_or_unsafe(&mut restored_here).await?
                 }
                 Next::Undo(i) => self.undo(i).await?,
                 Next::Finish {
                     outcome: Outcome::Promoted,
                     ..
-                } if self.plan.hooks.iter().any(|h| h.at == HookPoint::AfterPromote)
-                    && !saga.hooks_ran.contains(HookPoint::AfterPromote.as_str()) =>
-                {
+                } if self.plan.hooks.iter().any(|h| h.at == HookPoint::AfterPromote) && !turn.after_promote_ran => {
                     // The plan's last word before a promotion: a failure rolls back.
                     if let Err(Failure::Step { reason, .. }) = self.lifecycle(HookPoint::AfterPromote).await {
                         self.emit(Event::RollbackRequested {
@@ -129,18 +153,15 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                         .await?;
                         continue;
                     }
-                    self.finish(Outcome::Promoted, "every step passed".into(), saga.verified)
+                    self.finish(Outcome::Promoted, "every step passed".into(), turn.verified)
                         .await?;
                 }
                 Next::Finish { outcome, reason } => {
-                    self.finish(outcome, reason, saga.verified).await?;
+                    self.finish(outcome, reason, turn.verified).await?;
                     // An operator's rollback that raced the end of a promotion wins (the saga
                     // ignores a promotion journaled while rolling back): the loop goes on.
                 }
-                Next::Done => {
-                    let (outcome, _) = saga.outcome().expect("done means finished");
-                    return Ok(outcome);
-                }
+                Next::Done => return Ok(turn.outcome.expect("done means finished")),
             }
         }
     }
@@ -153,9 +174,10 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             .cloned()
             .expect("saga undoes only steps with an undo");
         let undo = command.undo.expect("undo present");
-        let saga = self.saga();
+        let (done_before, status, run) =
+            self.saga_with(|s| (s.undo_succeeded.contains(&i), s.status[i], s.runs.get(&i).copied()));
         let label = self.plan.steps[i].label();
-        if saga.undo_succeeded.contains(&i) {
+        if done_before {
             self.note(
                 Some(i),
                 Level::Info,
@@ -166,7 +188,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             return Ok(());
         }
         // Say why a step that did not complete is undone.
-        let why = match (saga.status[i], saga.runs.get(&i)) {
+        let why = match (status, run) {
             (StepStatus::Done | StepStatus::Undoing, _) => None,
             (_, Some(RunState::Succeeded)) => Some("its run succeeded before the step failed"),
             (_, _) => Some("its run was started and its result is unknown (killed mid-command); undos are idempotent"),

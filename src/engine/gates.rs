@@ -18,7 +18,7 @@ use super::{Engine, Failure, millis};
 use crate::config::{Check, HookPoint, OnTimeout, Step};
 use crate::hooks::Hooks;
 use crate::metrics::Metrics;
-use crate::saga::{Event, Level, Saga, Trigger};
+use crate::saga::{Event, Level, Trigger};
 use crate::traffic::Traffic;
 
 impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
@@ -27,8 +27,12 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         let Step::Approve { approvers, .. } = &self.plan.steps[i] else {
             unreachable!("approve runs approval steps");
         };
-        let saga = self.saga();
-        let requested = saga.approvals.get(&i).is_some_and(|a| a.requested);
+        let (requested, traffic_on_new) = self.saga_with(|s| {
+            (
+                s.approvals.get(&i).is_some_and(|a| a.requested),
+                s.verified.is_some_and(|v| v.weight(self.new) > 0),
+            )
+        });
         if !requested {
             self.emit(Event::ApprovalRequested {
                 step: i,
@@ -41,14 +45,13 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         let asked = self.requested_at(i).await.unwrap_or_else(SystemTime::now);
         let waited = SystemTime::now().duration_since(asked).unwrap_or_default();
         let until = tokio::time::Instant::now() + timeout.saturating_sub(waited);
-        let traffic_on_new = saga.verified.is_some_and(|s| s.weight(self.new) > 0);
         if traffic_on_new {
             return self.judge_while(i, Judging::UntilDecided { until }).await;
         }
         let mut seen = 0;
         loop {
             self.sync_forward_if_due().await?;
-            if let Some(done) = self.decided(i, &self.saga(), until, &mut seen).await? {
+            if let Some(done) = self.decided(i, until, &mut seen).await? {
                 return done;
             }
             tokio::time::sleep(super::JOURNAL_POLL).await;
@@ -66,11 +69,11 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
 
     /// The outcome of approval step `i`, once there is one: `Some(Ok)` for Go (or a timeout
     /// that proceeds), `Some(Err)` for No-Go (or a timeout that rolls back). Answers the plan
-    /// does not allow are noted and skipped; `seen` counts the answers already looked at.
+    /// does not allow are noted and skipped; `seen` counts the answers already looked at. The
+    /// answers are the saga's as of the last sync.
     pub(super) async fn decided(
         &self,
         i: usize,
-        saga: &Saga,
         until: tokio::time::Instant,
         seen: &mut usize,
     ) -> Result<Option<Result<(), Failure>>, Failure> {
@@ -83,12 +86,15 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         else {
             return Ok(None);
         };
-        let answers = saga.approvals.get(&i).map(|a| a.answers.clone()).unwrap_or_default();
+        let (answers, started_by) = self.saga_with(|s| {
+            let answers = s.approvals.get(&i).map(|a| a.answers.clone()).unwrap_or_default();
+            (answers, s.started_by.clone())
+        });
         for (approved, by, reason) in answers.iter().skip(*seen) {
             *seen += 1;
             let refused = if !approvers.is_empty() && !approvers.contains(by) {
                 Some(format!("{by} is not one of the approvers ({})", approvers.join(", ")))
-            } else if *require_other && saga.started_by.as_deref() == Some(by.as_str()) {
+            } else if *require_other && started_by.as_deref() == Some(by.as_str()) {
                 Some(format!("{by} started this cutover, and the plan requires someone else"))
             } else {
                 None

@@ -382,6 +382,13 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         self.saga.lock().unwrap().clone()
     }
 
+    /// Reads the saga as of the last sync without copying it. A copy held across an `.await`
+    /// is kept in the cutover's future for as long as it waits there, and the saga carries the
+    /// judge (about 7 KB): take what a step needs from it, not the saga.
+    pub fn saga_with<R>(&self, read: impl FnOnce(&Saga) -> R) -> R {
+        read(&self.saga.lock().unwrap())
+    }
+
     pub fn journal(&self) -> &Journal {
         &self.journal
     }

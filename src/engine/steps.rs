@@ -29,11 +29,12 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
             Step::Migrate { command } => self.hook_command(i, "migrate", &command.run, command.timeout).await,
             Step::Shift { permille, bake } => {
                 let target = Split::with_new(self.new, *permille);
-                let saga = self.saga();
+                let (verified_step, verified, drifted_before) =
+                    self.saga_with(|s| (s.verified_step, s.verified, s.drifted.is_some()));
                 // Resumed after a restart with the weights already verified: continue the bake
                 // (bake() checks the weights are still the verified ones).
-                if saga.verified_step != Some(i) {
-                    let current = saga.verified.unwrap_or(Split::all_on(self.live));
+                if verified_step != Some(i) {
+                    let current = verified.unwrap_or(Split::all_on(self.live));
                     if target.weight(self.new) > current.weight(self.new) {
                         self.require_healthy(i).await?;
                     }
@@ -41,7 +42,7 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
                     // and judging goes on meanwhile. (Already at the target is no drift: a write
                     // that landed before a crash.)
                     // (A restart during that pause finds the drift in the saga.)
-                    let drifted = saga.drifted.is_some()
+                    let drifted = drifted_before
                         || match self.detect_drift(i, Some(target)).await? {
                             Some((expected, found)) => {
                                 self.pause_for_drift(i, expected, found).await?;
@@ -181,11 +182,11 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
         };
         // Once weights were written the live colour's history is the cutover's own traffic: no
         // baseline, and no judging of it here (the bakes judge it).
-        let saga = self.saga();
-        if saga.wrote_weights {
+        let (wrote_weights, has_baseline) = self.saga_with(|s| (s.wrote_weights, s.baseline.is_some()));
+        if wrote_weights {
             return Ok(());
         }
-        if saga.baseline.is_none() {
+        if !has_baseline {
             self.emit(Event::Baseline {
                 step: i,
                 baseline: baseline.clone(),

@@ -111,12 +111,14 @@ impl<T: Traffic, M: Metrics, H: Hooks> Engine<T, M, H> {
     /// everything back at once. An operator's rollback is never gradual (the emergency brake),
     /// and neither is one whose weights are not known.
     async fn gradually(&self, known: Option<&crate::traffic::ActionSnapshot>) {
-        let saga = self.saga();
-        let automatic = matches!(
-            saga.phase,
-            Phase::RollingBack { trigger, .. } if !matches!(trigger, Trigger::Operator | Trigger::Interrupt)
-        );
-        let Some(current) = saga.verified.map(|s| s.weight(self.new)) else {
+        let (automatic, current) = self.saga_with(|s| {
+            let automatic = matches!(
+                s.phase,
+                Phase::RollingBack { trigger, .. } if !matches!(trigger, Trigger::Operator | Trigger::Interrupt)
+            );
+            (automatic, s.verified.map(|v| v.weight(self.new)))
+        });
+        let Some(current) = current else {
             return;
         };
         if !automatic || self.plan.rollback.gradual.is_empty() {
