@@ -58,6 +58,22 @@ action = "observe"
 duration = "30s"
 "#;
 
+/// Journals the `Started` of cutover `id` of `plan` with blue live at `initial`, as `begin` does.
+async fn journal_started(journal: &Journal, id: &str, plan: &config::Plan, initial: Split) {
+    journal
+        .append(&started_event(
+            id,
+            plan,
+            Color::Blue,
+            initial,
+            None,
+            Default::default(),
+            None,
+        ))
+        .await
+        .unwrap();
+}
+
 struct Harness {
     store: Arc<dyn Store>,
     engine: Engine<FakeTraffic, FakeMetrics, FakeHooks>,
@@ -72,18 +88,7 @@ async fn harness(hooks: FakeHooks, metrics: FakeMetrics) -> Harness {
     memory.create_with_id(&id);
     let store: Arc<dyn Store> = Arc::new(memory);
     let journal = Journal::new(store.clone(), &id);
-    journal
-        .append(&started_event(
-            &id,
-            &plan,
-            Color::Blue,
-            initial,
-            None,
-            Default::default(),
-            None,
-        ))
-        .await
-        .unwrap();
+    journal_started(&journal, &id, &plan, initial).await;
     let clock = Clock::at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
     let engine = Engine::open(plan, FakeTraffic::new(initial), metrics, hooks, journal, clock)
         .await
@@ -113,18 +118,7 @@ async fn the_journaled_plan_is_used_and_an_edited_plan_refused() {
     let plan = config::load(&path).unwrap();
     let id = state.create(&plan.source).await.unwrap();
     let journal = Journal::new(state.clone(), &id);
-    journal
-        .append(&started_event(
-            &id,
-            &plan,
-            Color::Blue,
-            Split::all_on(Color::Blue),
-            None,
-            Default::default(),
-            None,
-        ))
-        .await
-        .unwrap();
+    journal_started(&journal, &id, &plan, Split::all_on(Color::Blue)).await;
     // Someone edits the file: the cutover still follows the copy it started with.
     std::fs::write(
         &path,

@@ -129,18 +129,7 @@ async fn crash_everywhere(failing: &[&str]) {
         memory.create_with_id("c1");
         let store: Arc<dyn Store> = Arc::new(memory);
         let journal = Journal::new(store, "c1");
-        journal
-            .append(&started_event(
-                "c1",
-                &plan,
-                Color::Blue,
-                initial,
-                None,
-                Default::default(),
-                None,
-            ))
-            .await
-            .unwrap();
+        journal_started(&journal, "c1", &plan, initial).await;
         let mut e = Engine::open(
             plan.clone(),
             FakeTraffic::new(initial),
@@ -159,18 +148,7 @@ async fn crash_everywhere(failing: &[&str]) {
         let memory = MemoryStore::default();
         memory.create_with_id("c1");
         let store: Arc<dyn Store> = Arc::new(memory.clone());
-        Journal::new(store.clone(), "c1")
-            .append(&started_event(
-                "c1",
-                &plan,
-                Color::Blue,
-                initial,
-                None,
-                Default::default(),
-                None,
-            ))
-            .await
-            .unwrap();
+        journal_started(&Journal::new(store.clone(), "c1"), "c1", &plan, initial).await;
         let dying: Arc<dyn Store> = Arc::new(DyingStore {
             inner: memory.clone(),
             appends: 1.into(),
@@ -290,18 +268,7 @@ async fn a_bake_reads_its_journal_once_a_poll() {
     });
     let journal = Journal::new(counting.clone(), "c1");
     let initial = Split::all_on(Color::Blue);
-    journal
-        .append(&started_event(
-            "c1",
-            &plan,
-            Color::Blue,
-            initial,
-            None,
-            Default::default(),
-            None,
-        ))
-        .await
-        .unwrap();
+    journal_started(&journal, "c1", &plan, initial).await;
     let clock = Clock::at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
     let mut e = Engine::open(
         plan,
