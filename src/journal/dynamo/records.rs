@@ -185,17 +185,22 @@ impl DynamoStore {
         writer: &str,
         fence: Option<&Fence>,
     ) -> Result<Attempt, JournalError> {
+        // The same item and condition either way: written alone (1 WRU) or in the transaction.
+        let item = HashMap::from([
+            ("pk".to_string(), s(journal_pk(id))),
+            ("sk".to_string(), s(rec_sk(seq))),
+            ("record".to_string(), s(json)),
+            ("writer".to_string(), s(writer)),
+        ]);
+        const NEW_RECORD: &str = "attribute_not_exists(sk)";
         let Some(fence) = fence else {
             pace(true).await;
             let sent = self
                 .client
                 .put_item()
                 .table_name(&self.table)
-                .item("pk", s(journal_pk(id)))
-                .item("sk", s(rec_sk(seq)))
-                .item("record", s(json))
-                .item("writer", s(writer))
-                .condition_expression("attribute_not_exists(sk)")
+                .set_item(Some(item))
+                .condition_expression(NEW_RECORD)
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
                 .await;
@@ -226,11 +231,8 @@ impl DynamoStore {
             .expect("a ConditionCheck with its table, key and condition");
         let put = Put::builder()
             .table_name(&self.table)
-            .item("pk", s(journal_pk(id)))
-            .item("sk", s(rec_sk(seq)))
-            .item("record", s(json))
-            .item("writer", s(writer))
-            .condition_expression("attribute_not_exists(sk)")
+            .set_item(Some(item))
+            .condition_expression(NEW_RECORD)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .expect("a Put with its table, item and condition");
